@@ -14,7 +14,25 @@ fn number_word(n: usize) -> &'static str {
     }
 }
 
+/// Capitalises, fixes "a" before a vowel to "an", and ends with " ." as Flickr8k does.
 fn sentence(s: String) -> String {
+    let words: Vec<&str> = s.split(' ').collect();
+    let s = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let vowel_next = words
+                .get(i + 1)
+                .and_then(|n| n.chars().next())
+                .is_some_and(|c| "aeiou".contains(c));
+            if *w == "a" && vowel_next {
+                "an"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str() + " .",
@@ -92,6 +110,7 @@ mod tests {
             assert_eq!(uniq.len(), 5, "{caps:?}");
             for c in &caps {
                 assert!(c.ends_with(" ."), "{c}");
+                assert!(!c.to_lowercase().contains("a orange"), "{c}");
                 let lower = c.to_lowercase();
                 let o = &scene.objects[0];
                 assert!(lower.contains(o.colour.word()), "{c} for {scene:?}");

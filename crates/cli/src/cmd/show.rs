@@ -1,0 +1,154 @@
+//! `autocaption show`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use autocaption_data::{Prepared, Split};
+use autocaption_io::write_atomic;
+use autocaption_viz::{contact_sheet, SheetItem, SheetOptions};
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::dataset_args::DatasetArgs;
+use crate::report::thousands;
+use crate::Global;
+
+/// Draw a contact sheet: a PNG grid of images with their captions rendered under each, so a
+/// person can check that captions match images (the seed notebook's visualisation step).
+///
+/// DATASET is a caption dataset (as for `prepare`) or a prepared directory. Only images
+/// whose file is found are shown.
+#[derive(Debug, clap::Args)]
+#[command(long_about)]
+pub struct Args {
+    #[command(flatten)]
+    dataset: DatasetArgs,
+
+    /// Output PNG file.
+    #[arg(long, short)]
+    out: PathBuf,
+
+    /// Number of images.
+    #[arg(long, short = 'n', default_value_t = 12)]
+    count: usize,
+
+    /// Images per row.
+    #[arg(long, default_value_t = 4)]
+    columns: usize,
+
+    /// Only images of this split (train, dev, test).
+    #[arg(long)]
+    split: Option<Split>,
+
+    /// Pick a random sample with this seed instead of the first images.
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Picture size in each cell, in pixels.
+    #[arg(long, default_value_t = 256)]
+    thumb: u32,
+
+    /// Caption font size in pixels.
+    #[arg(long, default_value_t = 13.0)]
+    font_size: f32,
+}
+
+struct Candidate {
+    name: String,
+    path: PathBuf,
+    captions: Vec<String>,
+}
+
+fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
+    let wanted = |s: Option<Split>| args.split.is_none() || s == args.split;
+    let mut total = 0;
+    let mut out = Vec::new();
+    if Prepared::is_prepared_dir(&args.dataset.dataset) {
+        let p = Prepared::load(&args.dataset.dataset)?;
+        for img in p.images.into_iter().filter(|i| wanted(i.split)) {
+            total += 1;
+            if let Some(path) = img.path {
+                out.push(Candidate { name: img.name, path, captions: img.captions });
+            }
+        }
+    } else {
+        let ds = args.dataset.load()?;
+        for img in ds.images.into_iter().filter(|i| wanted(i.split)) {
+            total += 1;
+            if let Some(path) = img.path {
+                out.push(Candidate { name: img.name, path, captions: img.captions });
+            }
+        }
+    }
+    Ok((out, total))
+}
+
+/// Decodes an image, honouring its EXIF orientation.
+fn open(path: &Path) -> anyhow::Result<DynamicImage> {
+    let mut decoder = ImageReader::open(path)?.with_guessed_format()?.into_decoder()?;
+    let orientation = decoder.orientation()?;
+    let mut img = DynamicImage::from_decoder(decoder)?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// Runs `show`.
+pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
+    if args.count == 0 || args.columns == 0 {
+        bail!("--count and --columns must be at least 1");
+    }
+    if !(16..=4096).contains(&args.thumb) || !(4.0..=200.0).contains(&args.font_size) {
+        bail!("--thumb must be 16 to 4096 pixels and --font-size 4 to 200");
+    }
+    let (mut found, total) = candidates(&args)?;
+    if found.is_empty() {
+        bail!(
+            "none of the {} images of {} has an image file that could be found; pass --images DIR",
+            thousands(total),
+            args.dataset.dataset.display()
+        );
+    }
+    if let Some(seed) = args.seed {
+        found.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    }
+    let mut items = Vec::new();
+    let mut failed = 0;
+    for c in found {
+        if items.len() == args.count {
+            break;
+        }
+        match open(&c.path) {
+            Ok(image) => items.push(SheetItem { image, title: c.name, captions: c.captions }),
+            Err(e) => {
+                failed += 1;
+                eprintln!("warning: skipping {}: {e:#}", c.path.display());
+            }
+        }
+    }
+    if items.is_empty() {
+        bail!("no image could be decoded ({failed} tried)");
+    }
+    let opts = SheetOptions {
+        columns: args.columns,
+        thumb: args.thumb,
+        font_px: args.font_size,
+        ..SheetOptions::default()
+    };
+    let sheet = contact_sheet(&items, opts);
+    let mut png = Vec::new();
+    sheet
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the contact sheet")?;
+    write_atomic(&args.out, &png)?;
+    if !global.quiet {
+        println!(
+            "Wrote {} ({}x{} pixels, {} images)",
+            args.out.display(),
+            sheet.width(),
+            sheet.height(),
+            items.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `autocaption`: the command-line front end. Raw arguments become validated settings here,
+//! the libraries do the work, and this binary is the only place that prints.
+
+mod cmd;
+mod dataset_args;
+mod progress;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Automatic image captioning: from a folder of captioned photos to a trained caption model.
+///
+/// Typical flow: `prepare` a caption dataset (Flickr8k, Flickr30k, COCO, Karpathy JSON, a
+/// Kaggle CSV or your own CSV), look at it with `show`, or make an offline dataset of your own
+/// with `synth`.
+#[derive(Debug, Parser)]
+#[command(name = "autocaption", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    /// Print nothing but errors and the requested output (no progress bars, no summaries).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a caption dataset, clean and tokenize it, and write a prepared dataset directory.
+    Prepare(cmd::prepare::Args),
+    /// Generate a captioned image set of coloured shapes, deterministically from a seed.
+    Synth(cmd::synth::Args),
+    /// Draw a contact sheet (PNG) of images with their captions, to check that they match.
+    Show(cmd::show::Args),
+}
+
+/// Settings every command gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    /// `--quiet` was given.
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = Global { quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Prepare(a) => cmd::prepare::run(a, global),
+        Command::Synth(a) => cmd::synth::run(a, global),
+        Command::Show(a) => cmd::show::run(a, global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

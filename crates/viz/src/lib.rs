@@ -1,0 +1,9 @@
+//! Pictures a person looks at: contact sheets of images with their captions, drawn with an
+//! embedded, freely licensed font (Ubuntu Light, Ubuntu Font Licence 1.0, as shipped by the
+//! `epaint_default_fonts` crate) so that output is the same on every machine.
+
+mod sheet;
+mod text;
+
+pub use sheet::{contact_sheet, SheetItem, SheetOptions};
+pub use text::{Text, TextStyle};

@@ -1,0 +1,137 @@
+use image::imageops::FilterType;
+use image::{DynamicImage, Rgb, RgbImage};
+
+use crate::{Text, TextStyle};
+
+/// One cell of a contact sheet.
+#[derive(Debug, Clone)]
+pub struct SheetItem {
+    /// The picture, scaled down to fit the cell.
+    pub image: DynamicImage,
+    /// A heading drawn under the picture (usually the file name).
+    pub title: String,
+    /// Captions drawn under the heading, wrapped to the cell's width.
+    pub captions: Vec<String>,
+}
+
+/// Layout of a contact sheet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SheetOptions {
+    /// Cells per row.
+    pub columns: usize,
+    /// Width of a cell's picture area; pictures keep their aspect ratio inside a square of
+    /// this side.
+    pub thumb: u32,
+    /// Caption font size in pixels.
+    pub font_px: f32,
+    /// Space between and around cells.
+    pub padding: u32,
+}
+
+impl Default for SheetOptions {
+    fn default() -> Self {
+        Self {
+            columns: 4,
+            thumb: 256,
+            font_px: 13.0,
+            padding: 12,
+        }
+    }
+}
+
+const TITLE: [u8; 3] = [110, 110, 110];
+const CAPTION: [u8; 3] = [25, 25, 25];
+const PAPER: [u8; 3] = [255, 255, 255];
+const FRAME: [u8; 3] = [225, 225, 225];
+
+/// Lays out pictures in a grid with their captions rendered under each.
+pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
+    let text = Text::new();
+    let columns = opts.columns.clamp(1, items.len().max(1));
+    let (thumb, pad) = (opts.thumb.max(16), opts.padding);
+    let line = text.line_height(opts.font_px);
+    let gap = (line / 3.0).ceil();
+
+    // Lay out every cell's text first: rows take the height of their tallest cell.
+    let laid: Vec<(Vec<String>, Vec<Vec<String>>)> = items
+        .iter()
+        .map(|it| {
+            let title = text.wrap(&it.title, opts.font_px, thumb as f32);
+            let caps = it
+                .captions
+                .iter()
+                .map(|c| text.wrap(&format!("• {c}"), opts.font_px, thumb as f32))
+                .collect();
+            (title, caps)
+        })
+        .collect();
+    let text_height = |(title, caps): &(Vec<String>, Vec<Vec<String>>)| -> u32 {
+        let lines = title.len() + caps.iter().map(Vec::len).sum::<usize>();
+        (lines as f32 * line + gap * (caps.len() as f32 + 1.0)).ceil() as u32
+    };
+    let row_heights: Vec<u32> = laid
+        .chunks(columns)
+        .map(|row| thumb + row.iter().map(text_height).max().unwrap_or(0))
+        .collect();
+    let width = columns as u32 * (thumb + pad) + pad;
+    let height = row_heights.iter().map(|h| h + pad).sum::<u32>() + pad;
+    let mut img = RgbImage::from_pixel(width, height, Rgb(PAPER));
+
+    let mut y0 = pad;
+    for (r, row_h) in row_heights.iter().enumerate() {
+        for c in 0..columns {
+            let k = r * columns + c;
+            let Some(item) = items.get(k) else { break };
+            let x0 = pad + c as u32 * (thumb + pad);
+            // Frame, then the picture centred in it.
+            for y in y0..y0 + thumb {
+                for x in x0..x0 + thumb {
+                    img.put_pixel(x, y, Rgb(FRAME));
+                }
+            }
+            let small = item.image.resize(thumb, thumb, FilterType::Triangle).to_rgb8();
+            let (ox, oy) = (x0 + (thumb - small.width()) / 2, y0 + (thumb - small.height()) / 2);
+            image::imageops::replace(&mut img, &small, ox as i64, oy as i64);
+
+            let (title, caps) = &laid[k];
+            let mut y = (y0 + thumb) as f32 + gap;
+            for l in title {
+                let style = TextStyle { px: opts.font_px, colour: TITLE };
+                text.draw(&mut img, x0 as f32, y, l, style);
+                y += line;
+            }
+            for cap in caps {
+                y += gap;
+                for l in cap {
+                    let style = TextStyle { px: opts.font_px, colour: CAPTION };
+                    text.draw(&mut img, x0 as f32, y, l, style);
+                    y += line;
+                }
+            }
+        }
+        y0 += row_h + pad;
+    }
+    img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_size_follows_items_and_columns() {
+        let item = |w, h| SheetItem {
+            image: DynamicImage::ImageRgb8(RgbImage::from_pixel(w, h, Rgb([200, 0, 0]))),
+            title: "x.jpg".into(),
+            captions: vec!["a red square".into(), "a very red square indeed".into()],
+        };
+        let opts = SheetOptions { columns: 3, thumb: 64, font_px: 10.0, padding: 4 };
+        let sheet = contact_sheet(&[item(100, 50), item(50, 100), item(64, 64), item(10, 10)], opts);
+        assert_eq!(sheet.width(), 3 * (64 + 4) + 4);
+        // Two rows, each taller than a picture alone.
+        assert!(sheet.height() > 2 * (64 + 4) + 4);
+        // The first picture is letterboxed: red in the middle of its frame, frame above it.
+        assert_eq!(sheet.get_pixel(4 + 32, 4 + 32).0, [200, 0, 0]);
+        assert_eq!(sheet.get_pixel(4 + 32, 4 + 2).0, FRAME);
+    }
+}
