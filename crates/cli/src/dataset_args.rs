@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use autocaption_data::{load, Dataset, Format, LoadOptions};
 
 /// Where a caption dataset is and how to read it.
@@ -44,7 +43,7 @@ impl DatasetArgs {
             splits: self.splits.clone(),
             images: self.images.clone(),
         };
-        load(&self.dataset, &opts)
-            .with_context(|| format!("cannot read dataset {}", self.dataset.display()))
+        // Every dataset error already names its file and line.
+        Ok(load(&self.dataset, &opts)?)
     }
 }

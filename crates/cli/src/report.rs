@@ -71,7 +71,12 @@ pub fn prepared(m: &Manifest) -> String {
     );
     let images: usize = st.images.values().sum();
     let captions: usize = st.captions.values().sum();
-    let _ = writeln!(s, "Kept {} images with {} captions\n", thousands(images), thousands(captions));
+    let _ = writeln!(
+        s,
+        "Kept {} images with {} captions\n",
+        thousands(images),
+        thousands(captions)
+    );
     let _ = writeln!(s, "  split      images   captions");
     for split in ["train", "dev", "test", "none"] {
         if let Some(n) = st.images.get(split) {
@@ -119,7 +124,12 @@ mod tests {
 
     #[test]
     fn histogram_buckets() {
-        let l = LengthStats { min: 2, max: 45, mean: 10.0, histogram: (0..46).map(|i| i as u64).collect() };
+        let l = LengthStats {
+            min: 2,
+            max: 45,
+            mean: 10.0,
+            histogram: (0..46).map(|i| i as u64).collect(),
+        };
         let h = length_histogram(&l);
         assert!(h.lines().count() <= 23, "{h}");
         assert!(h.contains("  0-2  ") || h.contains("0-2"), "{h}");

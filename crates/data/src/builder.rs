@@ -103,6 +103,15 @@ impl DatasetBuilder {
         self.images[i].captions.push(caption.to_string());
     }
 
+    /// Notes a text file whose last line has no line break, a sign of a cut-off file.
+    pub fn check_final_newline(&mut self, text: &str) {
+        if !text.ends_with('\n') {
+            let last = text.lines().count();
+            let place = self.place(last);
+            self.report.add(NoteKind::NoFinalNewline, || place);
+        }
+    }
+
     pub fn blank_line(&mut self, line: usize) {
         let place = self.place(line);
         self.report.add(NoteKind::BlankLine, || place);

@@ -46,7 +46,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     } else if !path.exists() {
         return Err(DataError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     } else {
         path.to_path_buf()
@@ -101,6 +101,8 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
 /// dataset (`folder_is_dataset`), captioned names without a file are dropped and files
 /// without captions are reported; otherwise missing files are only counted.
 fn attach_images(ds: &mut Dataset, dir: &Path, folder_is_dataset: bool) -> Result<(), DataError> {
+    // Absolute paths keep a prepared dataset usable from any working directory.
+    let dir = &dir.canonicalize().map_err(DataError::io(dir))?;
     let mut missing = Vec::new();
     for entry in &mut ds.images {
         let p = dir.join(&entry.name);
@@ -183,6 +185,10 @@ pub fn detect_format(file: &Path) -> Result<Format, DataError> {
         }
         if head.contains("\"annotations\"") {
             return Ok(Format::Coco);
+        }
+        // Neither key: a broken file is better described by where its JSON breaks.
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(head) {
+            return Err(DataError::json(file, e));
         }
         return Err(DataError::UnknownFormat {
             path: file.to_path_buf(),
@@ -276,5 +282,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot tell the caption format"), "{e}");
+        std::fs::write(d.path().join("t.json"), "{\"images\": [{\"id\": 1,").unwrap();
+        let e = load(&d.path().join("t.json"), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.json line 1, column") && e.contains("EOF"),
+            "{e}"
+        );
     }
 }

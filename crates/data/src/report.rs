@@ -40,6 +40,8 @@ pub enum NoteKind {
     RestvalAsTrain,
     /// Images given a split by `--auto-split`.
     AutoSplit,
+    /// The file does not end with a line break: it may have been cut short.
+    NoFinalNewline,
 }
 
 impl NoteKind {
@@ -64,6 +66,7 @@ impl NoteKind {
             NoteKind::UnknownImageId => "annotations for an unknown image id (dropped)",
             NoteKind::RestvalAsTrain => "Karpathy 'restval' images (used as train)",
             NoteKind::AutoSplit => "images given a split by --auto-split",
+            NoteKind::NoFinalNewline => "file ends without a line break (may be truncated)",
         }
     }
 }

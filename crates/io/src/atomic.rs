@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     /// Reading, writing or renaming `path` failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The destination exists and the caller did not ask to replace it.
     #[error("{0} already exists (pass --force to replace it)")]
@@ -18,9 +18,9 @@ pub enum IoError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
-    move |source| IoError::Io {
+    move |error| IoError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -44,7 +44,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     tmp.as_file().sync_all().map_err(io_err(path))?;
     tmp.persist(path).map_err(|e| IoError::Io {
         path: path.to_path_buf(),
-        source: e.error,
+        error: e.error,
     })?;
     Ok(())
 }

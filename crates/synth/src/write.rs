@@ -18,12 +18,12 @@ pub enum SynthError {
     #[error(transparent)]
     Io(#[from] IoError),
     /// An image could not be encoded.
-    #[error("{path}: cannot encode image: {source}")]
+    #[error("{path}: cannot encode image: {error}")]
     Encode {
         /// The image file.
         path: PathBuf,
         /// The encoder's error.
-        source: image::ImageError,
+        error: image::ImageError,
     },
     /// The options cannot produce a usable set.
     #[error("{0}")]
@@ -148,9 +148,9 @@ pub fn generate(
 
     let dir = AtomicDir::new(out, replace)?;
     let images = dir.path().join("images");
-    std::fs::create_dir(&images).map_err(|source| IoError::Io {
+    std::fs::create_dir(&images).map_err(|error| IoError::Io {
         path: images.clone(),
-        source,
+        error,
     })?;
     let ext = if opts.jpeg { "jpg" } else { "png" };
     let width = opts.count.to_string().len().max(5);
@@ -169,7 +169,7 @@ pub fn generate(
                 image::ImageFormat::Png
             };
             img.save_with_format(&path, fmt)
-                .map_err(|source| SynthError::Encode { path, source })?;
+                .map_err(|error| SynthError::Encode { path, error })?;
             progress.advance(1);
             Ok((name, scene, caps))
         })
@@ -199,7 +199,7 @@ pub fn generate(
     }
     let write = |name: &str, text: &str| -> Result<(), SynthError> {
         let p = dir.path().join(name);
-        std::fs::write(&p, text).map_err(|source| IoError::Io { path: p, source })?;
+        std::fs::write(&p, text).map_err(|error| IoError::Io { path: p, error })?;
         Ok(())
     };
     write("Flickr8k.token.txt", &tokens)?;

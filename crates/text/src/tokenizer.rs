@@ -11,12 +11,12 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The tokenizer file.
         path: PathBuf,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a tokenizer this version understands.
     #[error("{path} line {line}, column {column}: not a valid tokenizer file: {message}")]
@@ -130,9 +130,9 @@ impl Tokenizer {
 
     /// Reads a tokenizer file written by [`Tokenizer::to_json`].
     pub fn load(path: &Path) -> Result<Self, TextError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TextError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| TextError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_json(&text, path)
     }

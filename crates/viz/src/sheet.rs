@@ -89,21 +89,33 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
                     img.put_pixel(x, y, Rgb(FRAME));
                 }
             }
-            let small = item.image.resize(thumb, thumb, FilterType::Triangle).to_rgb8();
-            let (ox, oy) = (x0 + (thumb - small.width()) / 2, y0 + (thumb - small.height()) / 2);
+            let small = item
+                .image
+                .resize(thumb, thumb, FilterType::Triangle)
+                .to_rgb8();
+            let (ox, oy) = (
+                x0 + (thumb - small.width()) / 2,
+                y0 + (thumb - small.height()) / 2,
+            );
             image::imageops::replace(&mut img, &small, ox as i64, oy as i64);
 
             let (title, caps) = &laid[k];
             let mut y = (y0 + thumb) as f32 + gap;
             for l in title {
-                let style = TextStyle { px: opts.font_px, colour: TITLE };
+                let style = TextStyle {
+                    px: opts.font_px,
+                    colour: TITLE,
+                };
                 text.draw(&mut img, x0 as f32, y, l, style);
                 y += line;
             }
             for cap in caps {
                 y += gap;
                 for l in cap {
-                    let style = TextStyle { px: opts.font_px, colour: CAPTION };
+                    let style = TextStyle {
+                        px: opts.font_px,
+                        colour: CAPTION,
+                    };
                     text.draw(&mut img, x0 as f32, y, l, style);
                     y += line;
                 }
@@ -125,8 +137,16 @@ mod tests {
             title: "x.jpg".into(),
             captions: vec!["a red square".into(), "a very red square indeed".into()],
         };
-        let opts = SheetOptions { columns: 3, thumb: 64, font_px: 10.0, padding: 4 };
-        let sheet = contact_sheet(&[item(100, 50), item(50, 100), item(64, 64), item(10, 10)], opts);
+        let opts = SheetOptions {
+            columns: 3,
+            thumb: 64,
+            font_px: 10.0,
+            padding: 4,
+        };
+        let sheet = contact_sheet(
+            &[item(100, 50), item(50, 100), item(64, 64), item(10, 10)],
+            opts,
+        );
         assert_eq!(sheet.width(), 3 * (64 + 4) + 4);
         // Two rows, each taller than a picture alone.
         assert!(sheet.height() > 2 * (64 + 4) + 4);

@@ -148,7 +148,10 @@ mod tests {
             .map(|(x, y, _)| (x, y))
             .collect();
         assert!(inked.len() > 100, "text leaves ink");
-        assert!(inked.iter().all(|&(x, y)| x >= 5 && (x as f32) <= 6.0 + width && y >= 5 && (y as f32) <= 5.0 + t.line_height(14.0)));
+        assert!(inked.iter().all(|&(x, y)| x >= 5
+            && (x as f32) <= 6.0 + width
+            && y >= 5
+            && (y as f32) <= 5.0 + t.line_height(14.0)));
     }
 
     #[test]

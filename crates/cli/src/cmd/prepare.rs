@@ -141,7 +141,10 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         bail!("--min-count must be at least 1");
     }
     if args.out.exists() && !args.force {
-        bail!("{} already exists (pass --force to replace it)", args.out.display());
+        bail!(
+            "{} already exists (pass --force to replace it)",
+            args.out.display()
+        );
     }
     let mut ds = args.dataset.load()?;
     if let Some(f) = args.auto_split {

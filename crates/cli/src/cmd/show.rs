@@ -69,7 +69,11 @@ fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
         for img in p.images.into_iter().filter(|i| wanted(i.split)) {
             total += 1;
             if let Some(path) = img.path {
-                out.push(Candidate { name: img.name, path, captions: img.captions });
+                out.push(Candidate {
+                    name: img.name,
+                    path,
+                    captions: img.captions,
+                });
             }
         }
     } else {
@@ -77,7 +81,11 @@ fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
         for img in ds.images.into_iter().filter(|i| wanted(i.split)) {
             total += 1;
             if let Some(path) = img.path {
-                out.push(Candidate { name: img.name, path, captions: img.captions });
+                out.push(Candidate {
+                    name: img.name,
+                    path,
+                    captions: img.captions,
+                });
             }
         }
     }
@@ -86,7 +94,9 @@ fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
 
 /// Decodes an image, honouring its EXIF orientation.
 fn open(path: &Path) -> anyhow::Result<DynamicImage> {
-    let mut decoder = ImageReader::open(path)?.with_guessed_format()?.into_decoder()?;
+    let mut decoder = ImageReader::open(path)?
+        .with_guessed_format()?
+        .into_decoder()?;
     let orientation = decoder.orientation()?;
     let mut img = DynamicImage::from_decoder(decoder)?;
     img.apply_orientation(orientation);
@@ -119,7 +129,11 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             break;
         }
         match open(&c.path) {
-            Ok(image) => items.push(SheetItem { image, title: c.name, captions: c.captions }),
+            Ok(image) => items.push(SheetItem {
+                image,
+                title: c.name,
+                captions: c.captions,
+            }),
             Err(e) => {
                 failed += 1;
                 eprintln!("warning: skipping {}: {e:#}", c.path.display());

@@ -13,6 +13,7 @@ use crate::{is_image_name, DataError, Dataset, Format};
 pub fn read(path: &Path, format: Format, lenient: bool) -> Result<Dataset, DataError> {
     let file = TextFile::read(path, "caption CSV")?;
     let mut b = DatasetBuilder::new(path, format);
+    b.check_final_newline(&file.text);
     for (n, line) in file.lines() {
         if line.trim().is_empty() {
             b.blank_line(n);

@@ -14,6 +14,7 @@ const LAYOUT: &str = r#"expected "<image>| <n>| <caption>""#;
 pub fn read(path: &Path, lenient: bool) -> Result<Dataset, DataError> {
     let file = TextFile::read(path, "Flickr30k results")?;
     let mut b = DatasetBuilder::new(path, Format::Flickr30k);
+    b.check_final_newline(&file.text);
     let mut header_seen = false;
     for (n, line) in file.lines() {
         if line.trim().is_empty() {

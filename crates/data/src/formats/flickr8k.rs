@@ -13,6 +13,7 @@ const LAYOUT: &str = r#"expected "<image>#<n><TAB><caption>""#;
 pub fn read(path: &Path, lenient: bool) -> Result<Dataset, DataError> {
     let file = TextFile::read(path, "Flickr8k token")?;
     let mut b = DatasetBuilder::new(path, Format::Flickr8k);
+    b.check_final_newline(&file.text);
     for (n, line) in file.lines() {
         if line.trim().is_empty() {
             b.blank_line(n);
@@ -91,11 +92,15 @@ mod tests {
         assert!(e.ends_with("Flickr8k.token.txt line 2: expected \"<image>#<n><TAB><caption>\", found no tab in \"a.jpg#1 A dog with spaces\""), "{e}");
         let ds = read(&p, true).unwrap();
         assert_eq!(ds.report.count(NoteKind::SkippedMalformed), 1);
+        assert_eq!(ds.report.count(NoteKind::NoFinalNewline), 0);
         assert_eq!(ds.caption_count(), 1);
     }
 
     #[test]
-    fn truncated_last_line_is_an_error() {
+    fn truncated_file_is_noted_or_an_error() {
+        let (_d, p) = write(b"a.jpg#0\tok\na.jpg#1\tA dog ru");
+        let ds = read(&p, false).unwrap();
+        assert_eq!(ds.report.count(NoteKind::NoFinalNewline), 1);
         let (_d, p) = write(b"a.jpg#0\tok\na.jpg#");
         let e = read(&p, false).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");

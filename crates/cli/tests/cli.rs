@@ -1,0 +1,408 @@
+//! End-to-end tests of the `autocaption` binary on data the tests make themselves.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn bin() -> Command {
+    Command::cargo_bin("autocaption").unwrap()
+}
+
+/// A small synthetic set in `dir/name`.
+fn synth(dir: &Path, name: &str, count: usize, seed: u64) -> PathBuf {
+    let out = dir.join(name);
+    bin()
+        .args([
+            "synth",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--size",
+            "64",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn help_explains_every_command() {
+    bin().arg("--help").assert().success().stdout(
+        predicate::str::contains("prepare")
+            .and(predicate::str::contains("synth"))
+            .and(predicate::str::contains("show")),
+    );
+    for cmd in ["prepare", "synth", "show"] {
+        bin()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: autocaption"));
+    }
+}
+
+#[test]
+fn synth_prepare_show_pipeline() {
+    let t = TempDir::new().unwrap();
+    let data = synth(t.path(), "synth", 50, 3);
+    let prep = t.path().join("prep");
+    bin()
+        .args(["prepare"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&prep)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Vocabulary:").and(predicate::str::contains("train")));
+    let m = read_json(&prep.join("manifest.json"));
+    assert_eq!(m["stats"]["images"]["train"], 40);
+    assert_eq!(m["stats"]["images"]["dev"], 5);
+    assert_eq!(m["stats"]["captions"]["test"], 25);
+    assert_eq!(m["source"]["format"], "flickr8k");
+    let vocab = read_json(&prep.join("vocab.json"));
+    assert_eq!(vocab["vocab"]["words"][0], "startseq");
+    let lines = std::fs::read_to_string(prep.join("captions.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 50);
+
+    let sheet = t.path().join("sheet.png");
+    bin()
+        .args(["show"])
+        .arg(&prep)
+        .arg("--out")
+        .arg(&sheet)
+        .args(["-n", "6", "--columns", "3", "--thumb", "64"])
+        .assert()
+        .success();
+    let img = image::open(&sheet).unwrap();
+    assert_eq!(img.width(), 3 * (64 + 12) + 12);
+    let sheet2 = t.path().join("sheet2.png");
+    bin()
+        .args(["show"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&sheet2)
+        .args(["--split", "test", "--seed", "1", "-n", "2"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let t = TempDir::new().unwrap();
+    let a = synth(t.path(), "a", 20, 7);
+    let b = synth(t.path(), "b", 20, 7);
+    for f in [
+        "Flickr8k.token.txt",
+        "scenes.jsonl",
+        "images/synth_00013.png",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // The same source prepared twice gives the same files.
+    for out in ["pa", "pb"] {
+        bin()
+            .arg("prepare")
+            .arg(&a)
+            .arg("--out")
+            .arg(t.path().join(out))
+            .arg("-q")
+            .assert()
+            .success()
+            .stdout("");
+    }
+    for f in ["vocab.json", "captions.jsonl", "manifest.json"] {
+        let pa = std::fs::read_to_string(t.path().join("pa").join(f)).unwrap();
+        let pb = std::fs::read_to_string(t.path().join("pb").join(f)).unwrap();
+        assert!(pa == pb, "{f} differs between two identical runs");
+    }
+}
+
+#[test]
+fn pipeline_file_reproduces_the_vocabulary() {
+    let t = TempDir::new().unwrap();
+    let data = synth(t.path(), "s", 30, 1);
+    let p1 = t.path().join("p1");
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&p1)
+        .args(["--drop-numbers", "--min-word-len", "3", "-q"])
+        .assert()
+        .success();
+    let p2 = t.path().join("p2");
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&p2)
+        .arg("--pipeline")
+        .arg(p1.join("vocab.json"))
+        .arg("-q")
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(p1.join("vocab.json")).unwrap(),
+        std::fs::read(p2.join("vocab.json")).unwrap()
+    );
+    let v = read_json(&p1.join("vocab.json"));
+    assert!(v["vocab"]["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w.as_str().unwrap().len() >= 3));
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let t = TempDir::new().unwrap();
+    let data = synth(t.path(), "s", 10, 1);
+    let out = t.path().join("p");
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("-q")
+        .assert()
+        .success();
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(["--force", "-q"])
+        .assert()
+        .success();
+    bin()
+        .args(["synth", "--count", "5", "--out"])
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+}
+
+/// Each bad input gives one line on stderr naming the file (and line), a non-zero exit, and
+/// no output directory.
+#[test]
+fn bad_input_is_one_clear_line() {
+    let t = TempDir::new().unwrap();
+    let d = t.path();
+    let cases: Vec<(&str, &[u8], &str)> = vec![
+        ("trunc.token.txt", b"a.jpg#0\tA dog .\nb.jpg#", "trunc.token.txt line 2"),
+        ("tabs.token.txt", b"a.jpg#0\tA dog .\na.jpg#1 A cat .\n", "tabs.token.txt line 2: expected"),
+        ("utf.token.txt", b"a.jpg#0\tA dog .\na.jpg#1\tA \xff cat\n", "utf.token.txt line 2: invalid UTF-8"),
+        ("empty.txt", b"", "empty.txt: file is empty"),
+        ("captions.txt", b"image,caption\na.jpg,ok\na.jpg,one, two\n", "captions.txt line 3: expected 2 fields"),
+        ("semi.txt", b"image;caption\na.jpg;A dog\n", "semi.txt: cannot tell the caption format"),
+        ("trunc.json", b"{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}], \"annotations\": [{\"image_id\"", "trunc.json line 1, column"),
+    ];
+    for (name, bytes, expected) in cases {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = d.join(format!("out-{name}"));
+        let assert = bin()
+            .arg("prepare")
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .failure()
+            .code(1);
+        let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(!out.exists(), "{name}: output written");
+    }
+    // A directory where a file is expected, and one with no caption file in it.
+    let dir = d.join("dir.token.txt");
+    std::fs::create_dir(&dir).unwrap();
+    bin()
+        .arg("prepare")
+        .arg(&dir)
+        .args(["--format", "flickr8k", "--out"])
+        .arg(d.join("o1"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no caption file found"));
+    bin()
+        .args(["prepare", "--splits"])
+        .arg(&dir)
+        .arg(d.join("semi.txt"))
+        .args(["--format", "csv", "--out"])
+        .arg(d.join("o2"))
+        .assert()
+        .failure();
+    // A missing file.
+    bin()
+        .arg("prepare")
+        .arg(d.join("nope.txt"))
+        .arg("--out")
+        .arg(d.join("o3"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nope.txt"));
+}
+
+#[test]
+fn lenient_skips_and_counts() {
+    let t = TempDir::new().unwrap();
+    let p = t.path().join("c.token.txt");
+    std::fs::write(
+        &p,
+        "a.jpg#0\tA dog .\na.jpg#1 broken\nb.jpg#0\tA cat .\nx.jpg.1#0\tghost\n",
+    )
+    .unwrap();
+    bin()
+        .arg("prepare")
+        .arg(&p)
+        .args([
+            "--lenient",
+            "--auto-split",
+            "1,0,0",
+            "--min-count",
+            "1",
+            "--out",
+        ])
+        .arg(t.path().join("o"))
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("malformed lines (skipped, --lenient)")
+                .and(predicate::str::contains("not an image file")),
+        );
+}
+
+#[test]
+fn every_format_through_the_cli() {
+    let t = TempDir::new().unwrap();
+    let d = t.path();
+    let files: Vec<(&str, &str, usize, usize)> = vec![
+        ("captions.txt", "image,caption\na.jpg,A dog runs .\na.jpg,\"A dog, running .\"\nb.jpg,A cat sits .\n", 2, 3),
+        ("results.csv", "image_name| comment_number| comment\n1.jpg| 0| A dog runs .\n1.jpg| 1 A dog .\n2.jpg| 0| A cat .\n", 2, 3),
+        ("dataset_flickr8k.json", r#"{"images":[{"filename":"a.jpg","split":"train","sentences":[{"raw":"A dog ."},{"raw":"A dog runs ."}]},{"filename":"b.jpg","split":"test","sentences":[{"raw":"A cat ."}]}]}"#, 2, 3),
+        ("captions_val2017.json", r#"{"images":[{"id":1,"file_name":"1.jpg"},{"id":2,"file_name":"2.jpg"}],"annotations":[{"image_id":1,"caption":"A dog ."},{"image_id":2,"caption":"A cat ."},{"image_id":2,"caption":"Cat ."}]}"#, 2, 3),
+    ];
+    for (name, text, images, captions) in files {
+        let sub = d.join(name.replace('.', "_"));
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join(name), text).unwrap();
+        let out = sub.join("prep");
+        bin()
+            .arg("prepare")
+            .arg(&sub)
+            .args([
+                "--auto-split",
+                "1,0,0",
+                "--min-count",
+                "1",
+                "-q",
+                "--json",
+                "--out",
+            ])
+            .arg(&out)
+            .assert()
+            .success();
+        let m = read_json(&out.join("manifest.json"));
+        let got_images: u64 = m["stats"]["images"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        let got_caps: u64 = m["stats"]["captions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            (got_images as usize, got_caps as usize),
+            (images, captions),
+            "{name}"
+        );
+    }
+    // A folder of images with its own CSV: captions for missing files are dropped.
+    let folder = d.join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    image::RgbImage::new(8, 8)
+        .save(folder.join("x.png"))
+        .unwrap();
+    std::fs::write(
+        folder.join("captions.csv"),
+        "x.png,A black square\ny.png,Missing\n",
+    )
+    .unwrap();
+    let out = d.join("folder-prep");
+    bin()
+        .arg("prepare")
+        .arg(&folder)
+        .args(["--auto-split", "1,0,0", "--min-count", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no image file (dropped)"));
+    let m = read_json(&out.join("manifest.json"));
+    assert_eq!(m["stats"]["images"]["train"], 1);
+}
+
+#[test]
+fn flickr8k_real_files_when_present() {
+    let Some(shared) = std::env::var_os("AUTOCAPTION_SHARED") else {
+        eprintln!("AUTOCAPTION_SHARED is unset: skipping");
+        return;
+    };
+    let t = TempDir::new().unwrap();
+    let out = t.path().join("prep");
+    let flickr = PathBuf::from(shared).join("data/flickr8k");
+    bin()
+        .arg("prepare")
+        .arg(flickr.join("Flickr8k.token.txt"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("40,460 caption records for 8,092 image names")
+                .and(predicate::str::contains(
+                    "Kept 8,091 images with 40,455 captions",
+                ))
+                .and(predicate::str::contains("Vocabulary: 4,487"))
+                .and(predicate::str::contains("7,614 with every word")),
+        );
+    let sheet = t.path().join("sheet.png");
+    bin()
+        .arg("show")
+        .arg(&flickr)
+        .arg("--out")
+        .arg(&sheet)
+        .args(["-n", "4", "--thumb", "96"])
+        .assert()
+        .success();
+    assert!(image::open(&sheet).is_ok());
+}
