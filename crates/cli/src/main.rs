@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 /// Automatic image captioning: from a folder of captioned photos to a trained caption model.
 ///
 /// Typical flow: `prepare` a caption dataset (Flickr8k, Flickr30k, COCO, Karpathy JSON, a
-/// Kaggle CSV or your own CSV), look at it with `show`, or make an offline dataset of your own
-/// with `synth`.
+/// Kaggle CSV or your own CSV) and look at it with `show`; or make an offline dataset of your
+/// own with `synth`. `demo` runs the whole pipeline offline on synthetic data.
 #[derive(Debug, Parser)]
 #[command(name = "autocaption", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -28,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the pipeline end to end, offline, on a synthetic dataset of its own.
+    Demo(cmd::demo::Args),
     /// Read a caption dataset, clean and tokenize it, and write a prepared dataset directory.
     Prepare(cmd::prepare::Args),
     /// Generate a captioned image set of coloured shapes, deterministically from a seed.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let global = Global { quiet: cli.quiet };
     let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(a, global),
         Command::Prepare(a) => cmd::prepare::run(a, global),
         Command::Synth(a) => cmd::synth::run(a, global),
         Command::Show(a) => cmd::show::run(a, global),

@@ -406,3 +406,34 @@ fn flickr8k_real_files_when_present() {
         .success();
     assert!(image::open(&sheet).is_ok());
 }
+
+#[test]
+fn demo_quick_writes_a_report_and_is_reproducible() {
+    let t = TempDir::new().unwrap();
+    for name in ["d1", "d2"] {
+        bin()
+            .args(["demo", "--quick", "--seed", "4", "--out"])
+            .arg(t.path().join(name))
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Done:"));
+    }
+    let d1 = t.path().join("d1");
+    for f in [
+        "summary.txt",
+        "test_samples.png",
+        "prepared/manifest.json",
+        "data/Flickr8k.token.txt",
+    ] {
+        assert!(d1.join(f).is_file(), "{f}");
+    }
+    for f in [
+        "test_samples.png",
+        "prepared/vocab.json",
+        "data/Flickr8k.token.txt",
+    ] {
+        let a = std::fs::read(d1.join(f)).unwrap();
+        let b = std::fs::read(t.path().join("d2").join(f)).unwrap();
+        assert!(a == b, "{f} differs between runs with the same seed");
+    }
+}

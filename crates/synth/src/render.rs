@@ -71,8 +71,8 @@ fn draw(img: &mut RgbImage, o: &Object) {
             }
             let a = hits as f32 / (SAMPLES * SAMPLES) as f32;
             let p = img.get_pixel_mut(px, py);
-            for c in 0..3 {
-                p.0[c] = (fill[c] as f32 * a + p.0[c] as f32 * (1.0 - a)).round() as u8;
+            for (dst, src) in p.0.iter_mut().zip(fill) {
+                *dst = (src as f32 * a + *dst as f32 * (1.0 - a)).round() as u8;
             }
         }
     }

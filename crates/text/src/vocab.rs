@@ -50,7 +50,7 @@ impl VocabBuilder {
     ) -> Vocabulary {
         let mut sorted: Vec<&(String, u64)> = self.order.iter().collect();
         // A stable sort keeps first-seen order among equal counts, as Keras' sorted() does.
-        sorted.sort_by(|a, b| b.1.cmp(&a.1));
+        sorted.sort_by_key(|e| std::cmp::Reverse(e.1));
         let mut words = Vec::new();
         let mut counts = Vec::new();
         if let Some(oov) = &oov_token {

@@ -124,8 +124,8 @@ impl Text {
                 }
                 let a = coverage.clamp(0.0, 1.0);
                 let Rgb(p) = img.get_pixel_mut(px as u32, py as u32);
-                for k in 0..3 {
-                    p[k] = (style.colour[k] as f32 * a + p[k] as f32 * (1.0 - a)).round() as u8;
+                for (dst, src) in p.iter_mut().zip(style.colour) {
+                    *dst = (src as f32 * a + *dst as f32 * (1.0 - a)).round() as u8;
                 }
             });
         }

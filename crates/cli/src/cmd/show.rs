@@ -54,39 +54,38 @@ pub struct Args {
     font_size: f32,
 }
 
-struct Candidate {
-    name: String,
-    path: PathBuf,
-    captions: Vec<String>,
+/// An image that can go on a sheet.
+pub struct Candidate {
+    /// Shown as the cell's heading.
+    pub name: String,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its captions.
+    pub captions: Vec<String>,
 }
 
 fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
-    let wanted = |s: Option<Split>| args.split.is_none() || s == args.split;
     let mut total = 0;
     let mut out = Vec::new();
-    if Prepared::is_prepared_dir(&args.dataset.dataset) {
-        let p = Prepared::load(&args.dataset.dataset)?;
-        for img in p.images.into_iter().filter(|i| wanted(i.split)) {
+    let mut offer = |name: String, path: Option<PathBuf>, split: Option<Split>, captions| {
+        if args.split.is_none() || split == args.split {
             total += 1;
-            if let Some(path) = img.path {
+            if let Some(path) = path {
                 out.push(Candidate {
-                    name: img.name,
+                    name,
                     path,
-                    captions: img.captions,
+                    captions,
                 });
             }
         }
+    };
+    if Prepared::is_prepared_dir(&args.dataset.dataset) {
+        for i in Prepared::load(&args.dataset.dataset)?.images {
+            offer(i.name, i.path, i.split, i.captions);
+        }
     } else {
-        let ds = args.dataset.load()?;
-        for img in ds.images.into_iter().filter(|i| wanted(i.split)) {
-            total += 1;
-            if let Some(path) = img.path {
-                out.push(Candidate {
-                    name: img.name,
-                    path,
-                    captions: img.captions,
-                });
-            }
+        for i in args.dataset.load()?.images {
+            offer(i.name, i.path, i.split, i.captions);
         }
     }
     Ok((out, total))
@@ -101,6 +100,44 @@ fn open(path: &Path) -> anyhow::Result<DynamicImage> {
     let mut img = DynamicImage::from_decoder(decoder)?;
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+/// Decodes up to `count` of `found` (skipping, with a warning, any that fail), lays them out
+/// and writes the PNG atomically. Returns the sheet's size and the number of images on it.
+pub fn write_sheet(
+    found: Vec<Candidate>,
+    count: usize,
+    opts: SheetOptions,
+    out: &Path,
+) -> anyhow::Result<(u32, u32, usize)> {
+    let mut items = Vec::new();
+    let mut failed = 0;
+    for c in found {
+        if items.len() == count {
+            break;
+        }
+        match open(&c.path) {
+            Ok(image) => items.push(SheetItem {
+                image,
+                title: c.name,
+                captions: c.captions,
+            }),
+            Err(e) => {
+                failed += 1;
+                eprintln!("warning: skipping {}: {e:#}", c.path.display());
+            }
+        }
+    }
+    if items.is_empty() {
+        bail!("no image could be decoded ({failed} tried)");
+    }
+    let sheet = contact_sheet(&items, opts);
+    let mut png = Vec::new();
+    sheet
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the contact sheet")?;
+    write_atomic(out, &png)?;
+    Ok((sheet.width(), sheet.height(), items.len()))
 }
 
 /// Runs `show`.
@@ -122,47 +159,15 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         found.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     }
-    let mut items = Vec::new();
-    let mut failed = 0;
-    for c in found {
-        if items.len() == args.count {
-            break;
-        }
-        match open(&c.path) {
-            Ok(image) => items.push(SheetItem {
-                image,
-                title: c.name,
-                captions: c.captions,
-            }),
-            Err(e) => {
-                failed += 1;
-                eprintln!("warning: skipping {}: {e:#}", c.path.display());
-            }
-        }
-    }
-    if items.is_empty() {
-        bail!("no image could be decoded ({failed} tried)");
-    }
     let opts = SheetOptions {
         columns: args.columns,
         thumb: args.thumb,
         font_px: args.font_size,
         ..SheetOptions::default()
     };
-    let sheet = contact_sheet(&items, opts);
-    let mut png = Vec::new();
-    sheet
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the contact sheet")?;
-    write_atomic(&args.out, &png)?;
+    let (w, h, n) = write_sheet(found, args.count, opts, &args.out)?;
     if !global.quiet {
-        println!(
-            "Wrote {} ({}x{} pixels, {} images)",
-            args.out.display(),
-            sheet.width(),
-            sheet.height(),
-            items.len()
-        );
+        println!("Wrote {} ({w}x{h} pixels, {n} images)", args.out.display());
     }
     Ok(())
 }
