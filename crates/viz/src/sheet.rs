@@ -77,6 +77,14 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
     let height = row_heights.iter().map(|h| h + pad).sum::<u32>() + pad;
     let mut img = RgbImage::from_pixel(width, height, Rgb(PAPER));
 
+    let title_style = TextStyle {
+        px: opts.font_px,
+        colour: TITLE,
+    };
+    let caption_style = TextStyle {
+        px: opts.font_px,
+        colour: CAPTION,
+    };
     let mut y0 = pad;
     for (r, row_h) in row_heights.iter().enumerate() {
         for c in 0..columns {
@@ -102,21 +110,13 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
             let (title, caps) = &laid[k];
             let mut y = (y0 + thumb) as f32 + gap;
             for l in title {
-                let style = TextStyle {
-                    px: opts.font_px,
-                    colour: TITLE,
-                };
-                text.draw(&mut img, x0 as f32, y, l, style);
+                text.draw(&mut img, x0 as f32, y, l, title_style);
                 y += line;
             }
             for cap in caps {
                 y += gap;
                 for l in cap {
-                    let style = TextStyle {
-                        px: opts.font_px,
-                        colour: CAPTION,
-                    };
-                    text.draw(&mut img, x0 as f32, y, l, style);
+                    text.draw(&mut img, x0 as f32, y, l, caption_style);
                     y += line;
                 }
             }
