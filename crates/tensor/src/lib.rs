@@ -1,0 +1,11 @@
+//! The compute core: contiguous `f32` buffers, one GEMM entry point (every matrix product in
+//! the project goes through [`gemm`]), fast element-wise kernels for the activations, and
+//! seeded random initialisers. No deep-learning framework: see DESIGN.md section 1.
+
+mod act;
+mod gemm;
+mod init;
+
+pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
+pub use gemm::{gemm, Trans};
+pub use init::{glorot_uniform, orthogonal, uniform, Rng};
