@@ -1,0 +1,96 @@
+use autocaption_tensor::exp;
+
+/// Softmax over each row of `[rows, width]`, in place (max-subtracted for stability).
+pub fn softmax_rows(x: &mut [f32], width: usize) {
+    for row in x.chunks_mut(width) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Loss and accuracy of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CrossEntropy {
+    /// Sum of −log p(target) over the rows.
+    pub loss_sum: f64,
+    /// Rows whose most probable class is the target.
+    pub correct: usize,
+    /// Rows scored.
+    pub rows: usize,
+}
+
+/// Softmax cross-entropy of `logits` `[targets.len(), width]` (Keras
+/// `categorical_crossentropy` after a softmax). The logits are replaced by the gradient of
+/// `scale · Σ loss` with respect to them: `scale · (softmax − onehot)`.
+pub fn softmax_cross_entropy(
+    logits: &mut [f32],
+    width: usize,
+    targets: &[u32],
+    scale: f32,
+) -> CrossEntropy {
+    let mut out = CrossEntropy {
+        rows: targets.len(),
+        ..CrossEntropy::default()
+    };
+    for (row, &t) in logits.chunks_mut(width).zip(targets) {
+        let t = t as usize;
+        let (mut argmax, mut max) = (0, f32::NEG_INFINITY);
+        for (j, &v) in row.iter().enumerate() {
+            if v > max {
+                max = v;
+                argmax = j;
+            }
+        }
+        if argmax == t {
+            out.correct += 1;
+        }
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+            sum += *v;
+        }
+        // Keras clips probabilities to [1e-7, 1 - 1e-7] inside the log.
+        let p_t = (row[t] / sum).clamp(1e-7, 1.0 - 1e-7);
+        out.loss_sum -= (p_t as f64).ln();
+        let inv = scale / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+        row[t] -= scale;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::check;
+
+    #[test]
+    fn gradient_and_value() {
+        let targets = [2u32, 0, 1];
+        let mut logits: Vec<f32> = vec![0.1, -0.4, 0.9, 1.5, 0.2, -1.0, 0.0, 0.3, 0.3];
+        let loss = |l: &[f32]| {
+            let mut x = l.to_vec();
+            softmax_cross_entropy(&mut x, 3, &targets, 1.0).loss_sum
+        };
+        let base = logits.clone();
+        let mut g = base.clone();
+        let ce = softmax_cross_entropy(&mut g, 3, &targets, 1.0);
+        // The third row ties 0.3 and 0.3: the first (index 1) wins, as argmax does.
+        assert_eq!(ce.correct, 3);
+        // python: -math.log(softmax([0.1, -0.4, 0.9])[2]) = 0.5434055416160295
+        let mut first = base[..3].to_vec();
+        softmax_rows(&mut first, 3);
+        assert!(((-(first[2] as f64).ln()) - 0.543_405_54).abs() < 1e-6);
+        check("softmax cross-entropy", &mut logits, &g, loss);
+    }
+}
