@@ -76,36 +76,39 @@ pub fn glorot_uniform(rng: &mut Rng, fan_in: usize, fan_out: usize) -> Vec<f32> 
 /// matrix, sign-corrected so the distribution is uniform (Haar); rows orthonormal when
 /// rows ≤ cols, columns orthonormal otherwise.
 pub fn orthogonal(rng: &mut Rng, rows: usize, cols: usize) -> Vec<f32> {
-    // Work on the tall orientation [big, small] and transpose at the end if needed.
+    // The tall orientation [big, small], stored column by column so that the Gram–Schmidt
+    // dot products run over contiguous memory: cols[j] is column j.
     let (big, small) = (rows.max(cols), rows.min(cols));
     let mut a: Vec<f64> = (0..big * small).map(|_| rng.normal() as f64).collect();
-    // Modified Gram–Schmidt over the `small` columns of the [big, small] matrix.
     for j in 0..small {
+        let (done, rest) = a.split_at_mut(j * big);
+        let col = &mut rest[..big];
         for p in 0..j {
-            let dot: f64 = (0..big).map(|i| a[i * small + j] * a[i * small + p]).sum();
-            for i in 0..big {
-                a[i * small + j] -= dot * a[i * small + p];
+            let q = &done[p * big..(p + 1) * big];
+            let dot: f64 = col.iter().zip(q).map(|(x, y)| x * y).sum();
+            for (x, y) in col.iter_mut().zip(q) {
+                *x -= dot * y;
             }
         }
-        let norm = (0..big)
-            .map(|i| a[i * small + j].powi(2))
-            .sum::<f64>()
-            .sqrt();
-        for i in 0..big {
-            a[i * small + j] /= norm;
+        let norm = col.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for x in col.iter_mut() {
+            *x /= norm;
         }
     }
-    if rows >= cols {
-        a.into_iter().map(|v| v as f32).collect()
-    } else {
-        let mut t = vec![0.0f32; rows * cols];
+    // Q is [big, small] with orthonormal columns; Keras returns it for rows ≥ cols and its
+    // transpose (orthonormal rows) otherwise.
+    let mut out = vec![0.0f32; rows * cols];
+    for j in 0..small {
         for i in 0..big {
-            for j in 0..small {
-                t[j * cols + i] = a[i * small + j] as f32;
+            let v = a[j * big + i] as f32;
+            if rows >= cols {
+                out[i * cols + j] = v;
+            } else {
+                out[j * cols + i] = v;
             }
         }
-        t
     }
+    out
 }
 
 #[cfg(test)]
