@@ -28,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure throughput on this machine (training speed, …).
+    Bench(cmd::bench::Args),
     /// Run the pipeline end to end, offline, on a synthetic dataset of its own.
     Demo(cmd::demo::Args),
     /// Read a caption dataset, clean and tokenize it, and write a prepared dataset directory.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let global = Global { quiet: cli.quiet };
     let result = match cli.command {
+        Command::Bench(a) => cmd::bench::run(a, global),
         Command::Demo(a) => cmd::demo::run(a, global),
         Command::Prepare(a) => cmd::prepare::run(a, global),
         Command::Synth(a) => cmd::synth::run(a, global),
