@@ -8,8 +8,11 @@ pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Round to nearest by adding and subtracting 1.5·2²³ (no libm call, so loops using
+    // this vectorise).
+    const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E).round();
+    let n = (x * LOG2E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // exp(r) on [-ln2/2, ln2/2], minimax degree 6.
     let p = 1.0
