@@ -63,17 +63,28 @@ impl Adam {
         let t = self.step as i32;
         let lr_t = c.lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
         for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-            for (((w, g), m), v) in p
-                .value
-                .iter_mut()
-                .zip(&p.grad)
-                .zip(m.iter_mut())
-                .zip(v.iter_mut())
-            {
-                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                *w -= lr_t * *m / (v.sqrt() + c.epsilon);
-            }
+            adam_step(
+                &mut p.value,
+                &p.grad,
+                m,
+                v,
+                lr_t,
+                c.beta1,
+                c.beta2,
+                c.epsilon,
+            );
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// One Adam update of one parameter tensor.
+    #[allow(clippy::too_many_arguments)]
+    fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr_t: f32, beta1: f32, beta2: f32, eps: f32) {
+        for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = beta1 * *m + (1.0 - beta1) * g;
+            *v = beta2 * *v + (1.0 - beta2) * g * g;
+            *w -= lr_t * *m / (v.sqrt() + eps);
         }
     }
 }

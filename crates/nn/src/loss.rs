@@ -1,19 +1,47 @@
 use autocaption_tensor::exp;
 
-/// Softmax over each row of `[rows, width]`, in place (max-subtracted for stability).
-pub fn softmax_rows(x: &mut [f32], width: usize) {
-    for row in x.chunks_mut(width) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
+autocaption_tensor::simd_fn! {
+    /// Softmax over each row of `[rows, width]`, in place (max-subtracted for stability).
+    pub fn softmax_rows(x: &mut [f32], width: usize) {
+        for row in x.chunks_mut(width) {
+            let sum = exp_shifted(row);
+            let inv = 1.0 / sum;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
         }
     }
+}
+
+/// Replaces `row` by `exp(row − max(row))` and returns the sum.
+#[inline(always)]
+fn exp_shifted(row: &mut [f32]) -> f32 {
+    // Eight partial maxima and sums let the compiler keep vector registers busy.
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for k in 0..16 {
+            m[k] = m[k].max(c[k]);
+        }
+    }
+    let max = chunks.remainder().iter().fold(
+        m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        |a, &b| a.max(b),
+    );
+    let mut s = [0.0f32; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for k in 0..16 {
+            c[k] = exp(c[k] - max);
+            s[k] += c[k];
+        }
+    }
+    let mut sum: f32 = s.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    sum
 }
 
 /// Loss and accuracy of one batch.
@@ -41,32 +69,40 @@ pub fn softmax_cross_entropy(
         ..CrossEntropy::default()
     };
     for (row, &t) in logits.chunks_mut(width).zip(targets) {
-        let t = t as usize;
-        let (mut argmax, mut max) = (0, f32::NEG_INFINITY);
-        for (j, &v) in row.iter().enumerate() {
-            if v > max {
-                max = v;
-                argmax = j;
-            }
+        let (loss, correct) = row_cross_entropy(row, t as usize, scale);
+        out.loss_sum += loss;
+        out.correct += usize::from(correct);
+    }
+    out
+}
+
+/// The first index holding the row's maximum (ties go to the lowest index, as argmax does).
+fn argmax(row: &[f32]) -> usize {
+    let (mut best, mut max) = (0, f32::NEG_INFINITY);
+    for (j, &v) in row.iter().enumerate() {
+        if v > max {
+            max = v;
+            best = j;
         }
-        if argmax == t {
-            out.correct += 1;
-        }
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
-            sum += *v;
-        }
+    }
+    best
+}
+
+autocaption_tensor::simd_fn! {
+    /// One row of [`softmax_cross_entropy`]: returns (−log p(target), argmax == target) and
+    /// leaves the scaled gradient in `row`.
+    fn row_cross_entropy(row: &mut [f32], t: usize, scale: f32) -> (f64, bool) {
+        let correct = argmax(row) == t;
+        let sum = exp_shifted(row);
         // Keras clips probabilities to [1e-7, 1 - 1e-7] inside the log.
         let p_t = (row[t] / sum).clamp(1e-7, 1.0 - 1e-7);
-        out.loss_sum -= (p_t as f64).ln();
         let inv = scale / sum;
         for v in row.iter_mut() {
             *v *= inv;
         }
         row[t] -= scale;
+        (-(p_t as f64).ln(), correct)
     }
-    out
 }
 
 #[cfg(test)]

@@ -39,35 +39,77 @@ pub struct Lstm {
     tanh_cell: Vec<f32>,
 }
 
-/// Turns pre-activations `z` (one row, `[4u]`) into gate activations in place and advances
-/// the cell: writes the new `c`, `tanh(c)` and `h`.
-#[inline]
-fn cell_update(
-    z: &mut [f32],
-    c_prev: Option<&[f32]>,
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
-) {
-    let u = c.len();
-    let (zi, rest) = z.split_at_mut(u);
-    let (zf, rest) = rest.split_at_mut(u);
-    let (zg, zo) = rest.split_at_mut(u);
-    for j in 0..u {
-        let i = sigmoid(zi[j]);
-        let f = sigmoid(zf[j]);
-        let g = tanh(zg[j]);
-        let o = sigmoid(zo[j]);
-        let cp = c_prev.map_or(0.0, |p| p[j]);
-        let cn = f * cp + i * g;
-        let t = tanh(cn);
-        zi[j] = i;
-        zf[j] = f;
-        zg[j] = g;
-        zo[j] = o;
-        c[j] = cn;
-        tc[j] = t;
-        h[j] = o * t;
+autocaption_tensor::simd_fn! {
+    /// One step for `rows` sequences: turns the pre-activations `z` (`[rows, 4u]`) into gate
+    /// activations in place and writes the new cell `c`, `tanh(c)` and hidden `h`
+    /// (`[rows, u]` each). `c_prev` is `[rows, u]`, or empty for the zero state.
+    fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], u: usize) {
+        let rows = c.len() / u;
+        for b in 0..rows {
+            let zr = &mut z[b * 4 * u..(b + 1) * 4 * u];
+            let (zi, rest) = zr.split_at_mut(u);
+            let (zf, rest) = rest.split_at_mut(u);
+            let (zg, zo) = rest.split_at_mut(u);
+            let cr = &mut c[b * u..(b + 1) * u];
+            let tr = &mut tc[b * u..(b + 1) * u];
+            let hr = &mut h[b * u..(b + 1) * u];
+            let cp: &[f32] = if c_prev.is_empty() { &[] } else { &c_prev[b * u..(b + 1) * u] };
+            assert!(zf.len() == u && zg.len() == u && zo.len() == u && tr.len() == u && hr.len() == u);
+            for j in 0..u {
+                let i = sigmoid(zi[j]);
+                let f = sigmoid(zf[j]);
+                let g = tanh(zg[j]);
+                let o = sigmoid(zo[j]);
+                let cn = if cp.is_empty() { i * g } else { f * cp[j] + i * g };
+                let t = tanh(cn);
+                zi[j] = i;
+                zf[j] = f;
+                zg[j] = g;
+                zo[j] = o;
+                cr[j] = cn;
+                tr[j] = t;
+                hr[j] = o * t;
+            }
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// Backward of [`cell_forward`] for one step of `rows` sequences. `dh` is the gradient
+    /// arriving at this step's outputs; `dh_next`/`dc_next` (`[rows, u]`) hold what flows
+    /// back from the next step for its first `carried` rows, and `dc_next` is overwritten
+    /// with the gradient for the previous cell state. Writes the pre-activation gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn cell_backward(g: &[f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dh_next: &[f32], dc_next: &mut [f32], carried: usize, dz: &mut [f32], u: usize) {
+        let rows = tc.len() / u;
+        for b in 0..rows {
+            let gr = &g[b * 4 * u..(b + 1) * 4 * u];
+            let (gi, rest) = gr.split_at(u);
+            let (gf, rest) = rest.split_at(u);
+            let (gg, go) = rest.split_at(u);
+            let dzr = &mut dz[b * 4 * u..(b + 1) * 4 * u];
+            let (dzi, rest) = dzr.split_at_mut(u);
+            let (dzf, rest) = rest.split_at_mut(u);
+            let (dzg, dzo) = rest.split_at_mut(u);
+            let tr = &tc[b * u..(b + 1) * u];
+            let dhr = &dh[b * u..(b + 1) * u];
+            let cp: &[f32] = if c_prev.is_empty() { &[] } else { &c_prev[b * u..(b + 1) * u] };
+            let (dhn, dcn): (&[f32], &mut [f32]) = (&dh_next[b * u..(b + 1) * u], &mut dc_next[b * u..(b + 1) * u]);
+            let carry = if b < carried { 1.0f32 } else { 0.0 };
+            assert!(gf.len() == u && gg.len() == u && go.len() == u && dzf.len() == u && dzg.len() == u && dzo.len() == u);
+            assert!(tr.len() == u && dhr.len() == u && dhn.len() == u && dcn.len() == u);
+            for j in 0..u {
+                let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
+                let dhj = dhr[j] + carry * dhn[j];
+                let dc = carry * dcn[j] + dhj * o * (1.0 - tr[j] * tr[j]);
+                let cpj = if cp.is_empty() { 0.0 } else { cp[j] };
+                dzi[j] = dc * gv * i * (1.0 - i);
+                dzf[j] = dc * cpj * f * (1.0 - f);
+                dzg[j] = dc * i * (1.0 - gv * gv);
+                dzo[j] = dhj * tr[j] * o * (1.0 - o);
+                dcn[j] = dc * f;
+            }
+        }
     }
 }
 
@@ -142,21 +184,21 @@ impl Lstm {
                     &mut self.gates[r0 * g4..(r0 + a) * g4],
                 );
             }
-            for b in 0..a {
-                let r = r0 + b;
-                let (c_done, c_now) = self.cell.split_at_mut(r * u);
-                let c_prev = (t > 0).then(|| {
-                    let rp = p.offset(t - 1) + b;
-                    &c_done[rp * u..(rp + 1) * u]
-                });
-                cell_update(
-                    &mut self.gates[r * g4..(r + 1) * g4],
-                    c_prev,
-                    &mut c_now[..u],
-                    &mut self.tanh_cell[r * u..(r + 1) * u],
-                    &mut h[r * u..(r + 1) * u],
-                );
-            }
+            let (c_done, c_now) = self.cell.split_at_mut(r0 * u);
+            let c_prev: &[f32] = if t > 0 {
+                let rp = p.offset(t - 1);
+                &c_done[rp * u..(rp + a) * u]
+            } else {
+                &[]
+            };
+            cell_forward(
+                &mut self.gates[r0 * g4..(r0 + a) * g4],
+                c_prev,
+                &mut c_now[..a * u],
+                &mut self.tanh_cell[r0 * u..(r0 + a) * u],
+                &mut h[r0 * u..(r0 + a) * u],
+                u,
+            );
         }
     }
 
@@ -192,33 +234,23 @@ impl Lstm {
             } else {
                 0
             };
-            for b in 0..a {
-                let r = r0 + b;
-                let g = &self.gates[r * g4..(r + 1) * g4];
-                let tc = &self.tanh_cell[r * u..(r + 1) * u];
-                let cp = (t > 0).then(|| {
-                    let rp = p.offset(t - 1) + b;
-                    &self.cell[rp * u..(rp + 1) * u]
-                });
-                let dzr = &mut dz[r * g4..(r + 1) * g4];
-                let carried = b < a_next;
-                for j in 0..u {
-                    let (gi, gf, gg, go) = (g[j], g[u + j], g[2 * u + j], g[3 * u + j]);
-                    let mut dhj = dh[r * u + j];
-                    let mut dc = 0.0;
-                    if carried {
-                        dhj += dh_next[b * u + j];
-                        dc = dc_next[b * u + j];
-                    }
-                    dc += dhj * go * (1.0 - tc[j] * tc[j]);
-                    let cpj = cp.map_or(0.0, |c| c[j]);
-                    dzr[j] = dc * gg * gi * (1.0 - gi);
-                    dzr[u + j] = dc * cpj * gf * (1.0 - gf);
-                    dzr[2 * u + j] = dc * gi * (1.0 - gg * gg);
-                    dzr[3 * u + j] = dhj * tc[j] * go * (1.0 - go);
-                    dc_next[b * u + j] = dc * gf;
-                }
-            }
+            let c_prev: &[f32] = if t > 0 {
+                let rp = p.offset(t - 1);
+                &self.cell[rp * u..(rp + a) * u]
+            } else {
+                &[]
+            };
+            cell_backward(
+                &self.gates[r0 * g4..(r0 + a) * g4],
+                &self.tanh_cell[r0 * u..(r0 + a) * u],
+                c_prev,
+                &dh[r0 * u..(r0 + a) * u],
+                &dh_next[..a * u],
+                &mut dc_next[..a * u],
+                a_next,
+                &mut dz[r0 * g4..(r0 + a) * g4],
+                u,
+            );
             if t > 0 {
                 // dh_{t-1} = dz_t·Rᵀ for the running sequences.
                 gemm(
@@ -322,16 +354,8 @@ impl Lstm {
             &mut z,
         );
         let c_prev = state.c.clone();
-        let mut tc = vec![0.0f32; u];
-        for b in 0..batch {
-            cell_update(
-                &mut z[b * g4..(b + 1) * g4],
-                Some(&c_prev[b * u..(b + 1) * u]),
-                &mut state.c[b * u..(b + 1) * u],
-                &mut tc,
-                &mut state.h[b * u..(b + 1) * u],
-            );
-        }
+        let mut tc = vec![0.0f32; batch * u];
+        cell_forward(&mut z, &c_prev, &mut state.c, &mut tc, &mut state.h, u);
     }
 }
 

@@ -35,17 +35,21 @@ pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// Applies [`sigmoid`] in place.
-pub fn sigmoid_slice(v: &mut [f32]) {
-    for x in v {
-        *x = sigmoid(*x);
+crate::simd_fn! {
+    /// Applies [`sigmoid`] in place.
+    pub fn sigmoid_slice(v: &mut [f32]) {
+        for x in v {
+            *x = sigmoid(*x);
+        }
     }
 }
 
-/// Applies [`tanh`] in place.
-pub fn tanh_slice(v: &mut [f32]) {
-    for x in v {
-        *x = tanh(*x);
+crate::simd_fn! {
+    /// Applies [`tanh`] in place.
+    pub fn tanh_slice(v: &mut [f32]) {
+        for x in v {
+            *x = tanh(*x);
+        }
     }
 }
 

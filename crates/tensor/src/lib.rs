@@ -5,7 +5,9 @@
 mod act;
 mod gemm;
 mod init;
+mod simd;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
 pub use gemm::{gemm, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
+pub use simd::{has_avx2_fma, has_avx512};
