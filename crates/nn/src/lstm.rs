@@ -54,22 +54,65 @@ autocaption_tensor::simd_fn! {
             let tr = &mut tc[b * u..(b + 1) * u];
             let hr = &mut h[b * u..(b + 1) * u];
             let cp: &[f32] = if c_prev.is_empty() { &[] } else { &c_prev[b * u..(b + 1) * u] };
-            assert!(zf.len() == u && zg.len() == u && zo.len() == u && tr.len() == u && hr.len() == u);
-            for j in 0..u {
-                let i = sigmoid(zi[j]);
-                let f = sigmoid(zf[j]);
-                let g = tanh(zg[j]);
-                let o = sigmoid(zo[j]);
-                let cn = if cp.is_empty() { i * g } else { f * cp[j] + i * g };
-                let t = tanh(cn);
-                zi[j] = i;
-                zf[j] = f;
-                zg[j] = g;
-                zo[j] = o;
-                cr[j] = cn;
-                tr[j] = t;
-                hr[j] = o * t;
-            }
+            row_forward(zi, zf, zg, zo, cp, cr, tr, hr);
+        }
+    }
+}
+
+/// One row of [`cell_forward`]. Separate `&mut` arguments tell the compiler the gate rows do
+/// not alias, which it needs to vectorise the loop (slices from `split_at_mut` are not enough).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_forward(
+    zi: &mut [f32],
+    zf: &mut [f32],
+    zg: &mut [f32],
+    zo: &mut [f32],
+    cp: &[f32],
+    cr: &mut [f32],
+    tr: &mut [f32],
+    hr: &mut [f32],
+) {
+    let u = cr.len();
+    let (zi, zf, zg, zo, tr, hr) = (
+        &mut zi[..u],
+        &mut zf[..u],
+        &mut zg[..u],
+        &mut zo[..u],
+        &mut tr[..u],
+        &mut hr[..u],
+    );
+    if cp.is_empty() {
+        for j in 0..u {
+            let i = sigmoid(zi[j]);
+            let g = tanh(zg[j]);
+            let o = sigmoid(zo[j]);
+            let cn = i * g;
+            let t = tanh(cn);
+            zi[j] = i;
+            zf[j] = sigmoid(zf[j]);
+            zg[j] = g;
+            zo[j] = o;
+            cr[j] = cn;
+            tr[j] = t;
+            hr[j] = o * t;
+        }
+    } else {
+        let cp = &cp[..u];
+        for j in 0..u {
+            let i = sigmoid(zi[j]);
+            let f = sigmoid(zf[j]);
+            let g = tanh(zg[j]);
+            let o = sigmoid(zo[j]);
+            let cn = f * cp[j] + i * g;
+            let t = tanh(cn);
+            zi[j] = i;
+            zf[j] = f;
+            zg[j] = g;
+            zo[j] = o;
+            cr[j] = cn;
+            tr[j] = t;
+            hr[j] = o * t;
         }
     }
 }
