@@ -4,7 +4,19 @@
 //! exact resume.
 
 mod batching;
+mod checkpoint;
+mod config;
+mod dataset;
+mod error;
 mod flops;
+mod history;
+mod trainer;
 
 pub use batching::bucketed_batches;
+pub use checkpoint::Checkpoint;
+pub use config::TrainConfig;
+pub use dataset::CaptionSet;
+pub use error::TrainError;
 pub use flops::train_flops_per_batch;
+pub use history::{EpochRecord, History};
+pub use trainer::{train, Event, Outcome};

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod demo;
+pub mod model;
 pub mod prepare;
 pub mod show;
 pub mod synth;
+pub mod train;

@@ -1,0 +1,216 @@
+//! The training loop.
+
+use std::path::Path;
+
+use autocaption_io::{write_atomic, Progress};
+use autocaption_model::MergeModel;
+use autocaption_nn::{Adam, CrossEntropy};
+use autocaption_tensor::Rng;
+use autocaption_viz::{line_charts, Panel, Series};
+
+use crate::{bucketed_batches, CaptionSet, Checkpoint, EpochRecord, TrainConfig, TrainError};
+
+/// Checkpoint file inside the model directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// Best weights inside the model directory.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Something worth telling the user about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An epoch ended.
+    Epoch {
+        /// Its metrics.
+        record: EpochRecord,
+        /// The validation loss is the best so far (the weights were saved).
+        improved: bool,
+        /// Training captions per second over the epoch's batches run in this process.
+        captions_per_second: f64,
+    },
+    /// Early stopping ended the run.
+    EarlyStop {
+        /// The epoch with the best validation loss.
+        best_epoch: usize,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The final state (also in the checkpoint file).
+    pub checkpoint: Checkpoint,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Loss and accuracy over a whole split, without dropout.
+pub fn evaluate(model: &mut MergeModel, set: &CaptionSet, batch_size: usize) -> CrossEntropy {
+    let mut order: Vec<usize> = (0..set.captions.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(set.captions[i].len()));
+    let mut total = CrossEntropy::default();
+    for ids in order.chunks(batch_size) {
+        let (caps, feats) = set.batch(ids);
+        let ce = model.evaluate_batch(&caps, &feats);
+        total.loss_sum += ce.loss_sum;
+        total.correct += ce.correct;
+        total.rows += ce.rows;
+    }
+    total
+}
+
+fn plot(dir: &Path, history: &[EpochRecord]) -> Result<(), TrainError> {
+    let series = |name: &str, f: &dyn Fn(&EpochRecord) -> f64| Series {
+        name: name.into(),
+        points: history
+            .iter()
+            .map(|r| (r.epoch as f32, f(r) as f32))
+            .collect(),
+    };
+    let panels = [
+        Panel {
+            title: "loss (cross-entropy per word)".into(),
+            x_label: "epoch".into(),
+            series: vec![
+                series("train", &|r| r.train_loss),
+                series("validation", &|r| r.val_loss),
+            ],
+        },
+        Panel {
+            title: "next-word accuracy".into(),
+            x_label: "epoch".into(),
+            series: vec![
+                series("train", &|r| r.train_accuracy),
+                series("validation", &|r| r.val_accuracy),
+            ],
+        },
+    ];
+    let img = line_charts(&panels, 1100, 420);
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| TrainError::Data(format!("cannot encode the training plot: {e}")))?;
+    write_atomic(&dir.join("training.png"), &png)?;
+    Ok(())
+}
+
+/// Trains `model` on `train`, validating on `dev` after every epoch, writing into `dir`:
+/// the best weights (`weights.safetensors`), `history.json`, `training.png`, and
+/// `checkpoint.safetensors` every `checkpoint_every` batches and at each epoch's end.
+/// `state` is where to start: [`Checkpoint::start`] or a loaded checkpoint (with `model`
+/// and `adam` restored from it).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: &mut MergeModel,
+    adam: &mut Adam,
+    cfg: &TrainConfig,
+    train_set: &CaptionSet,
+    dev: &CaptionSet,
+    dir: &Path,
+    mut state: Checkpoint,
+    progress: &dyn Progress,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome, TrainError> {
+    if train_set.captions.is_empty() {
+        return Err(TrainError::Data(
+            "the training split has no captions".into(),
+        ));
+    }
+    if dev.captions.is_empty() {
+        return Err(TrainError::Data(
+            "the dev split has no captions: validation needs some".into(),
+        ));
+    }
+    let lengths = train_set.lengths();
+    let ckpt_path = dir.join(CHECKPOINT_FILE);
+    while state.epoch < cfg.epochs && !state.stopped_early {
+        let epoch = state.epoch;
+        let batches = bucketed_batches(
+            &lengths,
+            cfg.batch_size,
+            &mut Rng::new(mix(cfg.seed, epoch as u64)),
+        );
+        let done: usize = batches[..state.next_batch.min(batches.len())]
+            .iter()
+            .map(Vec::len)
+            .sum();
+        progress.start(
+            &format!("epoch {}", epoch + 1),
+            train_set.captions.len() as u64,
+        );
+        progress.advance(done as u64);
+        let started = std::time::Instant::now();
+        let mut run_here = 0usize;
+        for k in state.next_batch..batches.len() {
+            // Dropout draws depend only on (seed, epoch, batch): a resumed run draws the same.
+            let mut rng = Rng::new(mix(mix(cfg.seed, epoch as u64), k as u64 + 1));
+            let (caps, feats) = train_set.batch(&batches[k]);
+            model.zero_grad();
+            let ce = model.train_batch(&caps, &feats, &mut rng);
+            adam.update(&mut model.params_mut());
+            state.loss_sum += ce.loss_sum;
+            state.correct += ce.correct;
+            state.rows += ce.rows;
+            state.next_batch = k + 1;
+            state.adam_step = adam.step;
+            run_here += caps.len();
+            progress.advance(caps.len() as u64);
+            if cfg.checkpoint_every > 0
+                && (k + 1) % cfg.checkpoint_every == 0
+                && k + 1 < batches.len()
+            {
+                state.save(&ckpt_path, model, adam)?;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        progress.finish();
+
+        let val = evaluate(model, dev, cfg.batch_size);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: state.loss_sum / state.rows.max(1) as f64,
+            train_accuracy: state.correct as f64 / state.rows.max(1) as f64,
+            val_loss: val.loss_sum / val.rows.max(1) as f64,
+            val_accuracy: val.correct as f64 / val.rows.max(1) as f64,
+        };
+        let improved = state.best_val_loss.is_none_or(|b| record.val_loss < b);
+        if improved {
+            state.best_val_loss = Some(record.val_loss);
+            state.epochs_without_improvement = 0;
+            model.save_weights(&dir.join(WEIGHTS_FILE))?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        state.history.push(record.clone());
+        state.epoch += 1;
+        state.next_batch = 0;
+        state.loss_sum = 0.0;
+        state.correct = 0;
+        state.rows = 0;
+        if cfg.patience > 0 && state.epochs_without_improvement >= cfg.patience {
+            state.stopped_early = true;
+        }
+        let history =
+            serde_json::to_string_pretty(&state.history).expect("history serialises") + "\n";
+        write_atomic(&dir.join("history.json"), history.as_bytes())?;
+        plot(dir, &state.history)?;
+        state.save(&ckpt_path, model, adam)?;
+        on_event(Event::Epoch {
+            record,
+            improved,
+            captions_per_second: run_here as f64 / seconds.max(1e-9),
+        });
+        if state.stopped_early {
+            let best_epoch = state
+                .history
+                .iter()
+                .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+                .map_or(0, |r| r.epoch);
+            on_event(Event::EarlyStop { best_epoch });
+        }
+    }
+    Ok(Outcome { checkpoint: state })
+}
