@@ -23,7 +23,13 @@ fn small_config(vocab: usize, dim: usize) -> MergeConfig {
 
 fn task(n: usize, vocab: usize, dim: usize, seed: u64) -> CaptionSet {
     let mut rng = Rng::new(seed);
-    let mut set = CaptionSet { captions: Vec::new(), image_of: Vec::new(), features: Vec::new(), dim, images: n };
+    let mut set = CaptionSet {
+        captions: Vec::new(),
+        image_of: Vec::new(),
+        features: Vec::new(),
+        dim,
+        images: n,
+    };
     for i in 0..n {
         let len = 4 + rng.below(6);
         let mut c = vec![1u32];
@@ -45,21 +51,51 @@ fn loss_falls_to_near_zero_on_64_captions() {
         batch_size: 16,
         patience: 0,
         seed: 3,
-        adam: AdamConfig { lr: 5e-3, ..AdamConfig::default() },
+        adam: AdamConfig {
+            lr: 5e-3,
+            ..AdamConfig::default()
+        },
         checkpoint_every: 0,
     };
     let mut model = MergeModel::new(small_config(vocab, dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
     let mut adam = Adam::new(cfg.adam, &sizes);
     let dir = tempfile::tempdir().unwrap();
-    let out = train(&mut model, &mut adam, &cfg, &data, &data, dir.path(), Checkpoint::start("t".into()), &NoProgress, &mut |_| {}).unwrap();
+    let out = train(
+        &mut model,
+        &mut adam,
+        &cfg,
+        &data,
+        &data,
+        dir.path(),
+        Checkpoint::start("t".into()),
+        &NoProgress,
+        &mut |_| {},
+    )
+    .unwrap();
     let h = &out.checkpoint.history;
     let (first, last) = (&h[0], h.last().unwrap());
-    eprintln!("val loss {:.3} -> {:.4}, accuracy {:.3} -> {:.3}", first.val_loss, last.val_loss, first.val_accuracy, last.val_accuracy);
-    assert!(first.val_loss > 2.5, "starts near ln(vocab): {}", first.val_loss);
+    eprintln!(
+        "val loss {:.3} -> {:.4}, accuracy {:.3} -> {:.3}",
+        first.val_loss, last.val_loss, first.val_accuracy, last.val_accuracy
+    );
+    assert!(
+        first.val_loss > 2.5,
+        "starts near ln(vocab): {}",
+        first.val_loss
+    );
     assert!(last.val_loss < 0.05, "memorised: loss {}", last.val_loss);
-    assert!(last.val_accuracy > 0.99, "memorised: accuracy {}", last.val_accuracy);
-    for f in ["weights.safetensors", "history.json", "training.png", "checkpoint.safetensors"] {
+    assert!(
+        last.val_accuracy > 0.99,
+        "memorised: accuracy {}",
+        last.val_accuracy
+    );
+    for f in [
+        "weights.safetensors",
+        "history.json",
+        "training.png",
+        "checkpoint.safetensors",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
 }

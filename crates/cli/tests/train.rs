@@ -1,0 +1,257 @@
+//! `autocaption train` end to end on a synthetic set, with features made from the images
+//! themselves (an 8×8 colour grid, enough for the model to learn something real).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use autocaption_features::FeatureStore;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn bin() -> Command {
+    Command::cargo_bin("autocaption").unwrap()
+}
+
+/// synth → prepare → pixel-grid features; returns (prepared dir, features file).
+fn dataset(dir: &Path, count: usize) -> (PathBuf, PathBuf) {
+    let data = dir.join("synth");
+    bin()
+        .args([
+            "synth",
+            "-q",
+            "--size",
+            "32",
+            "--seed",
+            "2",
+            "--count",
+            &count.to_string(),
+            "--out",
+        ])
+        .arg(&data)
+        .assert()
+        .success();
+    let prep = dir.join("prep");
+    bin()
+        .args(["prepare", "-q"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&prep)
+        .assert()
+        .success();
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir(data.join("images")).unwrap() {
+        let p = entry.unwrap().path();
+        let img = image::open(&p)
+            .unwrap()
+            .resize_exact(8, 8, image::imageops::FilterType::Triangle)
+            .to_rgb8();
+        names.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        values.extend(img.pixels().flat_map(|px| px.0.map(|v| v as f32 / 255.0)));
+    }
+    let features = dir.join("features.safetensors");
+    FeatureStore::new(names, 192, values)
+        .save(&features)
+        .unwrap();
+    (prep, features)
+}
+
+fn small_model(dir: &Path) -> PathBuf {
+    let p = dir.join("small.json");
+    std::fs::write(
+        &p,
+        r#"{"embed_dim": 16, "text_lstm": 32, "text_dense": 16, "image_dense": 16, "merge_lstm": 32, "decoder_lstm": 48, "dropout": 0.2}"#,
+    )
+    .unwrap();
+    p
+}
+
+fn train_cmd(
+    prep: &Path,
+    features: &Path,
+    config: &Path,
+    out: &Path,
+    epochs: usize,
+) -> Vec<String> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    vec![
+        "train".into(),
+        "-q".into(),
+        "--data".into(),
+        s(prep),
+        "--features".into(),
+        s(features),
+        "--model-config".into(),
+        s(config),
+        "--out".into(),
+        s(out),
+        "--epochs".into(),
+        epochs.to_string(),
+        "--batch-size".into(),
+        "16".into(),
+        "--checkpoint-every".into(),
+        "1".into(),
+        "--patience".into(),
+        "0".into(),
+        "--lr".into(),
+        "0.003".into(),
+    ]
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn trains_learns_and_is_deterministic() {
+    let t = TempDir::new().unwrap();
+    let (prep, features) = dataset(t.path(), 60);
+    let cfg = small_model(t.path());
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    for out in [&a, &b] {
+        bin()
+            .args(train_cmd(&prep, &features, &cfg, out, 4))
+            .assert()
+            .success();
+    }
+    for f in [
+        "weights.safetensors",
+        "history.json",
+        "checkpoint.safetensors",
+        "config.json",
+        "vocab.json",
+        "training.png",
+    ] {
+        assert!(
+            read(&a.join(f)) == read(&b.join(f)),
+            "{f} differs between two runs with the same seed"
+        );
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&read(&a.join("history.json"))).unwrap();
+    let h = history.as_array().unwrap();
+    assert_eq!(h.len(), 4);
+    let (first, last) = (
+        h[0]["train_loss"].as_f64().unwrap(),
+        h[3]["train_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "training loss falls: {first} -> {last}");
+    assert!(image::open(a.join("training.png")).is_ok());
+    bin()
+        .args(["model", "summary", "--model"])
+        .arg(&a)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Total params"));
+    // A run directory is not overwritten by accident.
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &a, 1))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let t = TempDir::new().unwrap();
+    let (prep, features) = dataset(t.path(), 200);
+    let cfg = small_model(t.path());
+    let epochs = 3;
+    let whole = t.path().join("whole");
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &whole, epochs))
+        .assert()
+        .success();
+
+    let killed = t.path().join("killed");
+    let exe = assert_cmd::cargo::cargo_bin("autocaption");
+    let ckpt = killed.join("checkpoint.safetensors");
+    let mut kills = 0;
+    // SIGKILL the run at a few moments after a checkpoint exists, resuming each time.
+    for round in 0..4u64 {
+        let mut args = train_cmd(&prep, &features, &cfg, &killed, epochs);
+        if killed.join("config.json").exists() {
+            args.push("--resume".into());
+        }
+        let mut child = Process::new(&exe)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let before = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+        let started = Instant::now();
+        // Wait for a new checkpoint, then a little more, then kill.
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+            let now = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+            if now.is_some() && now != before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(5 + 20 * round));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 1, "the run was never interrupted; make it longer");
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &killed, epochs))
+        .arg("--resume")
+        .assert()
+        .success();
+    eprintln!("killed {kills} times");
+    for f in [
+        "weights.safetensors",
+        "checkpoint.safetensors",
+        "history.json",
+    ] {
+        assert!(
+            read(&whole.join(f)) == read(&killed.join(f)),
+            "{f} differs after kill and resume"
+        );
+    }
+}
+
+#[test]
+fn resume_refuses_other_data_and_missing_runs() {
+    let t = TempDir::new().unwrap();
+    let (prep, features) = dataset(t.path(), 20);
+    let cfg = small_model(t.path());
+    bin()
+        .args(["train", "--resume", "--out"])
+        .arg(t.path().join("nothing"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("config.json is missing"));
+    let out = t.path().join("m");
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &out, 1))
+        .assert()
+        .success();
+    let other = t.path().join("other.safetensors");
+    std::fs::copy(&features, &other).unwrap();
+    bin()
+        .args(["train", "--resume", "--features"])
+        .arg(&other)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("differs from the run"));
+    // Features missing for some images: a clear error naming them.
+    let few = t.path().join("few.safetensors");
+    FeatureStore::new(vec!["synth_00000.png".into()], 192, vec![0.0; 192])
+        .save(&few)
+        .unwrap();
+    bin()
+        .args(train_cmd(&prep, &few, &cfg, &t.path().join("x"), 1))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("have no features"));
+}
