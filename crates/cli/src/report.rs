@@ -4,18 +4,7 @@ use std::fmt::Write as _;
 
 use autocaption_data::{LengthStats, Manifest, Report};
 
-/// `12345` as `12,345`.
-pub fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use autocaption_io::thousands;
 
 /// The quirk report, or nothing when there was none.
 pub fn quirks(report: &Report) -> String {
@@ -113,14 +102,6 @@ pub fn prepared(m: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(40460), "40,460");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
 
     #[test]
     fn histogram_buckets() {

@@ -1,9 +1,11 @@
 //! Small shared pieces for autocaption's libraries: atomic writes (so a kill never leaves a
-//! half-written artifact) and the progress callback through which libraries report long work
-//! without printing.
+//! half-written artifact), the progress callback through which libraries report long work
+//! without printing, and number formatting for people.
 
 mod atomic;
+mod fmt;
 mod progress;
 
 pub use atomic::{write_atomic, AtomicDir, IoError};
+pub use fmt::thousands;
 pub use progress::{NoProgress, Progress};

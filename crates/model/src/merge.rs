@@ -238,6 +238,24 @@ impl MergeModel {
         self.embedding.backward(&a.ids, &demb);
     }
 
+    /// Chooses the arithmetic of every matrix product (f32, or bf16 with f32 accumulation).
+    pub fn set_precision(&mut self, precision: autocaption_tensor::Precision) {
+        for l in [
+            &mut self.text_lstm,
+            &mut self.merge_lstm,
+            &mut self.decoder_lstm,
+        ] {
+            l.precision = precision;
+        }
+        for d in [
+            &mut self.text_dense,
+            &mut self.image_dense,
+            &mut self.output,
+        ] {
+            d.precision = precision;
+        }
+    }
+
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
         for p in self.params_mut() {

@@ -1,16 +1,6 @@
-use crate::MergeModel;
+use autocaption_io::thousands;
 
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::MergeModel;
 
 /// A Keras-style summary table: layer, output shape, parameter count, input.
 pub fn summary(model: &MergeModel) -> String {

@@ -1,4 +1,4 @@
-use autocaption_tensor::{gemm, glorot_uniform, Rng, Trans};
+use autocaption_tensor::{glorot_uniform, matmul, Precision, Rng, Trans};
 
 use crate::Param;
 
@@ -11,6 +11,8 @@ pub struct Dense {
     pub bias: Param,
     /// Apply ReLU after the affine map.
     pub relu: bool,
+    /// Arithmetic of the matrix products.
+    pub precision: Precision,
 }
 
 impl Dense {
@@ -20,6 +22,7 @@ impl Dense {
             kernel: Param::new(&[inputs, outputs], glorot_uniform(rng, inputs, outputs)),
             bias: Param::new(&[outputs], vec![0.0; outputs]),
             relu,
+            precision: Precision::F32,
         }
     }
 
@@ -41,7 +44,8 @@ impl Dense {
         for _ in 0..rows {
             y.extend_from_slice(&self.bias.value);
         }
-        gemm(
+        matmul(
+            self.precision,
             rows,
             i,
             o,
@@ -79,7 +83,8 @@ impl Dense {
                 }
             }
         }
-        gemm(
+        matmul(
+            self.precision,
             i,
             rows,
             o,
@@ -99,7 +104,8 @@ impl Dense {
         if let Some(dx) = dx {
             dx.clear();
             dx.resize(rows * i, 0.0);
-            gemm(
+            matmul(
+                self.precision,
                 rows,
                 o,
                 i,

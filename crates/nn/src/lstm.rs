@@ -1,4 +1,7 @@
-use autocaption_tensor::{gemm, glorot_uniform, orthogonal, sigmoid, tanh, Rng, Trans};
+use autocaption_tensor::{
+    gemm, gemm_bf16_packed, glorot_uniform, matmul, orthogonal, sigmoid, tanh, PackedB, Precision,
+    Rng, Trans,
+};
 
 use crate::{Packing, Param};
 
@@ -21,6 +24,25 @@ impl LstmState {
     }
 }
 
+/// R or Rᵀ made ready for the per-step products, once per pass: in bf16 it is packed once
+/// rather than at every step.
+enum StepMatrix<'a> {
+    F32(std::borrow::Cow<'a, [f32]>, usize, usize),
+    Bf16(PackedB),
+}
+
+impl StepMatrix<'_> {
+    /// `c = a·M + beta·c` for `rows` rows.
+    fn mul(&self, rows: usize, a: &[f32], beta: f32, c: &mut [f32]) {
+        match self {
+            StepMatrix::F32(m, k, n) => {
+                gemm(rows, *k, *n, 1.0, a, Trans::No, m, Trans::No, beta, c)
+            }
+            StepMatrix::Bf16(p) => gemm_bf16_packed(rows, 1.0, a, Trans::No, p, beta, c),
+        }
+    }
+}
+
 /// Keras `LSTM` (TF 2 defaults): gates i, f, c, o in that column order; sigmoid recurrent
 /// activation, tanh activation; one bias; `c = f·c' + i·tanh(z_c)`, `h = o·tanh(c)`.
 /// `forward` runs whole packed sequences (Keras with a mask on post-padded input, i.e.
@@ -33,6 +55,8 @@ pub struct Lstm {
     pub recurrent: Param,
     /// `[4·units]`, Keras `bias`.
     pub bias: Param,
+    /// Arithmetic of the matrix products.
+    pub precision: Precision,
     // Forward caches for backward: gate activations [rows, 4u], cell [rows, u], tanh(cell).
     gates: Vec<f32>,
     cell: Vec<f32>,
@@ -166,6 +190,7 @@ impl Lstm {
             kernel: Param::new(&[inputs, 4 * units], glorot_uniform(rng, inputs, 4 * units)),
             recurrent: Param::new(&[units, 4 * units], orthogonal(rng, units, 4 * units)),
             bias: Param::new(&[4 * units], bias),
+            precision: Precision::F32,
             gates: Vec::new(),
             cell: Vec::new(),
             tanh_cell: Vec::new(),
@@ -193,7 +218,8 @@ impl Lstm {
         for _ in 0..n {
             self.gates.extend_from_slice(&self.bias.value);
         }
-        gemm(
+        matmul(
+            self.precision,
             n,
             i,
             g4,
@@ -205,6 +231,14 @@ impl Lstm {
             1.0,
             &mut self.gates,
         );
+        let rmat = match self.precision {
+            Precision::F32 => {
+                StepMatrix::F32(std::borrow::Cow::Borrowed(&self.recurrent.value), u, g4)
+            }
+            Precision::Bf16 => {
+                StepMatrix::Bf16(PackedB::new(&self.recurrent.value, Trans::No, u, g4))
+            }
+        };
         self.cell.resize(n * u, 0.0);
         self.tanh_cell.resize(n * u, 0.0);
         h.clear();
@@ -214,15 +248,9 @@ impl Lstm {
             if t > 0 {
                 // z_t += h_{t-1}·R for the sequences still running (a prefix of step t-1's rows).
                 let rp = p.offset(t - 1);
-                gemm(
+                rmat.mul(
                     a,
-                    u,
-                    g4,
-                    1.0,
                     &h[rp * u..(rp + a) * u],
-                    Trans::No,
-                    &self.recurrent.value,
-                    Trans::No,
                     1.0,
                     &mut self.gates[r0 * g4..(r0 + a) * g4],
                 );
@@ -259,14 +287,23 @@ impl Lstm {
         let (n, i, u) = (p.rows(), self.inputs(), self.units());
         let g4 = 4 * u;
         let mut dz = vec![0.0f32; n * g4];
-        // Rᵀ stored once: the per-step product with a transposed operand runs at a fifth of
-        // the speed in the AVX-512 GEMM kernels (benches/gemm.rs in autocaption-tensor).
-        let mut rt = vec![0.0f32; g4 * u];
-        for r in 0..u {
-            for c in 0..g4 {
-                rt[c * u + r] = self.recurrent.value[r * g4 + c];
+        // Rᵀ made once: stored transposed in f32 (the per-step product with a transposed
+        // operand runs at a fifth of the speed in the AVX-512 kernels, benches/gemm.rs in
+        // autocaption-tensor), or packed in bf16.
+        let rt = match self.precision {
+            Precision::F32 => {
+                let mut rt = vec![0.0f32; g4 * u];
+                for r in 0..u {
+                    for c in 0..g4 {
+                        rt[c * u + r] = self.recurrent.value[r * g4 + c];
+                    }
+                }
+                StepMatrix::F32(std::borrow::Cow::Owned(rt), g4, u)
             }
-        }
+            Precision::Bf16 => {
+                StepMatrix::Bf16(PackedB::new(&self.recurrent.value, Trans::Yes, g4, u))
+            }
+        };
         // Carried from step t+1: gradients of h and c for its running sequences.
         let mut dh_next = vec![0.0f32; p.batch() * u];
         let mut dc_next = vec![0.0f32; p.batch() * u];
@@ -296,22 +333,12 @@ impl Lstm {
             );
             if t > 0 {
                 // dh_{t-1} = dz_t·Rᵀ for the running sequences.
-                gemm(
-                    a,
-                    g4,
-                    u,
-                    1.0,
-                    &dz[r0 * g4..(r0 + a) * g4],
-                    Trans::No,
-                    &rt,
-                    Trans::No,
-                    0.0,
-                    &mut dh_next[..a * u],
-                );
+                rt.mul(a, &dz[r0 * g4..(r0 + a) * g4], 0.0, &mut dh_next[..a * u]);
             }
         }
         // Weight gradients as single large products over all rows.
-        gemm(
+        matmul(
+            self.precision,
             i,
             n,
             g4,
@@ -328,7 +355,8 @@ impl Lstm {
             let (r0, a, rp) = (p.offset(t), p.active(t), p.offset(t - 1));
             h_prev[r0 * u..(r0 + a) * u].copy_from_slice(&h[rp * u..(rp + a) * u]);
         }
-        gemm(
+        matmul(
+            self.precision,
             u,
             n,
             g4,
@@ -348,7 +376,8 @@ impl Lstm {
         if let Some(dx) = dx {
             dx.clear();
             dx.resize(n * i, 0.0);
-            gemm(
+            matmul(
+                self.precision,
                 n,
                 g4,
                 i,
@@ -372,7 +401,8 @@ impl Lstm {
         for _ in 0..batch {
             z.extend_from_slice(&self.bias.value);
         }
-        gemm(
+        matmul(
+            self.precision,
             batch,
             i,
             g4,
@@ -384,7 +414,8 @@ impl Lstm {
             1.0,
             &mut z,
         );
-        gemm(
+        matmul(
+            self.precision,
             batch,
             u,
             g4,

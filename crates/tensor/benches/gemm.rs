@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use autocaption_tensor::{gemm, Rng, Trans};
+use autocaption_tensor::{gemm, gemm_bf16, gemm_bf16_packed, PackedB, Rng, Trans};
 
 struct Shape {
     what: &'static str,
@@ -173,11 +173,16 @@ fn main() {
                 1,
             )
         });
+        let bf = time(|| gemm_bf16(s.m, s.k, s.n, 1.0, &a, s.ta, &b, s.tb, 0.0, &mut c));
+        let packed = PackedB::new(&b, s.tb, s.k, s.n);
+        let bfp = time(|| gemm_bf16_packed(s.m, 1.0, &a, s.ta, &packed, 0.0, &mut c));
         println!(
-            "{:<36} {:>12.1} GF/s {:>12.1} GF/s",
+            "{:<36} {:>12.1} GF/s {:>12.1} GF/s {:>9.1} GF/s {:>9.1} GF/s",
             s.what,
             flops / ours / 1e9,
-            flops / mm / 1e9
+            flops / mm / 1e9,
+            flops / bf / 1e9,
+            flops / bfp / 1e9
         );
     }
 }

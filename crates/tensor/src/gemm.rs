@@ -4,6 +4,52 @@
 //! (output projection 210 vs 170 GFLOP/s, recurrent backward 126 vs 72) and 5–10% slower on
 //! the small per-step forward product.
 
+/// Arithmetic of the matrix products: f32 throughout, or bf16 operands with f32
+/// accumulation (mixed precision, about 1.5× faster where the CPU has AVX512_BF16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and accumulation: the reference.
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16, f32 accumulation.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!(
+                "unknown precision {other:?} (expected f32 or bf16)"
+            )),
+        }
+    }
+}
+
+/// [`gemm`] or [`crate::gemm_bf16`], by `precision`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    precision: Precision,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: Trans,
+    b: &[f32],
+    tb: Trans,
+    beta: f32,
+    c: &mut [f32],
+) {
+    match precision {
+        Precision::F32 => gemm(m, k, n, alpha, a, ta, b, tb, beta, c),
+        Precision::Bf16 => crate::gemm_bf16(m, k, n, alpha, a, ta, b, tb, beta, c),
+    }
+}
+
 /// Whether an operand is used as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trans {

@@ -3,11 +3,15 @@
 //! seeded random initialisers. No deep-learning framework: see DESIGN.md section 1.
 
 mod act;
+mod bf16;
 mod gemm;
 mod init;
 mod simd;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
-pub use gemm::{gemm, Trans};
+pub use bf16::{
+    from_bf16, gemm_bf16, gemm_bf16_packed, has_bf16_kernel, round_bf16, to_bf16, PackedB,
+};
+pub use gemm::{gemm, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use simd::{has_avx2_fma, has_avx512};

@@ -1,4 +1,5 @@
 use autocaption_nn::AdamConfig;
+use autocaption_tensor::Precision;
 use serde::{Deserialize, Serialize};
 
 /// How to train; saved in the model directory beside the model's own configuration.
@@ -17,6 +18,9 @@ pub struct TrainConfig {
     pub adam: AdamConfig,
     /// Write a checkpoint every this many batches within an epoch (0: only at epoch ends).
     pub checkpoint_every: usize,
+    /// Arithmetic of the matrix products; validation always runs in f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -28,6 +32,7 @@ impl Default for TrainConfig {
             seed: 0,
             adam: AdamConfig::default(),
             checkpoint_every: 200,
+            precision: Precision::F32,
         }
     }
 }

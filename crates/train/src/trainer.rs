@@ -5,7 +5,7 @@ use std::path::Path;
 use autocaption_io::{write_atomic, Progress};
 use autocaption_model::MergeModel;
 use autocaption_nn::{Adam, CrossEntropy};
-use autocaption_tensor::Rng;
+use autocaption_tensor::{Precision, Rng};
 use autocaption_viz::{line_charts, Panel, Series};
 
 use crate::{bucketed_batches, CaptionSet, Checkpoint, EpochRecord, TrainConfig, TrainError};
@@ -125,6 +125,7 @@ pub fn train(
         ));
     }
     let lengths = train_set.lengths();
+    model.set_precision(cfg.precision);
     let ckpt_path = dir.join(CHECKPOINT_FILE);
     while state.epoch < cfg.epochs && !state.stopped_early {
         let epoch = state.epoch;
@@ -168,7 +169,9 @@ pub fn train(
         let seconds = started.elapsed().as_secs_f64();
         progress.finish();
 
+        model.set_precision(Precision::F32);
         let val = evaluate(model, dev, cfg.batch_size);
+        model.set_precision(cfg.precision);
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: state.loss_sum / state.rows.max(1) as f64,

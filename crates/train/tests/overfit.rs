@@ -56,6 +56,7 @@ fn loss_falls_to_near_zero_on_64_captions() {
             ..AdamConfig::default()
         },
         checkpoint_every: 0,
+        precision: autocaption_tensor::Precision::F32,
     };
     let mut model = MergeModel::new(small_config(vocab, dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();

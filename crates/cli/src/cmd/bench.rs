@@ -7,7 +7,7 @@ use anyhow::bail;
 use autocaption_data::{load, LoadOptions, PrepareOptions, Prepared, Split};
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
-use autocaption_tensor::Rng;
+use autocaption_tensor::{has_bf16_kernel, Precision, Rng};
 use autocaption_train::{bucketed_batches, train_flops_per_batch};
 
 use crate::Global;
@@ -56,6 +56,10 @@ struct TrainArgs {
     /// $AUTOCAPTION_SHARED/data/flickr8k when set, else a built-in histogram of the same.
     #[arg(long, value_name = "DIR")]
     lengths_from: Option<PathBuf>,
+
+    /// Arithmetic of the matrix products: f32, or bf16 with f32 accumulation.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 
     /// Seed.
     #[arg(long, default_value_t = 0)]
@@ -140,6 +144,7 @@ fn bench_train(args: TrainArgs, global: Global) -> anyhow::Result<()> {
         .map(|_| rng.uniform(0.0, 2.0))
         .collect();
     let mut model = MergeModel::new(config.clone(), args.seed);
+    model.set_precision(args.precision);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
     let mut adam = Adam::new(AdamConfig::default(), &sizes);
     let batches = bucketed_batches(&lengths, args.batch, &mut rng);
@@ -152,8 +157,17 @@ fn bench_train(args: TrainArgs, global: Global) -> anyhow::Result<()> {
             ),
             None => format!("real lengths from the {source}, masked"),
         };
+        let precision = match args.precision {
+            Precision::F32 => "f32".to_string(),
+            Precision::Bf16 if has_bf16_kernel() => {
+                "bf16 operands, f32 accumulation (AVX512_BF16 kernel)".into()
+            }
+            Precision::Bf16 => {
+                "bf16 operands, f32 accumulation (no AVX512_BF16 here: emulated, slow)".into()
+            }
+        };
         println!(
-            "bench train: seed model (V = {}, {} parameters), batch {}, {mode}",
+            "bench train: seed model (V = {}, {} parameters), batch {}, {mode}, {precision}",
             args.vocab,
             model.parameter_count(),
             args.batch

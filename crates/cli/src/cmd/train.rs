@@ -7,6 +7,7 @@ use autocaption_data::{Prepared, Split};
 use autocaption_features::FeatureStore;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
+use autocaption_tensor::Precision;
 use autocaption_train::{train, CaptionSet, Checkpoint, Event, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,12 @@ pub struct Args {
     /// Write a checkpoint every N batches within an epoch (0: only at epoch ends).
     #[arg(long, default_value_t = 200, value_name = "N")]
     checkpoint_every: usize,
+
+    /// Arithmetic of the matrix products: f32, or bf16 operands with f32 accumulation
+    /// (mixed precision; about 1.4x faster on CPUs with AVX512_BF16, slightly noisier).
+    /// Validation always runs in f32.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 
     /// JSON file overriding layer sizes of the seed's model, e.g.
     /// {"text_lstm": 128, "decoder_lstm": 256, "dropout": 0.3}.
@@ -206,6 +213,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
                 ..AdamConfig::default()
             },
             checkpoint_every: args.checkpoint_every,
+            precision: args.precision,
         };
         let counts = Counts {
             train_captions: 0,
