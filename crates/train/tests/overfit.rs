@@ -42,8 +42,7 @@ fn task(n: usize, vocab: usize, dim: usize, seed: u64) -> CaptionSet {
     set
 }
 
-#[test]
-fn loss_falls_to_near_zero_on_64_captions() {
+fn memorise(precision: autocaption_tensor::Precision) {
     let (vocab, dim) = (40, 16);
     let data = task(64, vocab, dim, 1);
     let cfg = TrainConfig {
@@ -56,7 +55,7 @@ fn loss_falls_to_near_zero_on_64_captions() {
             ..AdamConfig::default()
         },
         checkpoint_every: 0,
-        precision: autocaption_tensor::Precision::F32,
+        precision,
     };
     let mut model = MergeModel::new(small_config(vocab, dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
@@ -99,4 +98,15 @@ fn loss_falls_to_near_zero_on_64_captions() {
     ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
+}
+
+#[test]
+fn loss_falls_to_near_zero_on_64_captions() {
+    memorise(autocaption_tensor::Precision::F32);
+}
+
+/// Mixed precision (bf16 products, f32 accumulation and weights) learns the same task.
+#[test]
+fn bf16_training_memorises_too() {
+    memorise(autocaption_tensor::Precision::Bf16);
 }
