@@ -65,50 +65,125 @@ fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | (to_bf16(hi) as u32) << 16
 }
 
+/// Pairs of k in block starting at `p0`.
+fn pairs_in_block(k: usize, p0: usize) -> usize {
+    KC.min(k - p0).div_ceil(2)
+}
+
 crate::simd_fn! {
-    fn pack_b_into(b: &[f32], tb: Trans, k: usize, n: usize, jp_lo: usize, jp_hi: usize, out: &mut Vec<u32>) {
-        let panels = jp_hi - jp_lo;
-        let total: usize = (0..k).step_by(KC).map(|p0| KC.min(k - p0).div_ceil(2) * panels * NR).sum();
-        out.clear();
-        out.resize(total, 0);
-        let mut at = 0;
-        for p0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - p0);
-            let kp = kc.div_ceil(2);
-            for jp in jp_lo..jp_hi {
-                let (j0, cols) = (jp * NR, NR.min(n - jp * NR));
-                let dst = &mut out[at..at + kp * NR];
-                match tb {
-                    Trans::No => {
-                        // Rows p and p+1 of B are contiguous over the panel's columns.
-                        for q in 0..kp {
-                            let p = p0 + 2 * q;
-                            let lo = &b[p * n + j0..p * n + j0 + cols];
-                            let d = &mut dst[q * NR..q * NR + cols];
-                            if 2 * q + 1 < kc {
-                                let hi = &b[(p + 1) * n + j0..(p + 1) * n + j0 + cols];
-                                for ((d, &l), &h) in d.iter_mut().zip(lo).zip(hi) {
-                                    *d = pair(l, h);
-                                }
-                            } else {
-                                for (d, &l) in d.iter_mut().zip(lo) {
-                                    *d = pair(l, 0.0);
-                                }
-                            }
+    /// Packs panel `jp` of op(B) for the k block at `p0` into `dst` (`[kp][NR]`), padding
+    /// with zeros; every element of `dst` is written.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_b_panel(b: &[f32], tb: Trans, k: usize, n: usize, p0: usize, jp: usize, dst: &mut [u32]) {
+        let kc = KC.min(k - p0);
+        let (j0, cols) = (jp * NR, NR.min(n - jp * NR));
+        for (q, row) in dst.chunks_exact_mut(NR).enumerate() {
+            let p = p0 + 2 * q;
+            let has_hi = 2 * q + 1 < kc;
+            match tb {
+                Trans::No => {
+                    // Rows p and p+1 of B are contiguous over the panel's columns.
+                    let lo = &b[p * n + j0..p * n + j0 + cols];
+                    if has_hi {
+                        let hi = &b[(p + 1) * n + j0..(p + 1) * n + j0 + cols];
+                        for ((d, &l), &h) in row.iter_mut().zip(lo).zip(hi) {
+                            *d = pair(l, h);
                         }
-                    }
-                    Trans::Yes => {
-                        // Column j of op(B) is row j of the stored matrix: k-pairs are adjacent.
-                        for jj in 0..cols {
-                            let col = &b[(j0 + jj) * k + p0..(j0 + jj) * k + p0 + kc];
-                            for (q, two) in col.chunks(2).enumerate() {
-                                dst[q * NR + jj] = pair(two[0], if two.len() == 2 { two[1] } else { 0.0 });
-                            }
+                    } else {
+                        for (d, &l) in row.iter_mut().zip(lo) {
+                            *d = pair(l, 0.0);
                         }
                     }
                 }
-                at += kp * NR;
+                Trans::Yes => {
+                    // Column j of op(B) is row j of the stored matrix: its k-pairs are adjacent.
+                    for (jj, d) in row[..cols].iter_mut().enumerate() {
+                        let base = (j0 + jj) * k + p;
+                        *d = pair(b[base], if has_hi { b[base + 1] } else { 0.0 });
+                    }
+                }
             }
+            row[cols..].fill(0);
+        }
+    }
+}
+
+crate::simd_fn! {
+    /// Packs row block `rb` (rows `rb·MR ..`) of op(A) for the k block at `p0` into `dst`
+    /// (`[kp][MR]`), padding with zeros; every element of `dst` is written.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_a_panel(a: &[f32], ta: Trans, m: usize, k: usize, p0: usize, rb: usize, dst: &mut [u32]) {
+        let kc = KC.min(k - p0);
+        let kp = kc.div_ceil(2);
+        let r0 = rb * MR;
+        let rows = MR.min(m - r0);
+        match ta {
+            Trans::No => {
+                // Row i of A is contiguous over k: its pairs are adjacent.
+                for ii in 0..rows {
+                    let row = &a[(r0 + ii) * k + p0..(r0 + ii) * k + p0 + kc];
+                    for (q, two) in row.chunks(2).enumerate() {
+                        dst[q * MR + ii] = pair(two[0], if two.len() == 2 { two[1] } else { 0.0 });
+                    }
+                }
+                if rows < MR {
+                    for q in 0..kp {
+                        dst[q * MR + rows..(q + 1) * MR].fill(0);
+                    }
+                }
+            }
+            Trans::Yes => {
+                // Stored [k, m]: rows p and p+1 are contiguous over i.
+                for (q, d) in dst.chunks_exact_mut(MR).enumerate() {
+                    let p = p0 + 2 * q;
+                    let lo = &a[p * m + r0..p * m + r0 + rows];
+                    if 2 * q + 1 < kc {
+                        let hi = &a[(p + 1) * m + r0..(p + 1) * m + r0 + rows];
+                        for ((d, &l), &h) in d.iter_mut().zip(lo).zip(hi) {
+                            *d = pair(l, h);
+                        }
+                    } else {
+                        for (d, &l) in d.iter_mut().zip(lo) {
+                            *d = pair(l, 0.0);
+                        }
+                    }
+                    d[rows..].fill(0);
+                }
+            }
+        }
+    }
+}
+
+/// Fills `buf` with `units` panels per k block, each `pairs_in_block·width` long, calling
+/// `pack(p0, unit, dst)` for each, in parallel when `parallel`. Reuses `buf`'s memory.
+fn pack_blocks(
+    buf: &mut Vec<u32>,
+    k: usize,
+    units: usize,
+    width: usize,
+    parallel: bool,
+    pack: &(dyn Fn(usize, usize, &mut [u32]) + Sync),
+) {
+    let total: usize = (0..k)
+        .step_by(KC)
+        .map(|p0| pairs_in_block(k, p0) * units * width)
+        .sum();
+    buf.resize(total, 0);
+    let mut rest = &mut buf[..];
+    for p0 in (0..k).step_by(KC) {
+        let len = pairs_in_block(k, p0) * width;
+        let (block, tail) = rest.split_at_mut(len * units);
+        rest = tail;
+        if parallel {
+            block
+                .par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(u, dst)| pack(p0, u, dst));
+        } else {
+            block
+                .chunks_mut(len)
+                .enumerate()
+                .for_each(|(u, dst)| pack(p0, u, dst));
         }
     }
 }
@@ -116,102 +191,39 @@ crate::simd_fn! {
 impl PackedB {
     /// Packs op(`b`), `k×n`.
     pub fn new(b: &[f32], tb: Trans, k: usize, n: usize) -> Self {
+        Self::new_in(Vec::new(), b, tb, k, n)
+    }
+
+    /// [`PackedB::new`] reusing `buf`'s memory.
+    fn new_in(mut buf: Vec<u32>, b: &[f32], tb: Trans, k: usize, n: usize) -> Self {
         assert!(
             b.len() >= k * n,
             "pack: B has {} values, needs {}",
             b.len(),
             k * n
         );
-        let panels = n.div_ceil(NR);
-        // Big matrices are packed in column slabs on every thread, then stitched.
-        let threads = if k * n >= 1 << 18 {
-            rayon::current_num_threads().clamp(1, panels.max(1))
-        } else {
-            1
-        };
-        if threads == 1 {
-            let mut data = Vec::new();
-            pack_b_into(b, tb, k, n, 0, panels, &mut data);
-            return Self { k, n, data };
-        }
-        let per = panels.div_ceil(threads);
-        let range = |t: usize| ((t * per).min(panels), ((t + 1) * per).min(panels));
-        let slabs: Vec<Vec<u32>> = (0..threads)
-            .into_par_iter()
-            .map(|t| {
-                let (lo, hi) = range(t);
-                let mut v = Vec::new();
-                pack_b_into(b, tb, k, n, lo, hi, &mut v);
-                v
-            })
-            .collect();
-        // Each slab holds its panels block by block; interleave them into k-block order.
-        let mut data = Vec::with_capacity(slabs.iter().map(Vec::len).sum());
-        let mut offsets = vec![0usize; threads];
-        for p0 in (0..k).step_by(KC) {
-            let kp = KC.min(k - p0).div_ceil(2);
-            for (t, slab) in slabs.iter().enumerate() {
-                let (lo, hi) = range(t);
-                let len = (hi - lo) * kp * NR;
-                data.extend_from_slice(&slab[offsets[t]..offsets[t] + len]);
-                offsets[t] += len;
-            }
-        }
-        Self { k, n, data }
+        let parallel = k * n >= 1 << 16;
+        pack_blocks(&mut buf, k, n.div_ceil(NR), NR, parallel, &|p0, jp, dst| {
+            pack_b_panel(b, tb, k, n, p0, jp, dst)
+        });
+        Self { k, n, data: buf }
     }
 
-    /// Offset of the panel for k block starting at `p0` and column panel `jp`.
+    /// The panel for the k block starting at `p0` and column panel `jp`.
     fn panel(&self, p0: usize, jp: usize) -> &[u32] {
         let panels = self.n.div_ceil(NR);
         let before_block = (p0 / 2) * panels * NR;
-        let kp = KC.min(self.k - p0).div_ceil(2);
+        let kp = pairs_in_block(self.k, p0);
         let start = before_block + jp * kp * NR;
         &self.data[start..start + kp * NR]
     }
 }
 
-crate::simd_fn! {
-    #[allow(clippy::too_many_arguments)]
-    fn pack_a_block(a: &[f32], ta: Trans, m: usize, k: usize, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut Vec<u32>) {
-        let kp = kc.div_ceil(2);
-        out.clear();
-        out.resize(mc.div_ceil(MR) * kp * MR, 0);
-        for (blk, ib) in (0..mc).step_by(MR).enumerate() {
-            let dst = &mut out[blk * kp * MR..(blk + 1) * kp * MR];
-            let rows = MR.min(m.saturating_sub(i0 + ib));
-            match ta {
-                Trans::No => {
-                    // Row i of A is contiguous over k: its pairs are adjacent.
-                    for ii in 0..rows {
-                        let i = i0 + ib + ii;
-                        let row = &a[i * k + p0..i * k + p0 + kc];
-                        for (q, two) in row.chunks(2).enumerate() {
-                            dst[q * MR + ii] = pair(two[0], if two.len() == 2 { two[1] } else { 0.0 });
-                        }
-                    }
-                }
-                Trans::Yes => {
-                    // Stored [k, m]: rows p and p+1 are contiguous over i.
-                    let r0 = i0 + ib;
-                    for q in 0..kp {
-                        let p = p0 + 2 * q;
-                        let lo = &a[p * m + r0..p * m + r0 + rows];
-                        let d = &mut dst[q * MR..q * MR + rows];
-                        if 2 * q + 1 < kc {
-                            let hi = &a[(p + 1) * m + r0..(p + 1) * m + r0 + rows];
-                            for ((d, &l), &h) in d.iter_mut().zip(lo).zip(hi) {
-                                *d = pair(l, h);
-                            }
-                        } else {
-                            for (d, &l) in d.iter_mut().zip(lo) {
-                                *d = pair(l, 0.0);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+thread_local! {
+    /// Packing buffers reused between products on this thread, so that big buffers are not
+    /// allocated (and zeroed by the kernel) for every product. Taken out while in use, so a
+    /// nested product on the same thread simply allocates its own.
+    static SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The 12×32 micro-kernel: `acc = Σ_q a[q]·b[q]` over `kp` k-pairs, added into `c`
@@ -304,20 +316,18 @@ pub fn gemm_bf16_packed(
         gemm(m, k, n, alpha, &ar, ta, &br, Trans::No, 1.0, c);
         return;
     }
-    // A packed once for the whole product: per k block, per MR-row block, [kp][MR] pairs.
     let row_blocks = m.div_ceil(MR);
-    let blocks: Vec<usize> = (0..k).step_by(KC).collect();
     let big = m * n * k >= 1 << 18;
-    let pack_one = |&p0: &usize| {
-        let mut v = Vec::new();
-        pack_a_block(a, ta, m, k, 0, row_blocks * MR, p0, KC.min(k - p0), &mut v);
-        v
-    };
-    let apacked: Vec<Vec<u32>> = if big && blocks.len() > 1 {
-        blocks.par_iter().map(pack_one).collect()
-    } else {
-        blocks.iter().map(pack_one).collect()
-    };
+    // A packed once for the whole product: per k block, per MR-row block, [kp][MR] pairs.
+    let mut apack = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().0));
+    pack_blocks(
+        &mut apack,
+        k,
+        row_blocks,
+        MR,
+        big && m * k >= 1 << 16,
+        &|p0, rb, dst| pack_a_panel(a, ta, m, k, p0, rb, dst),
+    );
     let panels = n.div_ceil(NR);
     // Threads split the column panels when there are enough of them, else the row blocks;
     // each owns its tiles of C and writes them through a raw pointer (see SAFETY below).
@@ -328,10 +338,11 @@ pub fn gemm_bf16_packed(
     };
     let by_columns = panels >= row_blocks || panels >= 2 * threads;
     let cptr = c.as_mut_ptr() as usize;
+    let apack_ref = &apack;
     let run = |lo: usize, hi: usize| {
-        for (bi, &p0) in blocks.iter().enumerate() {
-            let kp = KC.min(k - p0).div_ceil(2);
-            let apack = &apacked[bi];
+        let mut block_start = 0;
+        for p0 in (0..k).step_by(KC) {
+            let kp = pairs_in_block(k, p0);
             let (jps, rbs) = if by_columns {
                 (lo..hi, 0..row_blocks)
             } else {
@@ -351,7 +362,8 @@ pub fn gemm_bf16_packed(
                             (rows - 1) * n + cols,
                         )
                     };
-                    let apanel = &apack[rb * kp * MR..(rb + 1) * kp * MR];
+                    let at = block_start + rb * kp * MR;
+                    let apanel = &apack_ref[at..at + kp * MR];
                     // SAFETY: has_bf16_kernel() confirmed the CPU features.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
@@ -359,6 +371,7 @@ pub fn gemm_bf16_packed(
                     };
                 }
             }
+            block_start += row_blocks * kp * MR;
         }
     };
     let units = if by_columns { panels } else { row_blocks };
@@ -377,6 +390,7 @@ pub fn gemm_bf16_packed(
             }
         });
     }
+    SCRATCH.with(|s| s.borrow_mut().0 = apack);
 }
 
 fn unpack(b: &PackedB) -> Vec<f32> {
@@ -416,8 +430,10 @@ pub fn gemm_bf16(
     beta: f32,
     c: &mut [f32],
 ) {
-    let packed = PackedB::new(b, tb, k, n);
+    let buf = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().1));
+    let packed = PackedB::new_in(buf, b, tb, k, n);
     gemm_bf16_packed(m, alpha, a, ta, &packed, beta, c);
+    SCRATCH.with(|s| s.borrow_mut().1 = packed.data);
 }
 
 #[cfg(test)]
