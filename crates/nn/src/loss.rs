@@ -76,23 +76,30 @@ pub fn softmax_cross_entropy(
     out
 }
 
-/// The first index holding the row's maximum (ties go to the lowest index, as argmax does).
-fn argmax(row: &[f32]) -> usize {
-    let (mut best, mut max) = (0, f32::NEG_INFINITY);
-    for (j, &v) in row.iter().enumerate() {
-        if v > max {
-            max = v;
-            best = j;
+/// Largest value of a row (vectorisable: 16 running maxima).
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for k in 0..16 {
+            m[k] = m[k].max(c[k]);
         }
     }
-    best
+    chunks.remainder().iter().fold(
+        m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        |a, &b| a.max(b),
+    )
 }
 
 autocaption_tensor::simd_fn! {
     /// One row of [`softmax_cross_entropy`]: returns (−log p(target), argmax == target) and
     /// leaves the scaled gradient in `row`.
     fn row_cross_entropy(row: &mut [f32], t: usize, scale: f32) -> (f64, bool) {
-        let correct = argmax(row) == t;
+        // Argmax is the first index holding the maximum: t is it when row[t] is the maximum
+        // and nothing before it is.
+        let max = row_max(row);
+        let correct = row[t] == max && !row[..t].iter().any(|&v| v == max);
         let sum = exp_shifted(row);
         // Keras clips probabilities to [1e-7, 1 - 1e-7] inside the log.
         let p_t = (row[t] / sum).clamp(1e-7, 1.0 - 1e-7);

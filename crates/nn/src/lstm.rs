@@ -61,6 +61,10 @@ pub struct Lstm {
     gates: Vec<f32>,
     cell: Vec<f32>,
     tanh_cell: Vec<f32>,
+    // Backward scratch, kept between batches so that megabytes are not reallocated (and
+    // zeroed) every time: gate gradients [rows, 4u] and the shifted hidden states [rows, u].
+    dz: Vec<f32>,
+    h_prev: Vec<f32>,
 }
 
 autocaption_tensor::simd_fn! {
@@ -194,6 +198,8 @@ impl Lstm {
             gates: Vec::new(),
             cell: Vec::new(),
             tanh_cell: Vec::new(),
+            dz: Vec::new(),
+            h_prev: Vec::new(),
         }
     }
 
@@ -286,7 +292,9 @@ impl Lstm {
     ) {
         let (n, i, u) = (p.rows(), self.inputs(), self.units());
         let g4 = 4 * u;
-        let mut dz = vec![0.0f32; n * g4];
+        // Every element is written by the step loop below, so old contents do not matter.
+        let mut dz = std::mem::take(&mut self.dz);
+        dz.resize(n * g4, 0.0);
         // Rᵀ made once: stored transposed in f32 (the per-step product with a transposed
         // operand runs at a fifth of the speed in the AVX-512 kernels, benches/gemm.rs in
         // autocaption-tensor), or packed in bf16.
@@ -350,7 +358,10 @@ impl Lstm {
             1.0,
             &mut self.kernel.grad,
         );
-        let mut h_prev = vec![0.0f32; n * u];
+        let mut h_prev = std::mem::take(&mut self.h_prev);
+        h_prev.resize(n * u, 0.0);
+        // Step 0 starts from the zero state; later steps' rows are copied below.
+        h_prev[..p.active(0) * u].fill(0.0);
         for t in 1..p.steps() {
             let (r0, a, rp) = (p.offset(t), p.active(t), p.offset(t - 1));
             h_prev[r0 * u..(r0 + a) * u].copy_from_slice(&h[rp * u..(rp + a) * u]);
@@ -390,6 +401,8 @@ impl Lstm {
                 dx,
             );
         }
+        self.dz = dz;
+        self.h_prev = h_prev;
     }
 
     /// One step for `batch` sequences: `x` is `[batch, in]`; `state` advances in place.

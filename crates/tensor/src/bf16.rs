@@ -78,32 +78,36 @@ crate::simd_fn! {
         let kc = KC.min(k - p0);
         let (j0, cols) = (jp * NR, NR.min(n - jp * NR));
         for (q, row) in dst.chunks_exact_mut(NR).enumerate() {
-            let p = p0 + 2 * q;
-            let has_hi = 2 * q + 1 < kc;
-            match tb {
-                Trans::No => {
-                    // Rows p and p+1 of B are contiguous over the panel's columns.
-                    let lo = &b[p * n + j0..p * n + j0 + cols];
-                    if has_hi {
-                        let hi = &b[(p + 1) * n + j0..(p + 1) * n + j0 + cols];
-                        for ((d, &l), &h) in row.iter_mut().zip(lo).zip(hi) {
-                            *d = pair(l, h);
-                        }
-                    } else {
-                        for (d, &l) in row.iter_mut().zip(lo) {
-                            *d = pair(l, 0.0);
-                        }
+            if tb == Trans::No {
+                // Rows p and p+1 of B are contiguous over the panel's columns.
+                let p = p0 + 2 * q;
+                let lo = &b[p * n + j0..p * n + j0 + cols];
+                if 2 * q + 1 < kc {
+                    let hi = &b[(p + 1) * n + j0..(p + 1) * n + j0 + cols];
+                    for ((d, &l), &h) in row.iter_mut().zip(lo).zip(hi) {
+                        *d = pair(l, h);
                     }
-                }
-                Trans::Yes => {
-                    // Column j of op(B) is row j of the stored matrix: its k-pairs are adjacent.
-                    for (jj, d) in row[..cols].iter_mut().enumerate() {
-                        let base = (j0 + jj) * k + p;
-                        *d = pair(b[base], if has_hi { b[base + 1] } else { 0.0 });
+                } else {
+                    for (d, &l) in row.iter_mut().zip(lo) {
+                        *d = pair(l, 0.0);
                     }
                 }
             }
             row[cols..].fill(0);
+        }
+        if tb == Trans::Yes {
+            // Column j of op(B) is row j of the stored matrix: read each contiguously.
+            let kp = kc.div_ceil(2);
+            for jj in 0..cols {
+                let src = &b[(j0 + jj) * k + p0..(j0 + jj) * k + p0 + kc];
+                let full = kc / 2;
+                for q in 0..full {
+                    dst[q * NR + jj] = pair(src[2 * q], src[2 * q + 1]);
+                }
+                if full < kp {
+                    dst[full * NR + jj] = pair(src[2 * full], 0.0);
+                }
+            }
         }
     }
 }
@@ -120,10 +124,14 @@ crate::simd_fn! {
         match ta {
             Trans::No => {
                 // Row i of A is contiguous over k: its pairs are adjacent.
+                let full = kc / 2;
                 for ii in 0..rows {
                     let row = &a[(r0 + ii) * k + p0..(r0 + ii) * k + p0 + kc];
-                    for (q, two) in row.chunks(2).enumerate() {
-                        dst[q * MR + ii] = pair(two[0], if two.len() == 2 { two[1] } else { 0.0 });
+                    for q in 0..full {
+                        dst[q * MR + ii] = pair(row[2 * q], row[2 * q + 1]);
+                    }
+                    if full < kp {
+                        dst[full * MR + ii] = pair(row[2 * full], 0.0);
                     }
                 }
                 if rows < MR {
