@@ -99,7 +99,7 @@ autocaption_tensor::simd_fn! {
         // Argmax is the first index holding the maximum: t is it when row[t] is the maximum
         // and nothing before it is.
         let max = row_max(row);
-        let correct = row[t] == max && !row[..t].iter().any(|&v| v == max);
+        let correct = row[t] == max && !row[..t].contains(&max);
         let sum = exp_shifted(row);
         // Keras clips probabilities to [1e-7, 1 - 1e-7] inside the log.
         let p_t = (row[t] / sum).clamp(1e-7, 1.0 - 1e-7);
