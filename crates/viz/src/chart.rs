@@ -80,8 +80,27 @@ pub fn line_charts(panels: &[Panel], width: u32, height: u32) -> RgbImage {
                 Ok(c) => c,
                 Err(_) => continue,
             };
+            // Whole-number x values (epochs) get whole-number ticks.
+            let whole = panel
+                .series
+                .iter()
+                .flat_map(|s| &s.points)
+                .all(|p| p.0.fract() == 0.0);
+            let ticks = if whole {
+                ((x1 - x0) as usize + 1).clamp(2, 12)
+            } else {
+                10
+            };
             let _ = chart
                 .configure_mesh()
+                .x_labels(ticks)
+                .x_label_formatter(&|x| {
+                    if whole {
+                        format!("{x:.0}")
+                    } else {
+                        format!("{x:.2}")
+                    }
+                })
                 .x_desc(&panel.x_label)
                 .label_style(("sans-serif", 13))
                 .light_line_style(RGBColor(235, 235, 235))

@@ -7,7 +7,7 @@ use autocaption_data::{Prepared, Split};
 use autocaption_features::FeatureStore;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
-use autocaption_tensor::Precision;
+use autocaption_tensor::{has_bf16_kernel, Precision};
 use autocaption_train::{train, CaptionSet, Checkpoint, Event, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -70,11 +70,12 @@ pub struct Args {
     #[arg(long, default_value_t = 200, value_name = "N")]
     checkpoint_every: usize,
 
-    /// Arithmetic of the matrix products: f32, or bf16 operands with f32 accumulation
-    /// (mixed precision; about 1.4x faster on CPUs with AVX512_BF16, slightly noisier).
+    /// Arithmetic of the matrix products: bf16 operands with f32 accumulation and f32
+    /// weights (mixed precision, about 1.4x faster), or plain f32. `auto` picks bf16 where
+    /// the CPU has AVX512_BF16 and f32 elsewhere; the choice is saved in config.json.
     /// Validation always runs in f32.
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
+    precision: String,
 
     /// JSON file overriding layer sizes of the seed's model, e.g.
     /// {"text_lstm": 128, "decoder_lstm": 256, "dropout": 0.3}.
@@ -213,7 +214,12 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
                 ..AdamConfig::default()
             },
             checkpoint_every: args.checkpoint_every,
-            precision: args.precision,
+            precision: match args.precision.as_str() {
+                "f32" => Precision::F32,
+                "bf16" => Precision::Bf16,
+                _ if has_bf16_kernel() => Precision::Bf16,
+                _ => Precision::F32,
+            },
         };
         let counts = Counts {
             train_captions: 0,
@@ -274,8 +280,12 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if say {
         let c = &run_cfg.counts;
         println!(
-            "Training {} parameters on {} captions ({} images); validating on {} captions ({} images)",
+            "Training {} parameters ({} products) on {} captions ({} images); validating on {} captions ({} images)",
             thousands(model.parameter_count()),
+            match run_cfg.training.precision {
+                Precision::F32 => "f32",
+                Precision::Bf16 => "bf16",
+            },
             thousands(c.train_captions),
             thousands(c.train_images),
             thousands(c.dev_captions),
