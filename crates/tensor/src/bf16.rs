@@ -14,7 +14,7 @@ use crate::{gemm, Trans};
 
 const MR: usize = 12;
 const NR: usize = 32;
-const KC: usize = 384;
+const KC: usize = 512;
 
 /// Rounds an f32 to the nearest bfloat16 (ties to even), returned as its 16 bits.
 #[inline(always)]
