@@ -1,3 +1,4 @@
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Param;
@@ -62,17 +63,17 @@ impl Adam {
         let c = self.config;
         let t = self.step as i32;
         let lr_t = c.lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
+        // Element-wise, so chunks run in parallel with the same result.
+        const CHUNK: usize = 1 << 15;
         for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-            adam_step(
-                &mut p.value,
-                &p.grad,
-                m,
-                v,
-                lr_t,
-                c.beta1,
-                c.beta2,
-                c.epsilon,
-            );
+            p.value
+                .par_chunks_mut(CHUNK)
+                .zip(p.grad.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((w, g), m), v)| {
+                    adam_step(w, g, m, v, lr_t, c.beta1, c.beta2, c.epsilon)
+                });
         }
     }
 }

@@ -1,4 +1,5 @@
 use autocaption_tensor::exp;
+use rayon::prelude::*;
 
 autocaption_tensor::simd_fn! {
     /// Softmax over each row of `[rows, width]`, in place (max-subtracted for stability).
@@ -64,12 +65,19 @@ pub fn softmax_cross_entropy(
     targets: &[u32],
     scale: f32,
 ) -> CrossEntropy {
+    // Rows in parallel; the per-row results are summed in row order afterwards, so the
+    // total is the same whatever the threads did.
+    let per_row: Vec<(f64, bool)> = logits
+        .par_chunks_mut(width)
+        .zip(targets.par_iter())
+        .with_min_len(16)
+        .map(|(row, &t)| row_cross_entropy(row, t as usize, scale))
+        .collect();
     let mut out = CrossEntropy {
         rows: targets.len(),
         ..CrossEntropy::default()
     };
-    for (row, &t) in logits.chunks_mut(width).zip(targets) {
-        let (loss, correct) = row_cross_entropy(row, t as usize, scale);
+    for (loss, correct) in per_row {
         out.loss_sum += loss;
         out.correct += usize::from(correct);
     }
