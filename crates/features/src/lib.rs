@@ -10,17 +10,9 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 /// Why a feature file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
-    /// Reading failed.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
-    /// Writing failed.
+    /// Reading or writing a file failed.
     #[error(transparent)]
-    Write(#[from] autocaption_io::IoError),
+    Io(#[from] autocaption_io::IoError),
     /// The file is not a feature store.
     #[error("{path}: not a feature file: {message}")]
     Format {
@@ -129,10 +121,7 @@ impl FeatureStore {
 
     /// Reads a store written by [`FeatureStore::save`].
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
-        let bytes = std::fs::read(path).map_err(|error| FeatureError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let bytes = autocaption_io::read(path)?;
         let bad = |message: String| FeatureError::Format {
             path: path.to_path_buf(),
             message,

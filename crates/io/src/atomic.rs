@@ -31,6 +31,11 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// Reads a whole file; the error names the path.
+pub fn read(path: &Path) -> Result<Vec<u8>, IoError> {
+    std::fs::read(path).map_err(io_err(path))
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
 /// that readers see either the old file or the complete new one, never a partial write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {

@@ -6,6 +6,6 @@ mod atomic;
 mod fmt;
 mod progress;
 
-pub use atomic::{write_atomic, AtomicDir, IoError};
+pub use atomic::{read, write_atomic, AtomicDir, IoError};
 pub use fmt::thousands;
 pub use progress::{NoProgress, Progress};

@@ -3,17 +3,9 @@ use std::path::PathBuf;
 /// Why a model could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// Reading a file failed.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
-    /// Writing failed.
+    /// Reading or writing a file failed.
     #[error(transparent)]
-    Write(#[from] autocaption_io::IoError),
+    Io(#[from] autocaption_io::IoError),
     /// The weights file is not valid safetensors.
     #[error("{path}: not a valid safetensors file: {message}")]
     Format {

@@ -82,10 +82,7 @@ impl MergeModel {
 
     /// Reads weights written by [`MergeModel::save_weights`] (or the Keras fixture script).
     pub fn load_weights(&mut self, path: &Path) -> Result<(), ModelError> {
-        let bytes = std::fs::read(path).map_err(|error| ModelError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let bytes = autocaption_io::read(path)?;
         self.load_weights_bytes(&bytes, path)
     }
 }

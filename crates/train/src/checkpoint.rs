@@ -89,10 +89,7 @@ impl Checkpoint {
             path: path.to_path_buf(),
             message,
         };
-        let data = std::fs::read(path).map_err(|error| TrainError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let data = autocaption_io::read(path)?;
         let (_, meta) =
             SafeTensors::read_metadata(&data).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
         let state = meta

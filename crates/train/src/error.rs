@@ -3,17 +3,9 @@ use std::path::PathBuf;
 /// Why training could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// Reading a file failed.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
-    /// Writing an artifact failed.
+    /// Reading or writing a file failed.
     #[error(transparent)]
-    Write(#[from] autocaption_io::IoError),
+    Io(#[from] autocaption_io::IoError),
     /// The model's weights could not be used.
     #[error(transparent)]
     Model(#[from] autocaption_model::ModelError),
