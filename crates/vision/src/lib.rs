@@ -1,0 +1,40 @@
+//! The image encoder (DESIGN.md section 4): ResNet-50 to pooled 2048-d features, in both
+//! weight layouts — Keras' (stride on the first 1×1 of a stage) and torchvision's v1.5
+//! (stride on the 3×3) — with batch norm folded into the convolutions. Tensors are NHWC;
+//! convolutions run as (im2col +) the shared GEMM.
+
+mod conv;
+mod pool;
+mod resnet;
+
+pub use conv::{Conv, Padding};
+pub use pool::{global_average_pool, max_pool};
+pub use resnet::{Layout, ResNet, ResNetConfig};
+
+/// A batch of images or feature maps, NHWC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maps {
+    /// Images in the batch.
+    pub n: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// `[n, h, w, c]`, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Maps {
+    /// Zeros of the given shape.
+    pub fn zeros(n: usize, h: usize, w: usize, c: usize) -> Self {
+        Self {
+            n,
+            h,
+            w,
+            c,
+            data: vec![0.0; n * h * w * c],
+        }
+    }
+}

@@ -1,0 +1,231 @@
+use autocaption_tensor::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{global_average_pool, max_pool, Conv, Maps, Padding};
+
+/// Where a stage's downsampling stride sits in its first bottleneck block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Keras `applications.ResNet50` (the seed's): on the first 1×1 convolution.
+    Keras,
+    /// torchvision / timm ResNet-50 v1.5: on the 3×3 convolution.
+    Torchvision,
+}
+
+/// The shape of a ResNet: ResNet-50 is width 64 with blocks [3, 4, 6, 3].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Where the stride sits.
+    pub layout: Layout,
+    /// Channels of the stem; stage `i` has `width·2^i` bottleneck channels and 4× that out.
+    pub width: usize,
+    /// Bottleneck blocks per stage.
+    pub blocks: [usize; 4],
+}
+
+impl ResNetConfig {
+    /// ResNet-50 in the given layout.
+    pub fn resnet50(layout: Layout) -> Self {
+        Self {
+            layout,
+            width: 64,
+            blocks: [3, 4, 6, 3],
+        }
+    }
+
+    /// Width of the pooled features (2048 for ResNet-50).
+    pub fn features(&self) -> usize {
+        self.width * 32
+    }
+}
+
+/// One bottleneck block: 1×1 → 3×3 → 1×1, plus the shortcut, then ReLU.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Block {
+    pub conv1: Conv,
+    pub conv2: Conv,
+    pub conv3: Conv,
+    pub shortcut: Option<Conv>,
+}
+
+/// A ResNet with batch norm folded into its convolutions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResNet {
+    /// Its shape.
+    pub config: ResNetConfig,
+    pub(crate) stem: Conv,
+    pub(crate) blocks: Vec<Block>,
+}
+
+fn conv(k: usize, cin: usize, cout: usize, stride: usize, relu: bool) -> Conv {
+    Conv {
+        kh: k,
+        kw: k,
+        cin,
+        cout,
+        stride,
+        pad: Padding::same(k / 2),
+        weight: vec![0.0; k * k * cin * cout],
+        bias: vec![0.0; cout],
+        relu,
+    }
+}
+
+impl ResNet {
+    /// The network's convolutions with zero weights, in order: stem, then for every block
+    /// conv1, conv2, conv3 and the shortcut where there is one. Loaders fill them in.
+    pub fn empty(config: ResNetConfig) -> Self {
+        let w = config.width;
+        let stem = conv(7, 3, w, 2, true);
+        let mut blocks = Vec::new();
+        let mut cin = w;
+        for (stage, &count) in config.blocks.iter().enumerate() {
+            let mid = w << stage;
+            let out = mid * 4;
+            for b in 0..count {
+                let stride = if b == 0 && stage > 0 { 2 } else { 1 };
+                let (s1, s2) = match config.layout {
+                    Layout::Keras => (stride, 1),
+                    Layout::Torchvision => (1, stride),
+                };
+                blocks.push(Block {
+                    conv1: conv(1, cin, mid, s1, true),
+                    conv2: conv(3, mid, mid, s2, true),
+                    conv3: conv(1, mid, out, 1, true),
+                    shortcut: (b == 0).then(|| conv(1, cin, out, stride, false)),
+                });
+                cin = out;
+            }
+        }
+        Self {
+            config,
+            stem,
+            blocks,
+        }
+    }
+
+    /// Seeded random weights (He-normal; each residual branch's last convolution scaled down
+    /// so that activations stay of order one through the 16 blocks without batch statistics).
+    pub fn random(config: ResNetConfig, seed: u64) -> Self {
+        let mut net = Self::empty(config);
+        let mut rng = Rng::new(seed);
+        let mut init = |c: &mut Conv, scale: f32| {
+            let std = (2.0 / (c.kh * c.kw * c.cin) as f32).sqrt() * scale;
+            for w in &mut c.weight {
+                *w = rng.normal() * std;
+            }
+        };
+        init(&mut net.stem, 1.0);
+        for b in &mut net.blocks {
+            init(&mut b.conv1, 1.0);
+            init(&mut b.conv2, 1.0);
+            init(&mut b.conv3, 0.2);
+            if let Some(s) = &mut b.shortcut {
+                init(s, 1.0);
+            }
+        }
+        net
+    }
+
+    /// All convolutions in loader order (see [`ResNet::empty`]).
+    pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut out = vec![&mut self.stem];
+        for b in &mut self.blocks {
+            out.push(&mut b.conv1);
+            out.push(&mut b.conv2);
+            out.push(&mut b.conv3);
+            if let Some(s) = &mut b.shortcut {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
+    pub fn forward(&self, images: &Maps) -> Vec<f32> {
+        let x = self.stem.forward(images, None);
+        let mut x = max_pool(&x, 3, 2, Padding::same(1));
+        for b in &self.blocks {
+            let shortcut = b.shortcut.as_ref().map(|s| s.forward(&x, None));
+            let y = b.conv1.forward(&x, None);
+            let y = b.conv2.forward(&y, None);
+            x = b.conv3.forward(&y, Some(shortcut.as_ref().unwrap_or(&x)));
+        }
+        global_average_pool(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(layout: Layout) -> ResNetConfig {
+        ResNetConfig {
+            layout,
+            width: 4,
+            blocks: [1, 2, 1, 1],
+        }
+    }
+
+    #[test]
+    fn resnet50_has_the_published_parameter_count() {
+        // torchvision resnet50 without fc: 25,557,032 − 2,049,000 = 23,508,032 parameters,
+        // of which 53,120 are batch-norm (gamma, beta) pairs folded here into 26,560 biases.
+        let mut net = ResNet::empty(ResNetConfig::resnet50(Layout::Torchvision));
+        let weights: usize = net.convs_mut().iter().map(|c| c.weight.len()).sum();
+        let bn_channels: usize = net.convs_mut().iter().map(|c| c.cout).sum();
+        assert_eq!(weights + 2 * bn_channels, 23_508_032);
+        assert_eq!(ResNetConfig::resnet50(Layout::Keras).features(), 2048);
+    }
+
+    #[test]
+    fn batch_equals_one_by_one_and_layouts_differ() {
+        let mut rng = Rng::new(1);
+        let x = Maps {
+            n: 3,
+            h: 40,
+            w: 36,
+            c: 3,
+            data: (0..3 * 40 * 36 * 3)
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect(),
+        };
+        let net = ResNet::random(small(Layout::Keras), 7);
+        let all = net.forward(&x);
+        assert_eq!(all.len(), 3 * 128);
+        assert!(all.iter().all(|v| v.is_finite()));
+        let per = 40 * 36 * 3;
+        for i in 0..3 {
+            let one = Maps {
+                n: 1,
+                h: 40,
+                w: 36,
+                c: 3,
+                data: x.data[i * per..(i + 1) * per].to_vec(),
+            };
+            let f = net.forward(&one);
+            for (a, b) in f.iter().zip(&all[i * 128..(i + 1) * 128]) {
+                assert!((a - b).abs() < 1e-4);
+            }
+        }
+        let other = ResNet::random(small(Layout::Torchvision), 7).forward(&x);
+        assert_ne!(all, other);
+    }
+
+    #[test]
+    fn random_resnet50_features_are_of_order_one() {
+        let mut rng = Rng::new(2);
+        let x = Maps {
+            n: 1,
+            h: 224,
+            w: 224,
+            c: 3,
+            data: (0..224 * 224 * 3).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+        };
+        let f = ResNet::random(ResNetConfig::resnet50(Layout::Keras), 1).forward(&x);
+        let mean = f.iter().sum::<f32>() / f.len() as f32;
+        assert!(f.iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert!(mean > 1e-3 && mean < 1e3, "mean feature {mean}");
+    }
+}
