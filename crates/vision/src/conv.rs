@@ -1,4 +1,5 @@
 use autocaption_tensor::{gemm, Trans};
+use rayon::prelude::*;
 
 use crate::Maps;
 
@@ -91,11 +92,8 @@ impl Conv {
             h: oh,
             w: ow,
             c: self.cout,
-            data: Vec::with_capacity(rows * self.cout),
+            data: vec![0.0; rows * self.cout],
         };
-        for _ in 0..rows {
-            out.data.extend_from_slice(&self.bias);
-        }
         let k = self.kh * self.kw * self.cin;
         let direct =
             self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
@@ -110,7 +108,7 @@ impl Conv {
                 Trans::No,
                 &self.weight,
                 Trans::No,
-                1.0,
+                0.0,
                 &mut out.data,
             );
         } else {
@@ -124,20 +122,36 @@ impl Conv {
                 Trans::No,
                 &self.weight,
                 Trans::No,
-                1.0,
+                0.0,
                 &mut out.data,
             );
         }
-        if let Some(r) = residual {
-            assert_eq!(r.data.len(), out.data.len(), "residual shape");
-            for (o, r) in out.data.iter_mut().zip(&r.data) {
-                *o += r;
+        // Bias, residual and ReLU in one parallel pass over the output.
+        let (bias, relu, cout) = (&self.bias, self.relu, self.cout);
+        let epilogue = |o: &mut [f32], r: Option<&[f32]>| {
+            for (row_i, row) in o.chunks_mut(cout).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let mut y = *v + bias[j];
+                    if let Some(r) = r {
+                        y += r[row_i * cout + j];
+                    }
+                    *v = if relu { y.max(0.0) } else { y };
+                }
             }
-        }
-        if self.relu {
-            for v in &mut out.data {
-                *v = v.max(0.0);
+        };
+        const CHUNK_ROWS: usize = 64;
+        match residual {
+            Some(r) => {
+                assert_eq!(r.data.len(), out.data.len(), "residual shape");
+                out.data
+                    .par_chunks_mut(CHUNK_ROWS * cout)
+                    .zip(r.data.par_chunks(CHUNK_ROWS * cout))
+                    .for_each(|(o, r)| epilogue(o, Some(r)));
             }
+            None => out
+                .data
+                .par_chunks_mut(CHUNK_ROWS * cout)
+                .for_each(|o| epilogue(o, None)),
         }
         out
     }
@@ -147,7 +161,7 @@ impl Conv {
         let k = self.kh * self.kw * self.cin;
         let mut cols = vec![0.0f32; x.n * oh * ow * k];
         let c = self.cin;
-        for (r, row) in cols.chunks_mut(k).enumerate() {
+        cols.par_chunks_mut(k).enumerate().for_each(|(r, row)| {
             let (n, rem) = (r / (oh * ow), r % (oh * ow));
             let (oy, ox) = (rem / ow, rem % ow);
             for ky in 0..self.kh {
@@ -165,7 +179,7 @@ impl Conv {
                     row[dst..dst + c].copy_from_slice(&x.data[src..src + c]);
                 }
             }
-        }
+        });
         cols
     }
 }
