@@ -4,11 +4,15 @@
 //! convolutions run as (im2col +) the shared GEMM.
 
 mod conv;
+mod load;
 mod pool;
+mod preprocess;
 mod resnet;
 
 pub use conv::{Conv, Padding};
+pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
+pub use preprocess::{batch, keras_preprocess};
 pub use resnet::{Layout, ResNet, ResNetConfig};
 
 /// A batch of images or feature maps, NHWC.
