@@ -38,6 +38,8 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Draw a contact sheet (PNG) of images with their captions, to check that they match.
     Show(cmd::show::Args),
+    /// Extract ResNet-50 image features for a folder of images.
+    Features(cmd::features::Args),
     /// Train the merge caption model on a prepared dataset and image features.
     Train(cmd::train::Args),
     /// Inspect caption models (`model summary`).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Prepare(a) => cmd::prepare::run(a, global),
         Command::Synth(a) => cmd::synth::run(a, global),
         Command::Show(a) => cmd::show::run(a, global),
+        Command::Features(a) => cmd::features::run(a, global),
         Command::Train(a) => cmd::train::run(a, global),
         Command::Model(a) => cmd::model::run(a, global),
     };

@@ -437,3 +437,59 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         assert!(a == b, "{f} differs between runs with the same seed");
     }
 }
+
+#[test]
+fn features_skip_corrupt_images_and_resume() {
+    let t = TempDir::new().unwrap();
+    let data = synth(t.path(), "s", 5, 1);
+    let images = data.join("images");
+    std::fs::write(images.join("broken.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let out = t.path().join("f.safetensors");
+    bin()
+        .args(["features", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no encoder weights given"));
+    bin()
+        .args(["features", "--weights", "random", "--seed", "3", "--images"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("broken.png"));
+    let store = autocaption_features::FeatureStore::load(&out).unwrap();
+    assert_eq!((store.len(), store.dim()), (5, 2048));
+    assert!(store
+        .get("synth_00000.png")
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+    let report = read_json(&t.path().join("f.report.json"));
+    assert_eq!(report["failed"][0]["image"], "broken.png");
+    let first = std::fs::read(&out).unwrap();
+    // A rerun has nothing left to do and leaves the same bytes.
+    bin()
+        .args([
+            "features",
+            "-q",
+            "--weights",
+            "random",
+            "--seed",
+            "3",
+            "--images",
+        ])
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(std::fs::read(&out).unwrap() == first);
+    assert_eq!(
+        read_json(&t.path().join("f.report.json"))["already_done"],
+        5
+    );
+}

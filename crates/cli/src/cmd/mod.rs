@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod features;
 pub mod model;
 pub mod prepare;
 pub mod show;
