@@ -8,12 +8,14 @@ mod load;
 mod pool;
 mod preprocess;
 mod resnet;
+mod weights;
 
 pub use conv::{Conv, Padding};
 pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess};
 pub use resnet::{Layout, ResNet, ResNetConfig};
+pub use weights::{load_torchvision, load_torchvision_file, WeightError};
 
 /// A batch of images or feature maps, NHWC.
 #[derive(Debug, Clone, PartialEq)]
