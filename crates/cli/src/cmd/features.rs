@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use autocaption_data::{is_image_name, IMAGE_EXTENSIONS};
 use autocaption_features::FeatureStore;
 use autocaption_io::Progress;
 use autocaption_vision::{batch, keras_preprocess, load_rgb, Layout, ResNet, ResNetConfig};
@@ -68,7 +69,6 @@ struct Report {
     feature_dim: usize,
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp"];
 const SAVE_EVERY: usize = 256;
 
 fn list_images(dir: &Path) -> anyhow::Result<Vec<String>> {
