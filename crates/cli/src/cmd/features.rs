@@ -77,11 +77,7 @@ fn list_images(dir: &Path) -> anyhow::Result<Vec<String>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.rsplit_once('.').is_some_and(|(_, ext)| {
-                IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext))
-            })
-        })
+        .filter(|n| is_image_name(n))
         .collect();
     names.sort();
     Ok(names)
