@@ -98,7 +98,7 @@ impl FeatureStore {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let bytes: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes = autocaption_io::f32_to_le_bytes(&self.data);
         let view = TensorView::new(Dtype::F32, vec![self.names.len(), self.dim], &bytes)
             .expect("shape matches data");
         let meta: HashMap<String, String> = [
@@ -151,11 +151,7 @@ impl FeatureStore {
         if n != names.len() {
             return Err(bad(format!("{n} feature rows but {} names", names.len())));
         }
-        let data: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let data: Vec<f32> = autocaption_io::f32_from_le_bytes(t.data());
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
             return Err(bad(format!("image name {dup:?} appears twice")));

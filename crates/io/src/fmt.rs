@@ -1,3 +1,16 @@
+/// f32 values as little-endian bytes (the layout of safetensors' F32 tensors).
+pub fn f32_to_le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes as f32 values; a trailing partial value is ignored.
+pub fn f32_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// `12345` as `12,345`, for numbers people read.
 pub fn thousands(n: usize) -> String {
     let s = n.to_string();

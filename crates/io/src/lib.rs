@@ -7,5 +7,5 @@ mod fmt;
 mod progress;
 
 pub use atomic::{read, write_atomic, AtomicDir, IoError};
-pub use fmt::thousands;
+pub use fmt::{f32_from_le_bytes, f32_to_le_bytes, thousands};
 pub use progress::{NoProgress, Progress};

@@ -17,7 +17,7 @@ impl MergeModel {
                 (
                     n.clone(),
                     p.shape.clone(),
-                    p.value.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    autocaption_io::f32_to_le_bytes(&p.value),
                 )
             })
             .collect();
@@ -67,12 +67,7 @@ impl MergeModel {
                     param.shape
                 )));
             }
-            loaded.push(
-                t.data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect::<Vec<f32>>(),
-            );
+            loaded.push(autocaption_io::f32_from_le_bytes(t.data()));
         }
         for (p, v) in self.params_mut().into_iter().zip(loaded) {
             p.value = v;

@@ -60,7 +60,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path, model: &MergeModel, adam: &Adam) -> Result<(), TrainError> {
         let named = model.named_params();
         let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(3 * named.len());
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let bytes = autocaption_io::f32_to_le_bytes;
         for (k, (name, p)) in named.iter().enumerate() {
             blobs.push((format!("weights/{name}"), p.shape.clone(), bytes(&p.value)));
             blobs.push((format!("adam_m/{name}"), p.shape.clone(), bytes(&adam.m[k])));
@@ -116,10 +116,7 @@ impl Checkpoint {
                     t.shape()
                 )));
             }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+            Ok(autocaption_io::f32_from_le_bytes(t.data()))
         };
         let mut values = Vec::with_capacity(names.len());
         for (k, (name, shape)) in names.iter().enumerate() {

@@ -14,13 +14,8 @@ pub const MAX_PIXELS: u64 = 89_478_485;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The file could not be read.
-    #[error("{path}: {error}")]
-    Io {
-        /// The image file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] autocaption_io::IoError),
     /// The file is not a decodable image.
     #[error("{path}: cannot decode: {message}")]
     Decode {
@@ -110,10 +105,7 @@ fn decode_jpeg(path: &Path, bytes: &[u8]) -> Result<RgbImage, ImageError> {
 /// Decodes `path` to 8-bit RGB (greyscale replicated, alpha dropped, as PIL's
 /// `convert("RGB")`), with its EXIF orientation applied.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|error| ImageError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let bytes = autocaption_io::read(path)?;
     let format = image::guess_format(&bytes).map_err(|e| decode_err(path, e))?;
     let reader = ImageReader::with_format(std::io::Cursor::new(&bytes), format);
     let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;

@@ -12,13 +12,8 @@ use crate::{Conv, Layout, ResNet, ResNetConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
     /// The file could not be read.
-    #[error("{path}: {error}")]
-    Io {
-        /// The weights file.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] autocaption_io::IoError),
     /// The file is not safetensors.
     #[error("{path}: not a safetensors file: {message}")]
     Format {
@@ -69,11 +64,7 @@ impl Reader<'_> {
             return Err(self.err(name, format!("shape {:?}, expected {shape:?}", t.shape())));
         }
         match t.dtype() {
-            Dtype::F32 => Ok(t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()),
+            Dtype::F32 => Ok(autocaption_io::f32_from_le_bytes(t.data())),
             other => Err(self.err(name, format!("dtype {other:?}, expected F32"))),
         }
     }
@@ -157,9 +148,6 @@ pub fn load_torchvision(bytes: &[u8], path: &Path) -> Result<ResNet, WeightError
 
 /// Reads a torchvision-layout ResNet from a safetensors file.
 pub fn load_torchvision_file(path: &Path) -> Result<ResNet, WeightError> {
-    let bytes = std::fs::read(path).map_err(|error| WeightError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let bytes = autocaption_io::read(path)?;
     load_torchvision(&bytes, path)
 }
