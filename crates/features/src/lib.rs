@@ -101,13 +101,12 @@ impl FeatureStore {
         let bytes = autocaption_io::f32_to_le_bytes(&self.data);
         let view = TensorView::new(Dtype::F32, vec![self.names.len(), self.dim], &bytes)
             .expect("shape matches data");
-        let meta: HashMap<String, String> = [
-            ("format".to_string(), "autocaption-features".to_string()),
-            (
-                "names".to_string(),
-                serde_json::to_string(&self.names).expect("names serialise"),
-            ),
-        ]
+        // One metadata key only: safetensors writes its metadata map in HashMap order, so
+        // two keys would make the same features come out as different bytes run to run.
+        let meta: HashMap<String, String> = [(
+            "names".to_string(),
+            serde_json::to_string(&self.names).expect("names serialise"),
+        )]
         .into();
         safetensors::serialize([("features", view)], Some(meta))
             .expect("serialising in memory cannot fail")
@@ -163,6 +162,14 @@ impl FeatureStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_store_same_bytes() {
+        let s = FeatureStore::new(vec!["a.jpg".into(), "b.jpg".into()], 1, vec![1.0, 2.0]);
+        let first = s.to_bytes();
+        // HashMap order differs between maps (and processes): build the bytes many times.
+        assert!((0..50).all(|_| s.clone().to_bytes() == first));
+    }
 
     #[test]
     fn round_trip_and_errors() {
