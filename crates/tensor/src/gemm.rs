@@ -75,6 +75,115 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
+    gemm_inner(m, k, n, alpha, a, ta, b, tb, beta, c, true)
+}
+
+/// [`gemm`] on the calling thread only: for callers that split the work themselves (a
+/// convolution computing its output in row tiles, one tile per task).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: Trans,
+    b: &[f32],
+    tb: Trans,
+    beta: f32,
+    c: &mut [f32],
+) {
+    gemm_inner(m, k, n, alpha, a, ta, b, tb, beta, c, false)
+}
+
+/// `C = A·B` on the calling thread for sub-matrices of larger row-major arrays: A is `m×k`
+/// with row stride `lda`, B `k×n` with row stride `ldb`, C `m×n` with row stride `ldc`
+/// (C's old contents are ignored). Lets a caller split a product by columns, giving each
+/// task a column band of B.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial_ld(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && ldb >= n && ldc >= n,
+        "gemm: row strides shorter than rows"
+    );
+    assert!(
+        a.len() >= (m - 1) * lda + k,
+        "gemm: A has {} values, needs {}",
+        a.len(),
+        (m - 1) * lda + k
+    );
+    assert!(
+        k == 0 || b.len() >= (k - 1) * ldb + n,
+        "gemm: B has {} values, needs {}",
+        b.len(),
+        (k.max(1) - 1) * ldb + n
+    );
+    assert!(
+        c.len() >= (m - 1) * ldc + n,
+        "gemm: C has {} values, needs {}",
+        c.len(),
+        (m - 1) * ldc + n
+    );
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the asserts above guarantee every element the strides reach lies inside the
+    // slices. The crate computes dst = beta·lhs·rhs without reading dst (read_dst false).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            false,
+            a.as_ptr(),
+            1,
+            lda as isize,
+            b.as_ptr(),
+            1,
+            ldb as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_inner(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: Trans,
+    b: &[f32],
+    tb: Trans,
+    beta: f32,
+    c: &mut [f32],
+    threads: bool,
+) {
     assert!(
         a.len() >= m * k,
         "gemm: A has {} values, needs {}",
@@ -112,7 +221,7 @@ pub fn gemm(
         Trans::Yes => (k as isize, 1),
     };
     // Threads cost more than they save on tiny products.
-    let parallelism = if m * k * n < 1 << 15 {
+    let parallelism = if !threads || m * k * n < 1 << 15 {
         gemm::Parallelism::None
     } else {
         gemm::Parallelism::Rayon(0)
@@ -194,6 +303,23 @@ mod tests {
                         assert!((x - 3.0 * y).abs() < 1e-3);
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_product_of_a_column_band() {
+        let mut rng = crate::Rng::new(2);
+        let (m, k, n) = (7, 9, 40);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let want = naive(m, k, n, &a, Trans::No, &b, Trans::No);
+        // Columns 16..40 of the product, written into a 24-wide buffer.
+        let mut band = vec![f32::NAN; m * 24];
+        gemm_serial_ld(m, k, 24, &a, k, &b[16..], n, &mut band, 24);
+        for i in 0..m {
+            for j in 0..24 {
+                assert!((band[i * 24 + j] - want[i * n + 16 + j]).abs() < 1e-4);
             }
         }
     }

@@ -1,7 +1,7 @@
-use autocaption_tensor::{gemm, Trans};
+use autocaption_tensor::gemm_serial_ld;
 use rayon::prelude::*;
 
-use crate::Maps;
+use crate::{buffers, Maps};
 
 /// Zero padding around a feature map: (top, bottom, left, right).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,13 @@ impl Conv {
     }
 
     /// Applies the convolution; `residual`, if given, is added before the ReLU.
+    ///
+    /// The output rows (pixels) are split into tiles, a whole number per thread: each task
+    /// gathers its tile's patches into a per-thread buffer that stays in cache, multiplies
+    /// on its own thread, and finishes the tile (bias, residual, ReLU) while it is still
+    /// hot; no full-size patch matrix is ever written. When there are too few rows for
+    /// that (the last stages at batch 1: 49 pixels), the threads split the output
+    /// channels instead.
     pub fn forward(&self, x: &Maps, residual: Option<&Maps>) -> Maps {
         assert_eq!(
             x.c, self.cin,
@@ -87,101 +94,170 @@ impl Conv {
         );
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
+        let cout = self.cout;
         let mut out = Maps {
             n: x.n,
             h: oh,
             w: ow,
-            c: self.cout,
-            data: vec![0.0; rows * self.cout],
+            c: cout,
+            data: buffers::take(rows * cout), // every value written below
         };
-        let k = self.kh * self.kw * self.cin;
-        let direct =
-            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
-        if direct {
-            // A 1×1 convolution is one product over all pixels: no im2col.
-            gemm(
-                rows,
-                k,
-                self.cout,
-                1.0,
-                &x.data,
-                Trans::No,
-                &self.weight,
-                Trans::No,
-                0.0,
-                &mut out.data,
-            );
-        } else {
-            let cols = self.im2col(x, oh, ow);
-            gemm(
-                rows,
-                k,
-                self.cout,
-                1.0,
-                &cols,
-                Trans::No,
-                &self.weight,
-                Trans::No,
-                0.0,
-                &mut out.data,
-            );
+        if let Some(r) = residual {
+            assert_eq!(r.data.len(), out.data.len(), "residual shape");
         }
-        // Bias, residual and ReLU in one parallel pass over the output.
-        let (bias, relu, cout) = (&self.bias, self.relu, self.cout);
-        let epilogue = |o: &mut [f32], r: Option<&[f32]>| {
-            for (row_i, row) in o.chunks_mut(cout).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    let mut y = *v + bias[j];
-                    if let Some(r) = r {
-                        y += r[row_i * cout + j];
-                    }
-                    *v = if relu { y.max(0.0) } else { y };
+        if rows == 0 {
+            return out;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
+        let tile = rows.div_ceil(tiles);
+        if tile >= MIN_TILE_ROWS || threads == 1 || cout < 32 {
+            out.data
+                .par_chunks_mut(tile * cout)
+                .enumerate()
+                .for_each(|(t, o)| {
+                    let (r0, r) = (t * tile, o.len() / cout);
+                    self.product(x, oh, ow, r0, r, 0, cout, o, cout);
+                    self.epilogue(
+                        o,
+                        0,
+                        cout,
+                        residual.map(|m| &m.data[r0 * cout..(r0 + r) * cout]),
+                    );
+                });
+        } else {
+            // Column bands of the weights, a multiple of 16 wide, one per thread.
+            let band = cout.div_ceil(threads).div_ceil(16) * 16;
+            let parts: Vec<(usize, Vec<f32>)> = (0..cout)
+                .step_by(band)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|j0| {
+                    let nb = band.min(cout - j0);
+                    let mut c = buffers::take(rows * nb); // written by the product
+                    self.product(x, oh, ow, 0, rows, j0, nb, &mut c, nb);
+                    (j0, c)
+                })
+                .collect();
+            for (j0, c) in parts {
+                let nb = c.len() / rows;
+                for (i, (o, src)) in out
+                    .data
+                    .chunks_exact_mut(cout)
+                    .zip(c.chunks_exact(nb))
+                    .enumerate()
+                {
+                    let dst = &mut o[j0..j0 + nb];
+                    dst.copy_from_slice(src);
+                    let res = residual.map(|m| &m.data[i * cout..(i + 1) * cout]);
+                    self.epilogue(dst, j0, nb, res);
                 }
+                buffers::give(c);
             }
-        };
-        const CHUNK_ROWS: usize = 64;
-        match residual {
-            Some(r) => {
-                assert_eq!(r.data.len(), out.data.len(), "residual shape");
-                out.data
-                    .par_chunks_mut(CHUNK_ROWS * cout)
-                    .zip(r.data.par_chunks(CHUNK_ROWS * cout))
-                    .for_each(|(o, r)| epilogue(o, Some(r)));
-            }
-            None => out
-                .data
-                .par_chunks_mut(CHUNK_ROWS * cout)
-                .for_each(|o| epilogue(o, None)),
         }
         out
     }
 
-    /// Patches as rows `[n·oh·ow, kh·kw·cin]`, in (ky, kx, c) order to match HWIO weights.
-    fn im2col(&self, x: &Maps, oh: usize, ow: usize) -> Vec<f32> {
+    /// Output rows `r0 .. r0 + r`, channels `j0 .. j0 + nb`, before the epilogue, into `c`
+    /// (row stride `ldc`), on the calling thread.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        x: &Maps,
+        oh: usize,
+        ow: usize,
+        r0: usize,
+        r: usize,
+        j0: usize,
+        nb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         let k = self.kh * self.kw * self.cin;
-        let mut cols = vec![0.0f32; x.n * oh * ow * k];
-        let c = self.cin;
-        cols.par_chunks_mut(k).enumerate().for_each(|(r, row)| {
-            let (n, rem) = (r / (oh * ow), r % (oh * ow));
-            let (oy, ox) = (rem / ow, rem % ow);
-            for ky in 0..self.kh {
-                let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                if iy < 0 || iy >= x.h as isize {
-                    continue;
-                }
-                for kx in 0..self.kw {
-                    let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
-                    if ix < 0 || ix >= x.w as isize {
-                        continue;
+        let w = &self.weight[j0..];
+        let pointwise =
+            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
+        if pointwise {
+            let a = &x.data[r0 * k..(r0 + r) * k];
+            gemm_serial_ld(r, k, nb, a, k, w, self.cout, c, ldc);
+        } else {
+            PATCHES.with(|p| {
+                let mut p = p.borrow_mut();
+                p.resize(r * k, 0.0);
+                self.im2col(x, oh, ow, r0, &mut p[..r * k]);
+                gemm_serial_ld(r, k, nb, &p, k, w, self.cout, c, ldc);
+            });
+        }
+    }
+
+    /// Target rows of output per tile: the tile's patches, output and residual rows near
+    /// 384 KB (well inside a core's L2), at least 128 rows so the product stays efficient
+    /// and the weights, packed again for every tile, are amortised.
+    fn tile_rows(&self) -> usize {
+        let per_row = 4 * (self.kh * self.kw * self.cin + 2 * self.cout);
+        ((384 << 10) / per_row).clamp(128, 1024)
+    }
+
+    /// Adds the bias and the residual (if any) to output rows `o` holding channels
+    /// `j0 .. j0 + nb`, then the ReLU; `residual` holds whole rows of all channels.
+    fn epilogue(&self, o: &mut [f32], j0: usize, nb: usize, residual: Option<&[f32]>) {
+        let bias = &self.bias[j0..j0 + nb];
+        match residual {
+            Some(r) => {
+                for (row, rrow) in o.chunks_exact_mut(nb).zip(r.chunks_exact(self.cout)) {
+                    for ((v, &b), &res) in row.iter_mut().zip(bias).zip(&rrow[j0..j0 + nb]) {
+                        let y = *v + b + res;
+                        *v = if self.relu { y.max(0.0) } else { y };
                     }
-                    let src = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
-                    let dst = (ky * self.kw + kx) * c;
-                    row[dst..dst + c].copy_from_slice(&x.data[src..src + c]);
                 }
             }
-        });
-        cols
+            None => {
+                for row in o.chunks_exact_mut(nb) {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        let y = *v + b;
+                        *v = if self.relu { y.max(0.0) } else { y };
+                    }
+                }
+            }
+        }
     }
+
+    /// Patches of output rows `r0 ..` (as many as fit `dst`) as rows of `kh·kw·cin`, in
+    /// (ky, kx, c) order to match HWIO weights; padding positions are zero.
+    fn im2col(&self, x: &Maps, oh: usize, ow: usize, r0: usize, dst: &mut [f32]) {
+        let k = self.kh * self.kw * self.cin;
+        let c = self.cin;
+        for (i, row) in dst.chunks_exact_mut(k).enumerate() {
+            let r = r0 + i;
+            let (n, rem) = (r / (oh * ow), r % (oh * ow));
+            let (oy, ox) = (rem / ow, rem % ow);
+            // Input columns ix = ox·stride + kx − left for kx in 0..kw; those inside the
+            // image form one contiguous run of pixels, so each kernel row is one copy.
+            let x0 = (ox * self.stride) as isize - self.pad.left as isize;
+            let kx_lo = (-x0).clamp(0, self.kw as isize) as usize;
+            let kx_hi = (x.w as isize - x0).clamp(kx_lo as isize, self.kw as isize) as usize;
+            for ky in 0..self.kh {
+                let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+                let line = &mut row[ky * self.kw * c..(ky + 1) * self.kw * c];
+                if iy < 0 || iy >= x.h as isize || kx_lo == kx_hi {
+                    line.fill(0.0);
+                    continue;
+                }
+                line[..kx_lo * c].fill(0.0);
+                line[kx_hi * c..].fill(0.0);
+                let src = ((n * x.h + iy as usize) * x.w + (x0 + kx_lo as isize) as usize) * c;
+                line[kx_lo * c..kx_hi * c].copy_from_slice(&x.data[src..src + (kx_hi - kx_lo) * c]);
+            }
+        }
+    }
+}
+
+/// Below this many rows per thread, threads split the output channels instead.
+const MIN_TILE_ROWS: usize = 64;
+
+thread_local! {
+    /// Each thread's patch-matrix buffer for row tiles, reused across convolutions.
+    static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -189,7 +265,7 @@ mod tests {
     use super::*;
     use autocaption_tensor::Rng;
 
-    fn naive(conv: &Conv, x: &Maps) -> Maps {
+    fn naive(conv: &Conv, x: &Maps, residual: Option<&Maps>) -> Maps {
         let (oh, ow) = conv.out_size(x.h, x.w);
         let mut out = Maps::zeros(x.n, oh, ow, conv.cout);
         for n in 0..x.n {
@@ -213,7 +289,8 @@ mod tests {
                                 }
                             }
                         }
-                        let v = s as f32;
+                        let at = ((n * oh + oy) * ow + ox) * conv.cout + o;
+                        let v = s as f32 + residual.map_or(0.0, |r| r.data[at]);
                         out.data[((n * oh + oy) * ow + ox) * conv.cout + o] =
                             if conv.relu { v.max(0.0) } else { v };
                     }
@@ -226,7 +303,7 @@ mod tests {
     #[test]
     fn matches_naive_convolution() {
         let mut rng = Rng::new(3);
-        for (k, stride, pad) in [
+        let kernels = [
             (1, 1, Padding::same(0)),
             (1, 2, Padding::same(0)),
             (3, 1, Padding::same(1)),
@@ -242,39 +319,69 @@ mod tests {
                     right: 1,
                 },
             ),
-        ] {
-            let (cin, cout) = (5, 6);
-            let conv = Conv {
-                kh: k,
-                kw: k,
-                cin,
-                cout,
-                stride,
-                pad,
-                weight: (0..k * k * cin * cout)
-                    .map(|_| rng.uniform(-1.0, 1.0))
-                    .collect(),
-                bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
-                relu: true,
-            };
-            let x = Maps {
-                n: 2,
-                h: 11,
-                w: 9,
-                c: cin,
-                data: (0..2 * 11 * 9 * cin)
-                    .map(|_| rng.uniform(-1.0, 1.0))
-                    .collect(),
-            };
-            let (got, want) = (conv.forward(&x, None), naive(&conv, &x));
-            assert_eq!((got.h, got.w), (want.h, want.w));
-            let worst = got
-                .data
-                .iter()
-                .zip(&want.data)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "k{k} s{stride} {pad:?}: {worst}");
+        ];
+        // (cin, cout, n, h, w, threads): a few row tiles; so few rows that the threads split
+        // the output channels (bands of 16, 16 and 8); many row tiles, with an uneven last.
+        let shapes = [
+            (5, 6, 2, 11, 9, 2),
+            (5, 40, 1, 4, 3, 4),
+            (8, 8, 2, 41, 39, 3),
+        ];
+        for (cin, cout, n, h, w, threads) in shapes {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for (k, stride, pad) in kernels {
+                let conv = Conv {
+                    kh: k,
+                    kw: k,
+                    cin,
+                    cout,
+                    stride,
+                    pad,
+                    weight: (0..k * k * cin * cout)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect(),
+                    bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+                    relu: true,
+                };
+                let x = Maps {
+                    n,
+                    h,
+                    w,
+                    c: cin,
+                    data: (0..n * h * w * cin)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect(),
+                };
+                let (oh, ow) = conv.out_size(h, w);
+                let residual = Maps {
+                    n,
+                    h: oh,
+                    w: ow,
+                    c: cout,
+                    data: (0..n * oh * ow * cout)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect(),
+                };
+                for res in [None, Some(&residual)] {
+                    let got = pool.install(|| conv.forward(&x, res));
+                    let want = naive(&conv, &x, res);
+                    assert_eq!((got.h, got.w), (want.h, want.w));
+                    let worst = got
+                        .data
+                        .iter()
+                        .zip(&want.data)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0f32, f32::max);
+                    assert!(
+                        worst < 1e-4,
+                        "k{k} s{stride} {pad:?} {cin}→{cout} n{n} {h}×{w} residual {}: {worst}",
+                        res.is_some()
+                    );
+                }
+            }
         }
     }
 

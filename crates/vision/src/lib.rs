@@ -3,6 +3,7 @@
 //! (stride on the 3×3) — with batch norm folded into the convolutions. Tensors are NHWC;
 //! convolutions run as (im2col +) the shared GEMM.
 
+mod buffers;
 mod conv;
 mod load;
 mod pool;

@@ -1,3 +1,5 @@
+use rayon::prelude::*;
+
 use crate::{Maps, Padding};
 
 /// Max pooling with a `k×k` window; padded positions never win (they are −∞).
@@ -9,12 +11,17 @@ pub fn max_pool(x: &Maps, k: usize, stride: usize, pad: Padding) -> Maps {
         h: oh,
         w: ow,
         c: x.c,
-        data: vec![f32::NEG_INFINITY; x.n * oh * ow * x.c],
+        data: crate::buffers::take(x.n * oh * ow * x.c),
     };
-    for n in 0..x.n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let dst = ((n * oh + oy) * ow + ox) * x.c;
+    // One task per output row; each output pixel takes the max over its window's pixels.
+    let c = x.c;
+    out.data
+        .par_chunks_mut((ow * c).max(1))
+        .enumerate()
+        .for_each(|(row, dst_row)| {
+            dst_row.fill(f32::NEG_INFINITY);
+            let (n, oy) = (row / oh, row % oh);
+            for (ox, dst) in dst_row.chunks_exact_mut(c).enumerate() {
                 for ky in 0..k {
                     let iy = (oy * stride + ky) as isize - pad.top as isize;
                     if iy < 0 || iy >= x.h as isize {
@@ -25,19 +32,14 @@ pub fn max_pool(x: &Maps, k: usize, stride: usize, pad: Padding) -> Maps {
                         if ix < 0 || ix >= x.w as isize {
                             continue;
                         }
-                        let src = ((n * x.h + iy as usize) * x.w + ix as usize) * x.c;
-                        for c in 0..x.c {
-                            let v = x.data[src + c];
-                            let d = &mut out.data[dst + c];
-                            if v > *d {
-                                *d = v;
-                            }
+                        let src = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+                        for (d, &v) in dst.iter_mut().zip(&x.data[src..src + c]) {
+                            *d = d.max(v);
                         }
                     }
                 }
             }
-        }
-    }
+        });
     out
 }
 

@@ -1,7 +1,7 @@
 use autocaption_tensor::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::{global_average_pool, max_pool, Conv, Maps, Padding};
+use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding};
 
 /// Where a stage's downsampling stride sits in its first bottleneck block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,32 @@ impl ResNetConfig {
             width: 64,
             blocks: [3, 4, 6, 3],
         }
+    }
+
+    /// Floating-point operations (a multiply-add is two) of one forward pass on an
+    /// `h × w` image, convolutions only: 7.71 G for ResNet-50 at 224×224 in the Keras
+    /// layout, 8.17 G in torchvision's (its strided 3×3 sees the larger map).
+    pub fn flops(&self, h: usize, w: usize) -> u64 {
+        let mut net = ResNet::empty(*self);
+        let (mut h, mut w) = (h, w);
+        let mut total = 0u64;
+        let mut count = |c: &Conv, h: usize, w: usize| {
+            let (oh, ow) = c.out_size(h, w);
+            total += 2 * (oh * ow * c.kh * c.kw * c.cin * c.cout) as u64;
+            (oh, ow)
+        };
+        let convs = net.convs_mut();
+        (h, w) = count(convs[0], h, w);
+        (h, w) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+        for b in &net.blocks {
+            if let Some(s) = &b.shortcut {
+                count(s, h, w);
+            }
+            let (h1, w1) = count(&b.conv1, h, w);
+            let (h2, w2) = count(&b.conv2, h1, w1);
+            (h, w) = count(&b.conv3, h2, w2);
+        }
+        total
     }
 
     /// Width of the pooled features (2048 for ResNet-50).
@@ -144,15 +170,49 @@ impl ResNet {
 
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
-        let x = self.stem.forward(images, None);
-        let mut x = max_pool(&x, 3, 2, Padding::same(1));
+        self.forward_profiled(images, &mut |_, _, _| {})
+    }
+
+    /// [`ResNet::forward`], reporting each convolution's shape (`conv3x3/1 64→64 @56x56`),
+    /// floating-point operations and wall time to `report`: where the time goes, for
+    /// `bench encode --layers`.
+    pub fn forward_profiled(
+        &self,
+        images: &Maps,
+        report: &mut dyn FnMut(String, u64, std::time::Duration),
+    ) -> Vec<f32> {
+        let mut conv = |c: &Conv, x: &Maps, residual: Option<&Maps>| {
+            let t = std::time::Instant::now();
+            let y = c.forward(x, residual);
+            report(
+                format!(
+                    "conv{}x{}/{} {}→{} @{}x{}",
+                    c.kh, c.kw, c.stride, c.cin, c.cout, y.h, y.w
+                ),
+                2 * (y.n * y.h * y.w * c.kh * c.kw * c.cin * c.cout) as u64,
+                t.elapsed(),
+            );
+            y
+        };
+        // Finished maps go back to the buffer pool as soon as nothing reads them.
+        let stem = conv(&self.stem, images, None);
+        let mut x = max_pool(&stem, 3, 2, Padding::same(1));
+        buffers::give(stem.data);
         for b in &self.blocks {
-            let shortcut = b.shortcut.as_ref().map(|s| s.forward(&x, None));
-            let y = b.conv1.forward(&x, None);
-            let y = b.conv2.forward(&y, None);
-            x = b.conv3.forward(&y, Some(shortcut.as_ref().unwrap_or(&x)));
+            let shortcut = b.shortcut.as_ref().map(|s| conv(s, &x, None));
+            let y1 = conv(&b.conv1, &x, None);
+            let y2 = conv(&b.conv2, &y1, None);
+            buffers::give(y1.data);
+            let out = conv(&b.conv3, &y2, Some(shortcut.as_ref().unwrap_or(&x)));
+            buffers::give(y2.data);
+            if let Some(s) = shortcut {
+                buffers::give(s.data);
+            }
+            buffers::give(std::mem::replace(&mut x, out).data);
         }
-        global_average_pool(&x)
+        let features = global_average_pool(&x);
+        buffers::give(x.data);
+        features
     }
 }
 
@@ -177,6 +237,15 @@ mod tests {
         let bn_channels: usize = net.convs_mut().iter().map(|c| c.cout).sum();
         assert_eq!(weights + 2 * bn_channels, 23_508_032);
         assert_eq!(ResNetConfig::resnet50(Layout::Keras).features(), 2048);
+        // Independently counted (a Python loop over the blocks): 7.712 and 8.174 GFLOP.
+        assert_eq!(
+            ResNetConfig::resnet50(Layout::Keras).flops(224, 224),
+            7_711_850_496
+        );
+        assert_eq!(
+            ResNetConfig::resnet50(Layout::Torchvision).flops(224, 224),
+            8_174_272_512
+        );
     }
 
     #[test]

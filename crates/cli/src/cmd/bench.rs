@@ -39,6 +39,11 @@ struct EncodeArgs {
     /// Timed repetitions of each measurement.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
+
+    /// Also print where the time goes: time and GFLOP/s per convolution shape, at batch 1
+    /// and at batch 8.
+    #[arg(long)]
+    layers: bool,
 }
 
 fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
@@ -51,7 +56,9 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
     } else {
         Layout::Torchvision
     };
-    let net = ResNet::random(ResNetConfig::resnet50(layout), 0);
+    let config = ResNetConfig::resnet50(layout);
+    let net = ResNet::random(config, 0);
+    let gflop = config.flops(224, 224) as f64 / 1e9;
     let mut rng = Rng::new(0);
     let image = |n: usize, rng: &mut Rng| Maps {
         n,
@@ -85,14 +92,55 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
         println!("batch 1           {:>10.1} ms per image", t1 * 1e3);
         println!("batch 8           {:>10.1} images/s", 8.0 / t8);
         println!(
-            "achieved          {:>10.1} GFLOP/s at batch 8 (8.18 GFLOP an image)",
-            8.0 * 8.18 / t8
+            "achieved          {:>10.1} GFLOP/s at batch 8 ({:.2} GFLOP an image)",
+            8.0 * gflop / t8,
+            gflop
         );
+        if args.layers {
+            profile_layers(&net, &one, args.repeats);
+            profile_layers(&net, &eight, args.repeats);
+        }
     });
     if !global.quiet {
-        println!("reference, same machine class: ONNX Runtime 1.26 26 ms and 41.7 images/s; TensorFlow 75 ms and 26.8 images/s");
+        println!(
+            "references: run tools/bench_ort_resnet50.py for ONNX Runtime and TensorFlow on this machine"
+        );
     }
     Ok(())
+}
+
+/// Prints time and GFLOP/s per distinct convolution shape (summed over the blocks that
+/// share it), in network order, averaged over `repeats` passes on `x`.
+fn profile_layers(net: &autocaption_vision::ResNet, x: &autocaption_vision::Maps, repeats: usize) {
+    let mut rows: Vec<(String, f64, u64)> = Vec::new();
+    for _ in 0..repeats {
+        net.forward_profiled(
+            x,
+            &mut |name, flops, d| match rows.iter_mut().find(|r| r.0 == name) {
+                Some(r) => {
+                    r.1 += d.as_secs_f64();
+                    r.2 += flops;
+                }
+                None => rows.push((name, d.as_secs_f64(), flops)),
+            },
+        );
+    }
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "{:<32} {:>10} {:>8} {:>10}",
+        format!("batch {}, per pass", x.n),
+        "ms",
+        "share",
+        "GFLOP/s"
+    );
+    for (name, secs, flops) in &rows {
+        println!(
+            "{name:<32} {:>10.2} {:>7.1}% {:>10.1}",
+            secs / repeats as f64 * 1e3,
+            100.0 * secs / total,
+            *flops as f64 / secs / 1e9
+        );
+    }
 }
 
 /// Options of `bench train`.

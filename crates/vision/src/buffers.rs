@@ -1,0 +1,74 @@
+//! Feature-map buffers reused across convolutions and forward passes.
+//!
+//! A batch-8 ResNet-50 pass makes about 70 maps of up to 26 MB each. Fresh allocations of
+//! that size come from the kernel as untouched pages, and faulting them in cost a fifth of
+//! the pass (measured: 19.7 → 24.4 images/s when the allocator kept its memory). So the
+//! network hands finished maps back here and takes them again for the next output.
+
+use std::sync::Mutex;
+
+/// Buffers kept at most (a pass has at most five maps alive at once).
+const KEEP: usize = 12;
+
+/// Buffers smaller than this are not worth keeping.
+const MIN_KEEP: usize = 1 << 14;
+
+static FREE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A buffer of `len` values. Its contents are unspecified (zeros, or values from an
+/// earlier map): callers write every element before reading it.
+pub(crate) fn take(len: usize) -> Vec<f32> {
+    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    let best = free
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= len)
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i);
+    let Some(i) = best else {
+        drop(free);
+        return vec![0.0; len];
+    };
+    let mut v = free.swap_remove(i);
+    drop(free);
+    // Never exposes uninitialised memory: the kept length was initialised.
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// Returns a buffer for reuse.
+pub(crate) fn give(v: Vec<f32>) {
+    if v.capacity() < MIN_KEEP {
+        return;
+    }
+    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    if free.len() < KEEP {
+        free.push(v);
+    } else if let Some(smallest) = free.iter_mut().min_by_key(|b| b.capacity()) {
+        if smallest.capacity() < v.capacity() {
+            *smallest = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_buffers_have_the_asked_length() {
+        let mut a = take(MIN_KEEP * 2);
+        a.iter_mut().for_each(|v| *v = 7.0);
+        give(a);
+        let b = take(MIN_KEEP);
+        assert_eq!(b.len(), MIN_KEEP);
+        let c = take(MIN_KEEP * 3);
+        assert_eq!(c.len(), MIN_KEEP * 3);
+        give(b);
+        give(c);
+    }
+}
