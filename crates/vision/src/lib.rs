@@ -16,7 +16,10 @@ pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess};
 pub use resnet::{Layout, ResNet, ResNetConfig};
-pub use weights::{load_torchvision, load_torchvision_file, WeightError};
+pub use weights::{
+    load_keras, load_keras_file, load_torchvision, load_torchvision_file, load_weights_file,
+    WeightError,
+};
 
 /// A batch of images or feature maps, NHWC.
 #[derive(Debug, Clone, PartialEq)]
