@@ -493,3 +493,98 @@ fn features_skip_corrupt_images_and_resume() {
         5
     );
 }
+
+#[test]
+fn features_from_weight_files_match_keras_and_pick_the_preset() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let t = TempDir::new().unwrap();
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for n in ["rgb_37x23.png", "smooth_130x90.jpg"] {
+        std::fs::copy(
+            fixtures.join("keras_preprocess/images").join(n),
+            images.join(n),
+        )
+        .unwrap();
+    }
+    // The Keras HDF5 file: Keras preprocessing, the fixture's Keras features.
+    let out = t.path().join("keras.safetensors");
+    bin()
+        .args(["features", "-q", "--weights"])
+        .arg(fixtures.join("resnet/keras_w4.h5"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let store = autocaption_features::FeatureStore::load(&out).unwrap();
+    assert_eq!((store.len(), store.dim()), (2, 128));
+    let expected = read_json(&fixtures.join("resnet/keras_w4.json"));
+    let want: Vec<Vec<f32>> = (0..2)
+        .map(|i| {
+            let row = expected["features"][i].as_array().unwrap();
+            row.iter().map(|v| v.as_f64().unwrap() as f32).collect()
+        })
+        .collect();
+    // Tolerance 1e-4 relative to the largest feature.
+    let scale = want.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (name, want) in ["rgb_37x23.png", "smooth_130x90.jpg"].iter().zip(&want) {
+        for (a, b) in store.get(name).unwrap().iter().zip(want) {
+            assert!((a - b).abs() <= 1e-4 * scale, "{name}: {a} vs {b}");
+        }
+    }
+    let report = read_json(&t.path().join("keras.report.json"));
+    assert_eq!(report["layout"], "keras");
+    assert!(report["encoder_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // The torchvision safetensors file into the same output: refused, features differ.
+    bin()
+        .args(["features", "--weights"])
+        .arg(fixtures.join("resnet/torchvision_w4.safetensors"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("other encoder weights"));
+    let out2 = t.path().join("tv.safetensors");
+    bin()
+        .args(["features", "-q", "--weights"])
+        .arg(fixtures.join("resnet/torchvision_w4.safetensors"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out2)
+        .assert()
+        .success();
+    let report = read_json(&t.path().join("tv.report.json"));
+    assert_eq!(report["layout"], "torchvision");
+    assert!(report["preprocessing"]
+        .as_str()
+        .unwrap()
+        .starts_with("torchvision"));
+    // Not a weights file: one line naming it, nothing written.
+    let junk = t.path().join("junk.bin");
+    std::fs::write(&junk, b"nothing useful").unwrap();
+    let out3 = t.path().join("none.safetensors");
+    let assert = bin()
+        .args(["features", "--weights"])
+        .arg(&junk)
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out3)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("junk.bin") && stderr.contains("neither Keras HDF5 nor safetensors"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!out3.exists());
+}

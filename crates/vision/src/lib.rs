@@ -14,7 +14,7 @@ mod weights;
 pub use conv::{Conv, Padding};
 pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
-pub use preprocess::{batch, keras_preprocess};
+pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};
 pub use resnet::{Layout, ResNet, ResNetConfig};
 pub use weights::{
     load_keras, load_keras_file, load_torchvision, load_torchvision_file, load_weights_file,

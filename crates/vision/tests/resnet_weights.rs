@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use autocaption_vision::{
-    batch, keras_preprocess, load_keras_file, load_rgb, load_torchvision_file,
-    load_weights_file, Layout, ResNet,
+    batch, keras_preprocess, load_keras_file, load_rgb, load_torchvision_file, load_weights_file,
+    Layout, ResNet,
 };
 use safetensors::SafeTensors;
 
@@ -56,7 +56,10 @@ fn torchvision_safetensors_features_match_keras() {
         .collect();
     let worst = compare(&net, &want);
     eprintln!("torchvision layout: max |ours - keras| / max |keras| = {worst:e}");
-    assert!(worst <= RELATIVE_TOLERANCE, "features differ by {worst:e} (relative)");
+    assert!(
+        worst <= RELATIVE_TOLERANCE,
+        "features differ by {worst:e} (relative)"
+    );
     // The content-sniffing entry point picks the same loader.
     assert_eq!(load_weights_file(&path).unwrap(), net);
 }
@@ -74,11 +77,19 @@ fn keras_hdf5_features_match_keras() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
         .collect();
     let worst = compare(&net, &want);
     eprintln!("keras layout: max |ours - keras| / max |keras| = {worst:e}");
-    assert!(worst <= RELATIVE_TOLERANCE, "features differ by {worst:e} (relative)");
+    assert!(
+        worst <= RELATIVE_TOLERANCE,
+        "features differ by {worst:e} (relative)"
+    );
     assert_eq!(load_weights_file(&path).unwrap(), net);
 }
 

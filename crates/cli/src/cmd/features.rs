@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use autocaption_data::{is_image_name, IMAGE_EXTENSIONS};
 use autocaption_features::FeatureStore;
 use autocaption_io::Progress;
-use autocaption_vision::{batch, keras_preprocess, load_rgb, Layout, ResNet, ResNetConfig};
+use autocaption_vision::{
+    batch, load_rgb, load_weights_file, Layout, Preset, ResNet, ResNetConfig,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -30,8 +32,10 @@ pub struct Args {
     #[arg(long)]
     images: PathBuf,
 
-    /// Encoder weights: `random` for seeded random weights (with --seed). Pretrained weight
-    /// files (Keras HDF5, torchvision safetensors) are not readable yet in this build.
+    /// Encoder weights: a ResNet-50 file — Keras HDF5 (the seed's
+    /// resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5; Keras preprocessing) or a
+    /// torchvision / timm state dict saved as safetensors (torchvision preprocessing), told
+    /// apart by content — or `random` for seeded random weights (with --seed).
     #[arg(long)]
     weights: Option<String>,
 
@@ -65,6 +69,9 @@ struct Report {
     extracted: usize,
     failed: Vec<Failure>,
     weights: String,
+    /// What resume compares: `sha256:…` of the weights file, or the random seed.
+    encoder_id: String,
+    layout: Layout,
     preprocessing: &'static str,
     feature_dim: usize,
 }
@@ -83,26 +90,61 @@ fn list_images(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// An image encoder and what identifies it.
+pub(crate) struct Encoder {
+    pub net: ResNet,
+    /// For people: the file's absolute path, or `random (seed N)`.
+    pub description: String,
+    /// For resume checks: `sha256:<hex>` of the weights file (so a moved file still
+    /// matches), or `random (seed N)`.
+    pub id: String,
+}
+
+/// The encoder `--weights` names.
+pub(crate) fn load_encoder(weights: Option<&str>, seed: u64) -> anyhow::Result<Encoder> {
+    let Some(weights) = weights else {
+        bail!(
+            "no encoder weights given: pass --weights FILE with a pretrained ResNet-50 (Keras' \
+             resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, or a torchvision / timm \
+             state dict as safetensors; see README, \"Encoder weights\"), or --weights random \
+             --seed N for seeded random weights"
+        );
+    };
+    if weights == "random" {
+        let net = ResNet::random(ResNetConfig::resnet50(Layout::Keras), seed);
+        let description = format!("random (seed {seed})");
+        return Ok(Encoder {
+            net,
+            id: description.clone(),
+            description,
+        });
+    }
+    use sha2::{Digest, Sha256};
+    let path = PathBuf::from(weights);
+    let bytes = autocaption_io::read(&path)?;
+    let id = format!("sha256:{:x}", Sha256::digest(&bytes));
+    drop(bytes);
+    let net = load_weights_file(&path)?;
+    let shown = std::path::absolute(&path).unwrap_or(path);
+    Ok(Encoder {
+        net,
+        description: shown.display().to_string(),
+        id,
+    })
+}
+
 /// Runs `features`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let started = Instant::now();
-    let Some(weights) = args.weights.as_deref() else {
-        bail!(
-            "no encoder weights given: pass --weights random --seed N for seeded random weights \
-             (features that still carry colour and layout), or a pretrained ResNet-50 file once \
-             the loaders land (see README, \"Encoder weights\")"
-        );
-    };
-    if weights != "random" {
-        bail!(
-            "{weights}: reading pretrained ResNet-50 weight files (Keras HDF5, torchvision \
-             safetensors) is not available in this build yet; use --weights random --seed N"
-        );
-    }
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let net = ResNet::random(ResNetConfig::resnet50(Layout::Keras), args.seed);
+    let Encoder {
+        net,
+        description: weights,
+        id: encoder_id,
+    } = load_encoder(args.weights.as_deref(), args.seed)?;
+    let preset = Preset::for_layout(net.config.layout);
     let dim = net.config.features();
     let names = list_images(&args.images)?;
     if names.is_empty() {
@@ -113,9 +155,29 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         );
     }
 
-    // Resume: keep what an earlier run with the same output already extracted.
+    // Resume: keep what an earlier run with the same output already extracted, if the
+    // same encoder made it (its report says which).
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("report.json"));
     let (mut done_names, mut done_data) = (Vec::new(), Vec::new());
     if args.out.exists() {
+        if let Some(earlier) = std::fs::read(&report_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            let id = earlier["encoder_id"].as_str().unwrap_or_default();
+            if id != encoder_id {
+                bail!(
+                    "{}: made with other encoder weights ({}, per {}) than this run's ({weights}); \
+                     choose another --out to keep features from different encoders apart",
+                    args.out.display(),
+                    earlier["weights"].as_str().unwrap_or("unknown"),
+                    report_path.display()
+                );
+            }
+        }
         let old = FeatureStore::load(&args.out)?;
         if old.dim() != dim {
             bail!(
@@ -158,7 +220,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
                 .into_par_iter()
                 .map(|name| {
                     let r = load_rgb(&dir.join(&name))
-                        .map(|img| keras_preprocess(&img, 224))
+                        .map(|img| preset.apply(&img))
                         .map_err(|e| e.to_string());
                     (name, r)
                 })
@@ -188,7 +250,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         if inputs.is_empty() {
             continue;
         }
-        let feats = rayon::scope(|_| net.forward(&batch(&inputs, 224)));
+        let feats = rayon::scope(|_| net.forward(&batch(&inputs, preset.size())));
         since_save += ok_names.len();
         done_names.extend(ok_names);
         done_data.extend_from_slice(&feats);
@@ -204,17 +266,15 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     save(&done_names, &done_data)?;
 
     let extracted = todo.len() - failed.len();
-    let report_path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| args.out.with_extension("report.json"));
     let report = Report {
         images_found: names.len(),
         already_done,
         extracted,
         failed,
-        weights: format!("random (seed {})", args.seed),
-        preprocessing: "keras (load_img 224×224 nearest + resnet50.preprocess_input)",
+        weights,
+        encoder_id,
+        layout: net.config.layout,
+        preprocessing: preset.describe(),
         feature_dim: dim,
     };
     autocaption_io::write_atomic(
