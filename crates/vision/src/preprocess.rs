@@ -157,8 +157,8 @@ fn half_rounded_to_even(x: usize) -> usize {
 }
 
 /// torchvision's ImageNet evaluation transform, `Resize(resize)` (shorter side to `resize`,
-/// the longer `int(resize·long/short)`, PIL bilinear) + `CenterCrop(crop)` + `ToTensor()`
-/// + `Normalize(ImageNet mean, std)`, on a PIL image: reproduced exactly, with Pillow's
+/// the longer `int(resize·long/short)`, PIL bilinear), `CenterCrop(crop)`, `ToTensor()` and
+/// `Normalize(ImageNet mean, std)`, on a PIL image: reproduced exactly, with Pillow's
 /// integer resampling and the float32 arithmetic of `ToTensor` and `Normalize`. Returns
 /// `[crop, crop, 3]` in RGB (HWC, where torchvision gives CHW).
 pub fn torchvision_preprocess(img: &RgbImage, resize: u32, crop: u32) -> Vec<f32> {

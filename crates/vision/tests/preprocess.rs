@@ -1,6 +1,6 @@
 //! Both preprocessing presets against their references, value for value:
-//! `fixtures/keras_preprocess/make_fixture.py` ran Keras' `load_img(target_size=(224, 224))`
-//! + `img_to_array` + `resnet50.preprocess_input`; `fixtures/torchvision_preprocess/
+//! `fixtures/keras_preprocess/make_fixture.py` ran Keras' `load_img(target_size=(224, 224))`,
+//! `img_to_array` and `resnet50.preprocess_input`; `fixtures/torchvision_preprocess/
 //! make_fixture.py` ran torchvision's `Resize(256)` + `CenterCrop(224)` + `ToTensor` +
 //! `Normalize` steps with Pillow and float32 numpy. Each stored the SHA-256 of every float32
 //! array; equal digests mean every value is identical.
