@@ -7,7 +7,7 @@ use autocaption_data::{Prepared, Split};
 use autocaption_features::FeatureStore;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
-use autocaption_tensor::{has_bf16_kernel, Precision};
+use autocaption_tensor::{bf16_is_faster, Precision};
 use autocaption_train::{train, CaptionSet, Checkpoint, Event, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +71,10 @@ pub struct Args {
     checkpoint_every: usize,
 
     /// Arithmetic of the matrix products: bf16 operands with f32 accumulation and f32
-    /// weights (mixed precision, about 1.4x faster), or plain f32. `auto` picks bf16 where
-    /// the CPU has AVX512_BF16 and f32 elsewhere; the choice is saved in config.json.
+    /// weights (mixed precision), or plain f32. `auto` picks bf16 where it is the faster
+    /// (CPUs whose AVX512_BF16 dot product outruns f32 FMA: AMD Zen 4 and later, about 1.4x)
+    /// and f32 elsewhere (Intel Xeons with AVX512_BF16 included: slower there); the choice
+    /// is saved in config.json.
     /// Validation always runs in f32.
     #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
     precision: String,
@@ -217,7 +219,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             precision: match args.precision.as_str() {
                 "f32" => Precision::F32,
                 "bf16" => Precision::Bf16,
-                _ if has_bf16_kernel() => Precision::Bf16,
+                _ if bf16_is_faster() => Precision::Bf16,
                 _ => Precision::F32,
             },
         };
