@@ -137,8 +137,8 @@ fn main() {
     ];
     let mut rng = Rng::new(0);
     println!(
-        "{:<36} {:>18} {:>18}",
-        "shape", "ours (gemm crate)", "matrixmultiply"
+        "{:<36} {:>17} {:>17} {:>14} {:>14}",
+        "shape", "f32 (gemm crate)", "matrixmultiply", "bf16", "bf16 packed B"
     );
     for s in &shapes {
         let a: Vec<f32> = (0..s.m * s.k).map(|_| rng.uniform(-1.0, 1.0)).collect();

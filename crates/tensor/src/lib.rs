@@ -10,7 +10,8 @@ mod simd;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
 pub use bf16::{
-    bf16_is_faster, from_bf16, gemm_bf16, gemm_bf16_packed, has_bf16_kernel, round_bf16, to_bf16, PackedB,
+    bf16_is_faster, from_bf16, gemm_bf16, gemm_bf16_packed, has_bf16_kernel, round_bf16, to_bf16,
+    PackedB,
 };
 pub use gemm::{gemm, gemm_serial, gemm_serial_ld, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
