@@ -50,6 +50,9 @@ pub struct Conv {
     pub bias: Vec<f32>,
     /// Apply ReLU to the output.
     pub relu: bool,
+    /// Winograd-transformed weights, computed on first use (see `winograd.rs`); cleared by
+    /// [`Conv::fold_batch_norm`] and [`crate::ResNet::convs_mut`], the ways weights change.
+    pub(crate) winograd: crate::winograd::Cache,
 }
 
 impl Conv {
@@ -76,6 +79,7 @@ impl Conv {
             }
             self.bias[o] = (self.bias[o] - mean[o]) * s + beta[o];
         }
+        self.winograd = Default::default();
     }
 
     /// Applies the convolution; `residual`, if given, is added before the ReLU.
@@ -106,6 +110,10 @@ impl Conv {
             assert_eq!(r.data.len(), out.data.len(), "residual shape");
         }
         if rows == 0 {
+            return out;
+        }
+        if crate::winograd::applies(self, x.n, x.h, x.w) {
+            crate::winograd::forward(self, x, residual, &mut out);
             return out;
         }
         let threads = rayon::current_num_threads().max(1);
@@ -326,6 +334,9 @@ mod tests {
             (5, 6, 2, 11, 9, 2),
             (5, 40, 1, 4, 3, 4),
             (8, 8, 2, 41, 39, 3),
+            // Wide enough for Winograd (the 3×3 stride-1 case): odd sizes leave partial
+            // tiles, and the two blocks of tile rows split an image between them.
+            (96, 100, 3, 17, 15, 2),
         ];
         for (cin, cout, n, h, w, threads) in shapes {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -345,6 +356,7 @@ mod tests {
                         .collect(),
                     bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
                     relu: true,
+                    winograd: Default::default(),
                 };
                 let x = Maps {
                     n,
@@ -365,18 +377,25 @@ mod tests {
                         .map(|_| rng.uniform(-1.0, 1.0))
                         .collect(),
                 };
+                if cin == 96 && k == 3 && stride == 1 {
+                    assert!(pool.install(|| crate::winograd::applies(&conv, n, h, w)));
+                }
                 for res in [None, Some(&residual)] {
                     let got = pool.install(|| conv.forward(&x, res));
                     let want = naive(&conv, &x, res);
                     assert_eq!((got.h, got.w), (want.h, want.w));
+                    // Relative to the largest output (sums of up to 864 products here).
+                    let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
                     let worst = got
                         .data
                         .iter()
                         .zip(&want.data)
                         .map(|(a, b)| (a - b).abs())
-                        .fold(0.0f32, f32::max);
+                        .fold(0.0f32, f32::max)
+                        / scale;
+                    eprintln!("k{k} s{stride} {cin}→{cout}: {worst:e}");
                     assert!(
-                        worst < 1e-4,
+                        worst < 1e-6,
                         "k{k} s{stride} {pad:?} {cin}→{cout} n{n} {h}×{w} residual {}: {worst}",
                         res.is_some()
                     );
@@ -398,6 +417,7 @@ mod tests {
             weight: (0..6).map(|_| rng.uniform(-1.0, 1.0)).collect(),
             bias: vec![0.1, -0.2],
             relu: false,
+            winograd: Default::default(),
         };
         let x = Maps {
             n: 1,

@@ -10,6 +10,7 @@ mod pool;
 mod preprocess;
 mod resnet;
 mod weights;
+mod winograd;
 
 pub use conv::{Conv, Padding};
 pub use load::{load_rgb, ImageError, MAX_PIXELS};
@@ -20,6 +21,7 @@ pub use weights::{
     load_keras, load_keras_file, load_torchvision, load_torchvision_file, load_weights_file,
     WeightError,
 };
+pub use winograd::set_winograd;
 
 /// A batch of images or feature maps, NHWC.
 #[derive(Debug, Clone, PartialEq)]

@@ -95,6 +95,7 @@ fn conv(k: usize, cin: usize, cout: usize, stride: usize, relu: bool) -> Conv {
         weight: vec![0.0; k * k * cin * cout],
         bias: vec![0.0; cout],
         relu,
+        winograd: Default::default(),
     }
 }
 
@@ -157,6 +158,12 @@ impl ResNet {
     /// All convolutions in loader order (see [`ResNet::empty`]).
     pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
         let mut out = vec![&mut self.stem];
+        // Whatever the caller changes, derived weights are recomputed on next use.
+        for b in &mut self.blocks {
+            for c in [&mut b.conv1, &mut b.conv2, &mut b.conv3] {
+                c.winograd = Default::default();
+            }
+        }
         for b in &mut self.blocks {
             out.push(&mut b.conv1);
             out.push(&mut b.conv2);

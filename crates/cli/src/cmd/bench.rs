@@ -40,6 +40,10 @@ struct EncodeArgs {
     #[arg(long, default_value_t = 10)]
     repeats: usize,
 
+    /// Run every 3×3 convolution as an im2col product, without the Winograd transform.
+    #[arg(long)]
+    no_winograd: bool,
+
     /// Also print where the time goes: time and GFLOP/s per convolution shape, at batch 1
     /// and at batch 8.
     #[arg(long)]
@@ -56,6 +60,7 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
     } else {
         Layout::Torchvision
     };
+    autocaption_vision::set_winograd(!args.no_winograd);
     let config = ResNetConfig::resnet50(layout);
     let net = ResNet::random(config, 0);
     let gflop = config.flops(224, 224) as f64 / 1e9;
@@ -72,8 +77,10 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
     let (one, eight) = (image(1, &mut rng), image(8, &mut rng));
     if !global.quiet {
         println!(
-            "bench encode: ResNet-50 ({} layout), 224×224, f32, {} repeats, best of",
-            args.layout, args.repeats
+            "bench encode: ResNet-50 ({} layout), 224×224, f32, 3×3 convolutions {}, {} repeats, best of",
+            args.layout,
+            if args.no_winograd { "im2col" } else { "Winograd F(2×2,3×3) where it pays" },
+            args.repeats
         );
     }
     rayon::scope(|_| {
