@@ -132,27 +132,49 @@ pub fn load_torchvision(bytes: &[u8], path: &Path) -> Result<ResNet, WeightError
             ));
         }
     }
-    let mut net = ResNet::empty(ResNetConfig {
+    let config = ResNetConfig {
         layout: Layout::Torchvision,
         width,
         blocks,
-    });
-    let mut names = vec![("conv1".to_string(), "bn1".to_string())];
-    for (s, &count) in blocks.iter().enumerate() {
-        for b in 0..count {
+    };
+    fill(
+        config,
+        ("conv1", "bn1"),
+        |s, b, k| {
             let p = format!("layer{}.{b}", s + 1);
-            for k in 1..=3 {
-                names.push((format!("{p}.conv{k}"), format!("{p}.bn{k}")));
+            match k {
+                0 => (format!("{p}.downsample.0"), format!("{p}.downsample.1")),
+                k => (format!("{p}.conv{k}"), format!("{p}.bn{k}")),
             }
+        },
+        |conv, c, bn| r.conv_bn(conv, c, bn),
+    )
+}
+
+/// An empty network of `config` with every convolution filled by `load(conv, conv_name,
+/// batch_norm_name)`, in [`ResNet::convs_mut`] order: the stem is named `stem`, and
+/// `block(stage, block, k)` names a block's convolutions, k = 1..=3 for the bottleneck and
+/// 0 for the shortcut.
+fn fill(
+    config: ResNetConfig,
+    stem: (&str, &str),
+    block: impl Fn(usize, usize, usize) -> (String, String),
+    mut load: impl FnMut(&mut Conv, &str, &str) -> Result<(), WeightError>,
+) -> Result<ResNet, WeightError> {
+    let mut names = vec![(stem.0.to_string(), stem.1.to_string())];
+    for (s, &count) in config.blocks.iter().enumerate() {
+        for b in 0..count {
+            names.extend([1, 2, 3].map(|k| block(s, b, k)));
             if b == 0 {
-                names.push((format!("{p}.downsample.0"), format!("{p}.downsample.1")));
+                names.push(block(s, b, 0));
             }
         }
     }
+    let mut net = ResNet::empty(config);
     let convs = net.convs_mut();
     debug_assert_eq!(convs.len(), names.len());
     for (conv, (c, bn)) in convs.into_iter().zip(&names) {
-        r.conv_bn(conv, c, bn)?;
+        load(conv, c, bn)?;
     }
     Ok(net)
 }
@@ -283,29 +305,20 @@ pub fn load_keras(bytes: Vec<u8>, path: &Path) -> Result<ResNet, WeightError> {
             ));
         }
     }
-    let mut net = ResNet::empty(ResNetConfig {
+    let config = ResNetConfig {
         layout: Layout::Keras,
         width,
         blocks,
-    });
-    let mut names = vec![("conv1_conv".to_string(), "conv1_bn".to_string())];
-    for (s, &count) in blocks.iter().enumerate() {
-        for b in 0..count {
+    };
+    fill(
+        config,
+        ("conv1_conv", "conv1_bn"),
+        |s, b, k| {
             let p = format!("conv{}_block{}", s + 2, b + 1);
-            for k in [1, 2, 3] {
-                names.push((format!("{p}_{k}_conv"), format!("{p}_{k}_bn")));
-            }
-            if b == 0 {
-                names.push((format!("{p}_0_conv"), format!("{p}_0_bn")));
-            }
-        }
-    }
-    let convs = net.convs_mut();
-    debug_assert_eq!(convs.len(), names.len());
-    for (conv, (c, bn)) in convs.into_iter().zip(&names) {
-        r.conv_bn(conv, c, bn)?;
-    }
-    Ok(net)
+            (format!("{p}_{k}_conv"), format!("{p}_{k}_bn"))
+        },
+        |conv, c, bn| r.conv_bn(conv, c, bn),
+    )
 }
 
 /// Reads a Keras HDF5 weights file.
