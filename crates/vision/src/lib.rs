@@ -18,8 +18,8 @@ pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};
 pub use resnet::{Layout, ResNet, ResNetConfig};
 pub use weights::{
-    load_keras, load_keras_file, load_torchvision, load_torchvision_file, load_weights_file,
-    WeightError,
+    load_keras, load_keras_file, load_torchvision, load_torchvision_file, load_weights,
+    load_weights_file, WeightError,
 };
 pub use winograd::set_winograd;
 

@@ -120,18 +120,11 @@ pub fn load_torchvision(bytes: &[u8], path: &Path) -> Result<ResNet, WeightError
         r.st.tensor("conv1.weight")
             .map_err(|_| r.err("conv1.weight", "missing: not a torchvision ResNet"))?;
     let width = stem.shape()[0];
-    let mut blocks = [0usize; 4];
-    for (s, count) in blocks.iter_mut().enumerate() {
-        while r.has(&format!("layer{}.{}.conv1.weight", s + 1, *count)) {
-            *count += 1;
-        }
-        if *count == 0 {
-            return Err(r.err(
-                &format!("layer{}.0.conv1.weight", s + 1),
-                "missing: not a torchvision ResNet",
-            ));
-        }
-    }
+    let blocks = count_blocks(
+        |s, b| format!("layer{}.{b}.conv1.weight", s + 1),
+        |name| r.has(name),
+        |name| r.err(name, "missing: not a torchvision ResNet"),
+    )?;
     let config = ResNetConfig {
         layout: Layout::Torchvision,
         width,
@@ -149,6 +142,25 @@ pub fn load_torchvision(bytes: &[u8], path: &Path) -> Result<ResNet, WeightError
         },
         |conv, c, bn| r.conv_bn(conv, c, bn),
     )
+}
+
+/// Blocks per stage: for each of the 4 stages, how many blocks `b = 0, 1, …` have the
+/// entry `name(stage, b)` (`has`); a stage with none is the error `missing(name)`.
+fn count_blocks(
+    name: impl Fn(usize, usize) -> String,
+    has: impl Fn(&str) -> bool,
+    missing: impl Fn(&str) -> WeightError,
+) -> Result<[usize; 4], WeightError> {
+    let mut blocks = [0usize; 4];
+    for (s, count) in blocks.iter_mut().enumerate() {
+        while has(&name(s, *count)) {
+            *count += 1;
+        }
+        if *count == 0 {
+            return Err(missing(&name(s, 0)));
+        }
+    }
+    Ok(blocks)
 }
 
 /// An empty network of `config` with every convolution filled by `load(conv, conv_name,
@@ -293,18 +305,11 @@ pub fn load_keras(bytes: Vec<u8>, path: &Path) -> Result<ResNet, WeightError> {
         return Err(r.err(&stem, format!("shape {shape:?}, expected [7, 7, 3, width]")));
     }
     let width = shape[3] as usize;
-    let mut blocks = [0usize; 4];
-    for (s, count) in blocks.iter_mut().enumerate() {
-        while r.has_layer(&format!("conv{}_block{}_1_conv", s + 2, *count + 1)) {
-            *count += 1;
-        }
-        if *count == 0 {
-            return Err(r.err(
-                &format!("conv{}_block1_1_conv", s + 2),
-                "missing: not the weights of a Keras ResNet",
-            ));
-        }
-    }
+    let blocks = count_blocks(
+        |s, b| format!("conv{}_block{}_1_conv", s + 2, b + 1),
+        |name| r.has_layer(name),
+        |name| r.err(name, "missing: not the weights of a Keras ResNet"),
+    )?;
     let config = ResNetConfig {
         layout: Layout::Keras,
         width,
@@ -330,7 +335,11 @@ pub fn load_keras_file(path: &Path) -> Result<ResNet, WeightError> {
 /// Reads a ResNet weights file of either kind, told apart by content: HDF5 (Keras layout)
 /// or safetensors (torchvision layout). The layout decides the preprocessing preset.
 pub fn load_weights_file(path: &Path) -> Result<ResNet, WeightError> {
-    let bytes = autocaption_io::read(path)?;
+    load_weights(autocaption_io::read(path)?, path)
+}
+
+/// [`load_weights_file`] on the file's bytes, already read (`path` names it in errors).
+pub fn load_weights(bytes: Vec<u8>, path: &Path) -> Result<ResNet, WeightError> {
     if bytes.starts_with(HDF5_SIGNATURE) {
         load_keras(bytes, path)
     } else {

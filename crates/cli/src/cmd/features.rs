@@ -8,9 +8,7 @@ use anyhow::{bail, Context};
 use autocaption_data::{is_image_name, IMAGE_EXTENSIONS};
 use autocaption_features::FeatureStore;
 use autocaption_io::Progress;
-use autocaption_vision::{
-    batch, load_rgb, load_weights_file, Layout, Preset, ResNet, ResNetConfig,
-};
+use autocaption_vision::{batch, load_rgb, load_weights, Layout, Preset, ResNet, ResNetConfig};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -123,8 +121,7 @@ pub(crate) fn load_encoder(weights: Option<&str>, seed: u64) -> anyhow::Result<E
     let path = PathBuf::from(weights);
     let bytes = autocaption_io::read(&path)?;
     let id = format!("sha256:{:x}", Sha256::digest(&bytes));
-    drop(bytes);
-    let net = load_weights_file(&path)?;
+    let net = load_weights(bytes, &path)?;
     let shown = std::path::absolute(&path).unwrap_or(path);
     Ok(Encoder {
         net,
