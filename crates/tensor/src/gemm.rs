@@ -112,6 +112,39 @@ pub fn gemm_serial_ld(
     c: &mut [f32],
     ldc: usize,
 ) {
+    serial_ld(m, k, n, a, lda, b, ldb, c, ldc, false)
+}
+
+/// [`gemm_serial_ld`] adding the product to C's contents: `C += A·B`. Lets a caller
+/// accumulate onto values already in C (a residual) without a second pass over memory.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial_ld_add(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    serial_ld(m, k, n, a, lda, b, ldb, c, ldc, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serial_ld(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -138,13 +171,16 @@ pub fn gemm_serial_ld(
         (m - 1) * ldc + n
     );
     if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            row[..n].fill(0.0);
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
     // SAFETY: the asserts above guarantee every element the strides reach lies inside the
-    // slices. The crate computes dst = beta·lhs·rhs without reading dst (read_dst false).
+    // slices. The crate computes dst = alpha·dst + beta·lhs·rhs, reading dst only when
+    // accumulating.
     unsafe {
         gemm::gemm(
             m,
@@ -153,14 +189,14 @@ pub fn gemm_serial_ld(
             c.as_mut_ptr(),
             1,
             ldc as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             1,
             lda as isize,
             b.as_ptr(),
             1,
             ldb as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
@@ -320,6 +356,15 @@ mod tests {
         for i in 0..m {
             for j in 0..24 {
                 assert!((band[i * 24 + j] - want[i * n + 16 + j]).abs() < 1e-4);
+            }
+        }
+        // The same band added onto values already there.
+        let mut sum: Vec<f32> = (0..m * 24).map(|i| i as f32).collect();
+        gemm_serial_ld_add(m, k, 24, &a, k, &b[16..], n, &mut sum, 24);
+        for i in 0..m {
+            for j in 0..24 {
+                let want = (i * 24 + j) as f32 + want[i * n + 16 + j];
+                assert!((sum[i * 24 + j] - want).abs() < 1e-4);
             }
         }
     }

@@ -13,6 +13,6 @@ pub use bf16::{
     bf16_is_faster, from_bf16, gemm_bf16, gemm_bf16_packed, has_bf16_kernel, round_bf16, to_bf16,
     PackedB,
 };
-pub use gemm::{gemm, gemm_serial, gemm_serial_ld, matmul, Precision, Trans};
+pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use simd::{has_avx2_fma, has_avx512};

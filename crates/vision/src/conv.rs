@@ -1,4 +1,4 @@
-use autocaption_tensor::gemm_serial_ld;
+use autocaption_tensor::{gemm_serial_ld, gemm_serial_ld_add};
 use rayon::prelude::*;
 
 use crate::{buffers, Maps};
@@ -164,6 +164,43 @@ impl Conv {
             }
         }
         out
+    }
+
+    /// [`Conv::forward`] with a residual it may overwrite: a pointwise convolution with
+    /// enough rows per thread accumulates its product straight onto the residual's values
+    /// and returns that buffer, so the output never takes a second trip through memory
+    /// (the expanding 1×1 convolutions at the end of each block are bound by memory
+    /// traffic at batch 8). Anything else goes through [`Conv::forward`].
+    pub fn forward_onto(&self, x: &Maps, mut residual: Maps) -> Maps {
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let rows = x.n * oh * ow;
+        let cout = self.cout;
+        assert_eq!(
+            (residual.n, residual.h, residual.w, residual.c),
+            (x.n, oh, ow, cout),
+            "residual shape"
+        );
+        let threads = rayon::current_num_threads().max(1);
+        let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
+        let tile = rows.div_ceil(tiles.max(1)).max(1);
+        let pointwise =
+            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
+        if !pointwise || x.c != self.cin || !(tile >= MIN_TILE_ROWS || threads == 1) {
+            let out = self.forward(x, Some(&residual));
+            buffers::give(residual.data);
+            return out;
+        }
+        residual
+            .data
+            .par_chunks_mut(tile * cout)
+            .enumerate()
+            .for_each(|(t, o)| {
+                let (r0, r) = (t * tile, o.len() / cout);
+                let a = &x.data[r0 * self.cin..(r0 + r) * self.cin];
+                gemm_serial_ld_add(r, self.cin, cout, a, self.cin, &self.weight, cout, o, cout);
+                self.epilogue(o, 0, cout, None);
+            });
+        residual
     }
 
     /// Output rows `r0 .. r0 + r`, channels `j0 .. j0 + nb`, before the epilogue, into `c`

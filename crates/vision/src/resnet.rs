@@ -188,9 +188,12 @@ impl ResNet {
         images: &Maps,
         report: &mut dyn FnMut(String, u64, std::time::Duration),
     ) -> Vec<f32> {
-        let mut conv = |c: &Conv, x: &Maps, residual: Option<&Maps>| {
+        let mut conv = |c: &Conv, x: &Maps, residual: Option<Maps>| {
             let t = std::time::Instant::now();
-            let y = c.forward(x, residual);
+            let y = match residual {
+                Some(r) => c.forward_onto(x, r),
+                None => c.forward(x, None),
+            };
             report(
                 format!(
                     "conv{}x{}/{} {}→{} @{}x{}",
@@ -210,12 +213,17 @@ impl ResNet {
             let y1 = conv(&b.conv1, &x, None);
             let y2 = conv(&b.conv2, &y1, None);
             buffers::give(y1.data);
-            let out = conv(&b.conv3, &y2, Some(shortcut.as_ref().unwrap_or(&x)));
+            // The last convolution adds onto the shortcut (or the block's input, which
+            // nothing reads afterwards) in place.
+            x = match shortcut {
+                Some(s) => {
+                    let out = conv(&b.conv3, &y2, Some(s));
+                    buffers::give(std::mem::replace(&mut x, out).data);
+                    x
+                }
+                None => conv(&b.conv3, &y2, Some(x)),
+            };
             buffers::give(y2.data);
-            if let Some(s) = shortcut {
-                buffers::give(s.data);
-            }
-            buffers::give(std::mem::replace(&mut x, out).data);
         }
         let features = global_average_pool(&x);
         buffers::give(x.data);
