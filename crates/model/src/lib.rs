@@ -4,12 +4,14 @@
 //! captions with the loss at every real position (DESIGN.md section 2).
 
 mod config;
+mod decode;
 mod error;
 mod merge;
 mod summary;
 mod weights;
 
 pub use config::MergeConfig;
+pub use decode::{DecodeOptions, Decoder, Hypothesis};
 pub use error::ModelError;
 pub use merge::MergeModel;
 pub use summary::summary;
