@@ -104,7 +104,10 @@ impl<'a> Decoder<'a> {
     /// A decoder for `model` with the given start and end token indices.
     pub fn new(model: &'a MergeModel, start: u32, end: u32) -> Self {
         let v = model.config.vocab_size as u32;
-        assert!(start < v && end < v, "start and end tokens must be in the vocabulary");
+        assert!(
+            start < v && end < v,
+            "start and end tokens must be in the vocabulary"
+        );
         Self { model, start, end }
     }
 
@@ -265,11 +268,7 @@ impl<'a> Decoder<'a> {
                         ));
                     }
                 }
-                cand.sort_by(|a, b| {
-                    b.0.total_cmp(&a.0)
-                        .then(a.1.cmp(&b.1))
-                        .then(a.2.cmp(&b.2))
-                });
+                cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
                 cand.truncate(k);
                 for (total, r, w) in cand {
                     let mut tokens = live[r].tokens.clone();
@@ -503,7 +502,11 @@ mod tests {
             let wide = &d.beam(fi, &opts(256))[0][0];
             let best = exhaustive(&d, fi, max_words);
             assert!(wide.finished);
-            assert!((wide.log_prob - best).abs() < 1e-9, "{} vs {best}", wide.log_prob);
+            assert!(
+                (wide.log_prob - best).abs() < 1e-9,
+                "{} vs {best}",
+                wide.log_prob
+            );
         }
     }
 

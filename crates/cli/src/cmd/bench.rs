@@ -27,6 +27,170 @@ enum What {
     /// Image-encoder speed: ResNet-50 (seeded random weights, same arithmetic as real ones)
     /// on 224×224 inputs: ms per image at batch 1 and images/s at batch 8.
     Encode(EncodeArgs),
+    /// Caption-generation speed of the seed's merge model (vocabulary 4487, seeded random
+    /// weights, every caption run to its full length): ms per caption greedy and beam-3 at
+    /// batch 1, captions/s at batch 64, and photo → caption end to end.
+    Caption(CaptionArgs),
+}
+
+/// Options of `bench caption`.
+#[derive(Debug, clap::Args)]
+struct CaptionArgs {
+    /// Vocabulary size (the seed's Flickr8k vocabulary is 4487).
+    #[arg(long, default_value_t = 4487)]
+    vocab: usize,
+
+    /// Words a caption gets (Flickr8k's mean is 9.2 words, plus the end token: 10 steps).
+    #[arg(long, default_value_t = 9)]
+    words: usize,
+
+    /// Timed captions at batch 1 (batches of 64 at batch 64).
+    #[arg(long, default_value_t = 50)]
+    repeats: usize,
+
+    /// Photo for the end-to-end time; by default one from
+    /// $AUTOCAPTION_SHARED/data/flickr8k/images when set, else a generated image.
+    #[arg(long, value_name = "FILE")]
+    photo: Option<PathBuf>,
+}
+
+fn bench_caption(args: CaptionArgs, global: Global) -> anyhow::Result<()> {
+    use autocaption_model::{DecodeOptions, Decoder};
+    use autocaption_vision::{batch, load_rgb, Layout, Preset, ResNet, ResNetConfig};
+    if args.repeats == 0 || args.vocab < 3 {
+        bail!("--repeats must be at least 1 and --vocab at least 3");
+    }
+    let mut model = MergeModel::new(MergeConfig::seed(args.vocab), 0);
+    // Token 2 ends captions; pushed out of reach so every caption runs its full length.
+    let end = 2;
+    model.output.bias.value[end as usize] = -1e4;
+    let decoder = Decoder::new(&model, 1, end);
+    let dim = model.config.feature_dim;
+    let mut rng = Rng::new(1);
+    let feats: Vec<f32> = (0..64 * dim).map(|_| rng.uniform(0.0, 2.0)).collect();
+    let steps = args.words + 1;
+    if !global.quiet {
+        println!(
+            "bench caption: merge model, vocabulary {}, {} parameters, f32; {} words a caption ({} steps), best of {} repeats",
+            args.vocab,
+            crate::report::thousands(model.parameter_count()),
+            args.words,
+            steps,
+            args.repeats
+        );
+    }
+    let best = |f: &mut dyn FnMut()| {
+        f();
+        (0..args.repeats)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let mut i = 0;
+    let one = |i: &mut usize| {
+        *i = (*i + 1) % 64;
+        &feats[*i * dim..(*i + 1) * dim]
+    };
+    let greedy = best(&mut || {
+        let h = decoder.greedy(one(&mut i), args.words);
+        assert_eq!(h[0].tokens.len(), args.words);
+    });
+    let beam_opts = DecodeOptions {
+        max_words: args.words,
+        beam: 3,
+        ..DecodeOptions::default()
+    };
+    let beam = best(&mut || {
+        decoder.beam(one(&mut i), &beam_opts);
+    });
+    let batch64 = best(&mut || {
+        decoder.greedy(&feats, args.words);
+    });
+    // At batch 1 every step streams the weights of the LSTMs, the text Dense and the output
+    // layer from memory: the floor is that many bytes at this machine's read bandwidth.
+    let streamed: Vec<&[f32]> = model
+        .named_params()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("embedding") && !n.starts_with("image_dense"))
+        .map(|(_, p)| p.value.as_slice())
+        .collect();
+    let bytes: usize = streamed.iter().map(|p| 4 * p.len()).sum();
+    let read = best(&mut || {
+        use rayon::prelude::*;
+        let sum: f32 = streamed
+            .par_iter()
+            .flat_map(|p| p.par_chunks(1 << 14))
+            .map(|c| {
+                let mut acc = [0.0f32; 16];
+                for v in c.chunks_exact(16) {
+                    for (a, &x) in acc.iter_mut().zip(v) {
+                        *a += x;
+                    }
+                }
+                acc.iter().sum::<f32>()
+            })
+            .sum();
+        std::hint::black_box(sum);
+    });
+    println!(
+        "memory floor       {:>9.2} ms per caption ({:.1} MB of weights a step, read at {:.1} GB/s here)",
+        read * steps as f64 * 1e3,
+        bytes as f64 / 1e6,
+        bytes as f64 / read / 1e9
+    );
+    println!("greedy, batch 1    {:>9.2} ms per caption", greedy * 1e3);
+    println!("beam 3, batch 1    {:>9.2} ms per caption", beam * 1e3);
+    println!("greedy, batch 64   {:>9.0} captions/s", 64.0 / batch64);
+
+    // End to end: decode the photo, preprocess, ResNet-50, greedy caption.
+    let photo = match &args.photo {
+        Some(p) => Some(p.clone()),
+        None => std::env::var_os("AUTOCAPTION_SHARED").and_then(|d| {
+            let dir = PathBuf::from(d).join("data/flickr8k/images");
+            let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+                .collect();
+            names.sort();
+            names.into_iter().next()
+        }),
+    };
+    let net = ResNet::random(ResNetConfig::resnet50(Layout::Keras), 0);
+    let preset = Preset::for_layout(Layout::Keras);
+    let generated = image::RgbImage::from_fn(500, 375, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let encode_and_caption = |img: &image::RgbImage| {
+        let x = batch(&[preset.apply(img)], preset.size());
+        let f = net.forward(&x);
+        decoder.greedy(&f, args.words)
+    };
+    let repeats = args.repeats.min(10);
+    let mut e2e = f64::MAX;
+    for r in 0..=repeats {
+        let t = Instant::now();
+        let img = match &photo {
+            Some(p) => load_rgb(p)?,
+            None => generated.clone(),
+        };
+        encode_and_caption(&img);
+        if r > 0 {
+            e2e = e2e.min(t.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "photo → caption    {:>9.1} ms ({}: decode, preprocess, ResNet-50, greedy)",
+        e2e * 1e3,
+        photo
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "a generated 500×375 image".into())
+    );
+    Ok(())
 }
 
 /// Options of `bench encode`.
@@ -349,5 +513,6 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     match args.what {
         What::Train(a) => bench_train(a, global),
         What::Encode(a) => bench_encode(a, global),
+        What::Caption(a) => bench_caption(a, global),
     }
 }
