@@ -1,6 +1,7 @@
 //! `autocaption`: the command-line front end. Raw arguments become validated settings here,
 //! the libraries do the work, and this binary is the only place that prints.
 
+mod captioner;
 mod cmd;
 mod dataset_args;
 mod progress;
@@ -44,6 +45,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Inspect caption models (`model summary`).
     Model(cmd::model::Args),
+    /// Caption photos (or a features file) with a trained model.
+    Caption(cmd::caption::Args),
+    /// Score a model's captions on a split: BLEU, CIDEr-D, ROUGE-L, greedy and beam.
+    Evaluate(cmd::evaluate::Args),
 }
 
 /// Settings every command gets.
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Features(a) => cmd::features::run(a, global),
         Command::Train(a) => cmd::train::run(a, global),
         Command::Model(a) => cmd::model::run(a, global),
+        Command::Caption(a) => cmd::caption::run(a, global),
+        Command::Evaluate(a) => cmd::evaluate::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,20 @@ pub struct Args {
     report: Option<PathBuf>,
 }
 
+impl Args {
+    /// Settings for another command's use (`demo`): extract `images` into `out`.
+    pub(crate) fn new(images: PathBuf, weights: String, seed: u64, out: PathBuf) -> Self {
+        Self {
+            images,
+            weights: Some(weights),
+            seed,
+            out,
+            batch_size: 8,
+            report: None,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Failure {
     image: String,
@@ -76,7 +90,7 @@ struct Report {
 
 const SAVE_EVERY: usize = 256;
 
-fn list_images(dir: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn list_images(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the image folder {}", dir.display()))?
         .filter_map(|e| e.ok())

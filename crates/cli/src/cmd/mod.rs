@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod caption;
 pub mod demo;
+pub mod evaluate;
 pub mod features;
 pub mod model;
 pub mod prepare;

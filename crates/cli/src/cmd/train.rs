@@ -85,6 +85,34 @@ pub struct Args {
     model_config: Option<PathBuf>,
 }
 
+impl Args {
+    /// Settings for another command's use (`demo`): a fresh run into `out`.
+    pub(crate) fn new(
+        data: PathBuf,
+        features: PathBuf,
+        out: PathBuf,
+        epochs: usize,
+        seed: u64,
+        model_config: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            data: Some(data),
+            features: Some(features),
+            out,
+            resume: false,
+            force: true,
+            epochs,
+            batch_size: 64,
+            patience: 3,
+            seed,
+            lr: 1e-3,
+            checkpoint_every: 0,
+            precision: "auto".into(),
+            model_config,
+        }
+    }
+}
+
 /// `config.json` of a model directory: everything that defines the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
