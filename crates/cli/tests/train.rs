@@ -255,3 +255,105 @@ fn resume_refuses_other_data_and_missing_runs() {
         .failure()
         .stderr(predicate::str::contains("have no features"));
 }
+
+#[test]
+fn evaluates_and_captions_a_trained_model() {
+    let t = TempDir::new().unwrap();
+    let (prep, features) = dataset(t.path(), 60);
+    let cfg = small_model(t.path());
+    let model = t.path().join("m");
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &model, 3))
+        .assert()
+        .success();
+    let eval = |out: &Path| {
+        bin()
+            .args(["evaluate", "-q", "--beam", "2", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&prep)
+            .arg("--features")
+            .arg(&features)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("BLEU-4").and(predicate::str::contains("beam 2")))
+    };
+    let (e1, e2) = (t.path().join("e1"), t.path().join("e2"));
+    eval(&e1);
+    eval(&e2);
+    for f in [
+        "results_greedy.json",
+        "results_beam2.json",
+        "captions.jsonl",
+        "metrics.json",
+    ] {
+        assert!(
+            read(&e1.join(f)) == read(&e2.join(f)),
+            "{f} differs between two runs"
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_slice(&read(&e1.join("results_beam2.json"))).unwrap();
+    let results = results.as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(r["image_id"].as_str().unwrap().starts_with("synth_"));
+        assert!(r["caption"].is_string());
+    }
+    let lines = String::from_utf8(read(&e1.join("captions.jsonl"))).unwrap();
+    assert_eq!(lines.lines().count(), results.len());
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert!(first["references"].as_array().unwrap().len() == 5);
+    assert!(first["generated"]["greedy"]["cider_d"].is_number());
+    let html = String::from_utf8(read(&e1.join("samples.html"))).unwrap();
+    assert!(html.contains("Worst by CIDEr-D") && html.contains("data:image/png;base64,"));
+
+    // caption: from the features file, JSON lines with beam alternatives.
+    let out = bin()
+        .args([
+            "caption",
+            "--json",
+            "--alternatives",
+            "--beam",
+            "3",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--features")
+        .arg(&features)
+        .args(["synth_00000.png", "synth_00001.png", "nonexistent.png"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("nonexistent.png"))
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(out.lines().count(), 2);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["image"].as_str().unwrap().starts_with("synth_0000"));
+        let caption = v["caption"].as_str().unwrap();
+        assert!(!caption.contains("startseq") && !caption.contains("endseq"));
+        assert!(v["score"].as_f64().unwrap() <= 0.0);
+        assert!(v["alternatives"].as_array().unwrap().len() <= 2);
+    }
+    // Photos need an encoder whose features the model reads.
+    bin()
+        .args(["caption", "--weights", "random", "--model"])
+        .arg(&model)
+        .arg(t.path().join("synth/images/synth_00000.png"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("the model reads 192-d"));
+    bin()
+        .args(["caption", "--model"])
+        .arg(t.path())
+        .arg("--features")
+        .arg(&features)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a model directory"));
+}

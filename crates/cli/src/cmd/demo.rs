@@ -61,7 +61,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     };
     // Inner commands keep their progress bars but not their summaries.
     let inner = Global { quiet: true };
-    let (count, epochs) = if args.quick { (120, 2) } else { (1000, 12) };
+    let (count, epochs) = if args.quick { (300, 4) } else { (1000, 12) };
 
     let synth = SynthOptions {
         count,
