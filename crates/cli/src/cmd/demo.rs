@@ -199,9 +199,8 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         summary,
-        "Model: the merge model with {} parameters ({}), trained with early stopping.",
-        thousands(cap.model.parameter_count()),
-        "embedding 64, text LSTM 128, decoder LSTM 256, dropout 0.2"
+        "Model: the merge model with {} parameters (embedding 64, text LSTM 128, decoder LSTM 256, dropout 0.2), trained with early stopping.",
+        thousands(cap.model.parameter_count())
     );
     for ((_, e), title) in evals.iter().zip([
         "With the image features",
