@@ -416,7 +416,10 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
             .arg(t.path().join(name))
             .assert()
             .success()
-            .stdout(predicate::str::contains("Done:"));
+            .stdout(
+                predicate::str::contains("Report in")
+                    .and(predicate::str::contains("Blind baseline")),
+            );
     }
     let d1 = t.path().join("d1");
     for f in [
@@ -424,6 +427,9 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         "test_samples.png",
         "prepared/manifest.json",
         "data/Flickr8k.token.txt",
+        "model/eval-test/metrics.json",
+        "model/eval-test/samples.html",
+        "blind/eval-test/results_beam3.json",
     ] {
         assert!(d1.join(f).is_file(), "{f}");
     }
@@ -431,6 +437,9 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         "test_samples.png",
         "prepared/vocab.json",
         "data/Flickr8k.token.txt",
+        "features.safetensors",
+        "model/weights.safetensors",
+        "model/eval-test/results_beam3.json",
     ] {
         let a = std::fs::read(d1.join(f)).unwrap();
         let b = std::fs::read(t.path().join("d2").join(f)).unwrap();
