@@ -9,6 +9,38 @@ use autocaption_text::Tokenizer;
 
 use crate::cmd::train::RunConfig;
 
+/// Decoding options `caption` and `evaluate` share (each has its own `--beam`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DecodeArgs {
+    /// Most words in a caption.
+    #[arg(long, default_value_t = 30)]
+    max_words: usize,
+
+    /// Length normalisation of beam scores: log p / length^alpha.
+    #[arg(long, default_value_t = 0.7)]
+    length_alpha: f64,
+}
+
+impl DecodeArgs {
+    /// The decoder's options for beam width `beam`, after checking the limits.
+    pub fn options(&self, beam: usize) -> anyhow::Result<DecodeOptions> {
+        if self.max_words == 0 {
+            bail!("--max-words must be at least 1");
+        }
+        if !(self.length_alpha.is_finite() && self.length_alpha >= 0.0) {
+            bail!(
+                "--length-alpha must be a number ≥ 0, got {}",
+                self.length_alpha
+            );
+        }
+        Ok(DecodeOptions {
+            max_words: self.max_words,
+            beam,
+            length_alpha: self.length_alpha,
+        })
+    }
+}
+
 /// Images decoded together (the decoder's batch).
 const BATCH: usize = 64;
 

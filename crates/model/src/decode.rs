@@ -364,15 +364,7 @@ mod tests {
     fn tiny(vocab: usize) -> MergeConfig {
         MergeConfig {
             vocab_size: vocab,
-            feature_dim: 6,
-            embed_dim: 4,
-            text_lstm: 5,
-            text_dense: 3,
-            image_dense: 4,
-            merge_lstm: 5,
-            decoder_lstm: 6,
-            dropout: 0.0,
-            max_len: 8,
+            ..crate::merge::tests::tiny()
         }
     }
 

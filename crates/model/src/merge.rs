@@ -332,10 +332,11 @@ impl MergeModel {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tiny() -> MergeConfig {
+    /// A model small enough for finite differences and exhaustive searches.
+    pub(crate) fn tiny() -> MergeConfig {
         MergeConfig {
             vocab_size: 11,
             feature_dim: 6,

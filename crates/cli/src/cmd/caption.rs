@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use autocaption_features::FeatureStore;
-use autocaption_model::{DecodeOptions, Hypothesis};
+use autocaption_model::Hypothesis;
 use autocaption_vision::{batch, load_rgb, Preset};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::captioner::Captioner;
+use crate::captioner::{Captioner, DecodeArgs};
 use crate::cmd::features::{list_images, load_encoder};
 use crate::Global;
 
@@ -49,13 +49,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     beam: usize,
 
-    /// Most words in a caption.
-    #[arg(long, default_value_t = 30)]
-    max_words: usize,
-
-    /// Length normalisation of beam scores: log p / length^alpha.
-    #[arg(long, default_value_t = 0.7)]
-    length_alpha: f64,
+    #[command(flatten)]
+    decode: DecodeArgs,
 
     /// One JSON object per line instead of plain text.
     #[arg(long)]
@@ -100,16 +95,12 @@ fn expand(photos: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs `caption`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    if args.beam == 0 || args.max_words == 0 {
-        bail!("--beam and --max-words must be at least 1");
+    if args.beam == 0 {
+        bail!("--beam must be at least 1 (1: greedy)");
     }
+    let opts = args.decode.options(args.beam)?;
     let captioner = Captioner::load(&args.model)?;
     let dim = captioner.feature_dim();
-    let opts = DecodeOptions {
-        max_words: args.max_words,
-        beam: args.beam,
-        length_alpha: args.length_alpha,
-    };
     let (names, features, failed) = match &args.features {
         Some(path) => {
             let store = FeatureStore::load(path)?;

@@ -12,7 +12,7 @@ use autocaption_model::{DecodeOptions, Hypothesis};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::captioner::Captioner;
+use crate::captioner::{Captioner, DecodeArgs};
 use crate::progress::Bar;
 use crate::Global;
 
@@ -47,13 +47,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     beam: usize,
 
-    /// Most words in a caption.
-    #[arg(long, default_value_t = 30)]
-    max_words: usize,
-
-    /// Length normalisation of beam scores: log p / length^alpha.
-    #[arg(long, default_value_t = 0.7)]
-    length_alpha: f64,
+    #[command(flatten)]
+    decode: DecodeArgs,
 
     /// Output directory [default: MODEL/eval-SPLIT].
     #[arg(long, short)]
@@ -409,9 +404,7 @@ pub(crate) fn table(e: &Evaluation) -> String {
 
 /// Runs `evaluate`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    if args.max_words == 0 {
-        bail!("--max-words must be at least 1");
-    }
+    let limits = args.decode.options(1)?;
     let cap = Captioner::load(&args.model)?;
     let prepared = Prepared::load(&args.data)?;
     let features = args
@@ -428,8 +421,8 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let settings = Settings {
         split: args.split,
         beam: args.beam,
-        max_words: args.max_words,
-        length_alpha: args.length_alpha,
+        max_words: limits.max_words,
+        length_alpha: limits.length_alpha,
         samples: args.samples,
     };
     let e = evaluate(
