@@ -119,6 +119,29 @@ impl MergeModel {
         self.named_params().iter().map(|(_, p)| p.len()).sum()
     }
 
+    /// Folds a per-dimension map of the image features, `(x − mean) · scale`, into the image
+    /// Dense, so that the model then takes raw features `x` and computes what it computed on
+    /// mapped ones: `W'[i, j] = scale[i]·W[i, j]`, `b'[j] = b[j] − Σ_i mean[i]·W'[i, j]`.
+    pub fn fold_feature_scaling(&mut self, mean: &[f32], scale: &[f32]) {
+        let d = &mut self.image_dense;
+        let (i, o) = (d.inputs(), d.outputs());
+        assert_eq!(
+            (mean.len(), scale.len()),
+            (i, i),
+            "one mean and scale per feature"
+        );
+        let mut shift = vec![0f64; o];
+        for (r, row) in d.kernel.value.chunks_mut(o).enumerate() {
+            for (j, w) in row.iter_mut().enumerate() {
+                *w *= scale[r];
+                shift[j] += f64::from(mean[r]) * f64::from(*w);
+            }
+        }
+        for (b, s) in d.bias.value.iter_mut().zip(shift) {
+            *b = (f64::from(*b) - s) as f32;
+        }
+    }
+
     /// Runs the model over a batch of input sequences (each of length ≥ 1) with one feature
     /// row each, stores the activations, and returns the packing used. `targets` (if given)
     /// are packed alongside for the loss.
@@ -401,6 +424,41 @@ pub(crate) mod tests {
                 diff.sqrt(),
                 norm.sqrt()
             );
+        }
+    }
+
+    #[test]
+    fn folded_feature_scaling_equals_scaling_the_features() {
+        let c = tiny();
+        let mut rng = Rng::new(3);
+        let mut model = MergeModel::new(c.clone(), 5);
+        let caps: Vec<Vec<u32>> = (0..3)
+            .map(|k| {
+                (0..4 + k)
+                    .map(|_| 1 + rng.below(c.vocab_size - 1) as u32)
+                    .collect()
+            })
+            .collect();
+        let caps: Vec<&[u32]> = caps.iter().map(Vec::as_slice).collect();
+        let raw: Vec<f32> = (0..3 * c.feature_dim)
+            .map(|_| 40.0 + 30.0 * rng.normal())
+            .collect();
+        let mean: Vec<f32> = (0..c.feature_dim).map(|_| 40.0 + rng.normal()).collect();
+        let scale: Vec<f32> = (0..c.feature_dim)
+            .map(|_| rng.uniform(0.02, 0.07))
+            .collect();
+        let mapped: Vec<f32> = raw
+            .iter()
+            .enumerate()
+            .map(|(k, x)| (x - mean[k % c.feature_dim]) * scale[k % c.feature_dim])
+            .collect();
+        let want = model.evaluate_batch(&caps, &mapped);
+        let want_logits = model.act.logits.clone();
+        model.fold_feature_scaling(&mean, &scale);
+        let got = model.evaluate_batch(&caps, &raw);
+        assert!((got.loss_sum - want.loss_sum).abs() < 1e-4 * want.loss_sum.abs());
+        for (a, b) in model.act.logits.iter().zip(&want_logits) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
     }
 

@@ -21,6 +21,11 @@ pub struct TrainConfig {
     /// Arithmetic of the matrix products; validation always runs in f32.
     #[serde(default)]
     pub precision: Precision,
+    /// Standardise every feature dimension (zero mean, unit variance over the training
+    /// images) before the model sees it; the map is folded into the saved image Dense, so
+    /// the saved model still takes raw features.
+    #[serde(default)]
+    pub standardize_features: bool,
 }
 
 impl Default for TrainConfig {
@@ -33,6 +38,7 @@ impl Default for TrainConfig {
             adam: AdamConfig::default(),
             checkpoint_every: 200,
             precision: Precision::F32,
+            standardize_features: false,
         }
     }
 }

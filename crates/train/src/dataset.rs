@@ -80,3 +80,55 @@ impl CaptionSet {
         (caps, feats)
     }
 }
+
+/// A per-dimension affine map of the image features, `(x − mean) · scale`, applied before the
+/// model during training and folded into its image Dense when the weights are saved (so that
+/// the saved model takes raw features and nothing downstream needs to know).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureScaling {
+    /// Subtracted from each dimension.
+    pub mean: Vec<f32>,
+    /// Then multiplied by.
+    pub scale: Vec<f32>,
+}
+
+impl FeatureScaling {
+    /// Zero mean and unit variance per dimension over the images of `set` (each image once,
+    /// whatever its caption count). A dimension that hardly varies (standard deviation below
+    /// 1e-3 of the dimensions' mean standard deviation, e.g. all zero) is centred and scaled
+    /// by that floor instead, so that an unseen value cannot be blown up.
+    pub fn standardize(set: &CaptionSet) -> Self {
+        let (d, n) = (set.dim, set.images.max(1));
+        let mut mean = vec![0f64; d];
+        for row in set.features.chunks(d) {
+            for (m, &x) in mean.iter_mut().zip(row) {
+                *m += f64::from(x);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut var = vec![0f64; d];
+        for row in set.features.chunks(d) {
+            for ((v, &x), m) in var.iter_mut().zip(row).zip(&mean) {
+                *v += (f64::from(x) - m).powi(2);
+            }
+        }
+        let sd: Vec<f64> = var.iter().map(|v| (v / n as f64).sqrt()).collect();
+        let typical = sd.iter().sum::<f64>() / d.max(1) as f64;
+        let floor = if typical > 0.0 { 1e-3 * typical } else { 1.0 };
+        Self {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            scale: sd.iter().map(|&s| (1.0 / s.max(floor)) as f32).collect(),
+        }
+    }
+
+    /// `set` with every feature row mapped.
+    pub fn apply(&self, set: &CaptionSet) -> CaptionSet {
+        let mut out = set.clone();
+        for row in out.features.chunks_mut(set.dim) {
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *x = (*x - m) * s;
+            }
+        }
+        out
+    }
+}

@@ -8,7 +8,9 @@ use autocaption_nn::{Adam, CrossEntropy};
 use autocaption_tensor::{Precision, Rng};
 use autocaption_viz::{line_charts, Panel, Series};
 
-use crate::{bucketed_batches, CaptionSet, Checkpoint, EpochRecord, TrainConfig, TrainError};
+use crate::{
+    bucketed_batches, CaptionSet, Checkpoint, EpochRecord, FeatureScaling, TrainConfig, TrainError,
+};
 
 /// Checkpoint file inside the model directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -116,11 +118,46 @@ pub fn train(
 ) -> Result<Outcome, TrainError> {
     // Run on a worker of the thread pool: the products' parallel parts then fork from a
     // worker instead of waking the pool from outside for each product (14% faster here).
-    rayon::scope(|_| {
-        train_here(
-            model, adam, cfg, train_set, dev, dir, state, progress, on_event,
-        )
-    })
+    let scaling = cfg
+        .standardize_features
+        .then(|| FeatureScaling::standardize(train_set));
+    let mapped = scaling.as_ref().map(|s| (s.apply(train_set), s.apply(dev)));
+    let (train_set, dev) = match &mapped {
+        Some((t, d)) => (t, d),
+        None => (train_set, dev),
+    };
+    let sets = Sets {
+        train: train_set,
+        dev,
+        scaling: scaling.as_ref(),
+    };
+    rayon::scope(|_| train_here(model, adam, cfg, sets, dir, state, progress, on_event))
+}
+
+/// The data of a run, its features already mapped by `scaling` where there is one.
+#[derive(Clone, Copy)]
+struct Sets<'a> {
+    train: &'a CaptionSet,
+    dev: &'a CaptionSet,
+    scaling: Option<&'a FeatureScaling>,
+}
+
+/// Saves `model`'s weights with `scaling` folded into them (the model itself is unchanged).
+fn save_weights(
+    model: &mut MergeModel,
+    scaling: Option<&FeatureScaling>,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let Some(s) = scaling else {
+        model.save_weights(path)?;
+        return Ok(());
+    };
+    let d = &model.image_dense;
+    let kept = (d.kernel.value.clone(), d.bias.value.clone());
+    model.fold_feature_scaling(&s.mean, &s.scale);
+    let saved = model.save_weights(path);
+    (model.image_dense.kernel.value, model.image_dense.bias.value) = kept;
+    Ok(saved?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -128,13 +165,13 @@ fn train_here(
     model: &mut MergeModel,
     adam: &mut Adam,
     cfg: &TrainConfig,
-    train_set: &CaptionSet,
-    dev: &CaptionSet,
+    sets: Sets<'_>,
     dir: &Path,
     mut state: Checkpoint,
     progress: &dyn Progress,
     on_event: &mut (dyn FnMut(Event) + Send),
 ) -> Result<Outcome, TrainError> {
+    let (train_set, dev) = (sets.train, sets.dev);
     if train_set.captions.is_empty() {
         return Err(TrainError::Data(
             "the training split has no captions".into(),
@@ -204,7 +241,7 @@ fn train_here(
         if improved {
             state.best_val_loss = Some(record.val_loss);
             state.epochs_without_improvement = 0;
-            model.save_weights(&dir.join(WEIGHTS_FILE))?;
+            save_weights(model, sets.scaling, &dir.join(WEIGHTS_FILE))?;
         } else {
             state.epochs_without_improvement += 1;
         }

@@ -4,7 +4,7 @@ use autocaption_io::NoProgress;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
 use autocaption_tensor::Rng;
-use autocaption_train::{train, CaptionSet, Checkpoint, TrainConfig};
+use autocaption_train::{evaluate, train, CaptionSet, Checkpoint, TrainConfig};
 
 fn small_config(vocab: usize, dim: usize) -> MergeConfig {
     MergeConfig {
@@ -56,6 +56,7 @@ fn memorise(precision: autocaption_tensor::Precision) {
         },
         checkpoint_every: 0,
         precision,
+        standardize_features: false,
     };
     let mut model = MergeModel::new(small_config(vocab, dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
@@ -109,4 +110,61 @@ fn loss_falls_to_near_zero_on_64_captions() {
 #[test]
 fn bf16_training_memorises_too() {
     memorise(autocaption_tensor::Precision::Bf16);
+}
+
+/// Features far from zero mean and unit scale (as an encoder with random weights gives):
+/// standardised training still memorises the task, and the saved weights, which have the
+/// map folded in, score raw features exactly as the training loop scored mapped ones.
+#[test]
+fn standardised_features_train_and_fold_into_the_saved_weights() {
+    let (vocab, dim) = (40, 16);
+    let mut data = task(64, vocab, dim, 2);
+    for (k, x) in data.features.iter_mut().enumerate() {
+        *x = 300.0 + 40.0 * (k % dim) as f32 + 200.0 * *x;
+    }
+    let cfg = TrainConfig {
+        epochs: 60,
+        batch_size: 16,
+        patience: 0,
+        seed: 3,
+        adam: AdamConfig {
+            lr: 5e-3,
+            ..AdamConfig::default()
+        },
+        checkpoint_every: 0,
+        precision: autocaption_tensor::Precision::F32,
+        standardize_features: true,
+    };
+    let config = small_config(vocab, dim);
+    let mut model = MergeModel::new(config.clone(), cfg.seed);
+    let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
+    let mut adam = Adam::new(cfg.adam, &sizes);
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(
+        &mut model,
+        &mut adam,
+        &cfg,
+        &data,
+        &data,
+        dir.path(),
+        Checkpoint::start("t".into()),
+        &NoProgress,
+        &mut |_| {},
+    )
+    .unwrap();
+    let best = out.checkpoint.best_val_loss.unwrap();
+    assert!(best < 1.0, "learnt: loss {best} (ln 40 = 3.7 at the start)");
+
+    let mut saved = MergeModel::new(config, 99);
+    let bytes = std::fs::read(dir.path().join("weights.safetensors")).unwrap();
+    saved
+        .load_weights_bytes(&bytes, &dir.path().join("weights.safetensors"))
+        .unwrap();
+    let raw = evaluate(&mut saved, &data, 16);
+    let raw = raw.loss_sum / raw.rows as f64;
+    eprintln!("best validation loss {best:.6}, saved weights on raw features {raw:.6}");
+    assert!(
+        (raw - best).abs() < 1e-3 * best.max(1e-2),
+        "{raw} vs {best}"
+    );
 }

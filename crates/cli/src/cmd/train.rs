@@ -52,7 +52,7 @@ pub struct Args {
 
     /// Captions per batch.
     #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
 
     /// Stop after this many epochs without a better validation loss (0: never).
     #[arg(long, default_value_t = 3)]
@@ -64,7 +64,7 @@ pub struct Args {
 
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    pub(crate) lr: f32,
 
     /// Write a checkpoint every N batches within an epoch (0: only at epoch ends).
     #[arg(long, default_value_t = 200, value_name = "N")]
@@ -83,6 +83,14 @@ pub struct Args {
     /// {"text_lstm": 128, "decoder_lstm": 256, "dropout": 0.3}.
     #[arg(long, value_name = "FILE")]
     model_config: Option<PathBuf>,
+
+    /// Feed the image features to the model as they are. By default each feature dimension
+    /// is standardised (zero mean, unit variance over the training images) before the model
+    /// sees it, and that map is folded into the saved image Dense, so the saved model takes
+    /// raw features like any other. Features of very different scales (e.g. from an
+    /// encoder with random weights) train far better standardised.
+    #[arg(long)]
+    raw_features: bool,
 }
 
 impl Args {
@@ -109,6 +117,7 @@ impl Args {
             checkpoint_every: 0,
             precision: "auto".into(),
             model_config,
+            raw_features: false,
         }
     }
 }
@@ -250,6 +259,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
                 _ if bf16_is_faster() => Precision::Bf16,
                 _ => Precision::F32,
             },
+            standardize_features: !args.raw_features,
         };
         let counts = Counts {
             train_captions: 0,
