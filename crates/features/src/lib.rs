@@ -2,6 +2,10 @@
 //! `features` of shape `[N, D]` (f32) and, in its metadata, the `N` image names in row order
 //! (`"names"`, a JSON array). Written atomically.
 
+mod probe;
+
+pub use probe::linear_probe;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
