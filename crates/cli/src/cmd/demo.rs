@@ -282,7 +282,8 @@ fn probe_encoder(scenes: &std::path::Path, store: &FeatureStore) -> anyhow::Resu
     }
     let train: Vec<bool> = lines.iter().map(|l| l.split == "train").collect();
     let mut out = Vec::new();
-    let attributes: [(&str, fn(&autocaption_synth::Scene) -> String); 4] = [
+    type Attribute = fn(&autocaption_synth::Scene) -> String;
+    let attributes: [(&str, Attribute); 4] = [
         ("background", |s| format!("{:?}", s.background)),
         ("colour", |s| format!("{:?}", s.objects[0].colour)),
         ("shape", |s| format!("{:?}", s.objects[0].shape)),
