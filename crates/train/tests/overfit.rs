@@ -4,7 +4,7 @@ use autocaption_io::NoProgress;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
 use autocaption_tensor::Rng;
-use autocaption_train::{evaluate, train, CaptionSet, Checkpoint, TrainConfig};
+use autocaption_train::{evaluate, train, CaptionSet, Checkpoint, Outcome, TrainConfig};
 
 fn small_config(vocab: usize, dim: usize) -> MergeConfig {
     MergeConfig {
@@ -42,11 +42,17 @@ fn task(n: usize, vocab: usize, dim: usize, seed: u64) -> CaptionSet {
     set
 }
 
-fn memorise(precision: autocaption_tensor::Precision) {
-    let (vocab, dim) = (40, 16);
-    let data = task(64, vocab, dim, 1);
+/// Trains a fresh small model on `data` (validating on the same captions) with batches of 16
+/// and a learning rate of 5e-3, into a temporary directory.
+fn fit(
+    data: &CaptionSet,
+    vocab: usize,
+    epochs: usize,
+    precision: autocaption_tensor::Precision,
+    standardize_features: bool,
+) -> (Outcome, tempfile::TempDir) {
     let cfg = TrainConfig {
-        epochs: 150,
+        epochs,
         batch_size: 16,
         patience: 0,
         seed: 3,
@@ -56,9 +62,9 @@ fn memorise(precision: autocaption_tensor::Precision) {
         },
         checkpoint_every: 0,
         precision,
-        standardize_features: false,
+        standardize_features,
     };
-    let mut model = MergeModel::new(small_config(vocab, dim), cfg.seed);
+    let mut model = MergeModel::new(small_config(vocab, data.dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
     let mut adam = Adam::new(cfg.adam, &sizes);
     let dir = tempfile::tempdir().unwrap();
@@ -66,14 +72,21 @@ fn memorise(precision: autocaption_tensor::Precision) {
         &mut model,
         &mut adam,
         &cfg,
-        &data,
-        &data,
+        data,
+        data,
         dir.path(),
         Checkpoint::start("t".into()),
         &NoProgress,
         &mut |_| {},
     )
     .unwrap();
+    (out, dir)
+}
+
+fn memorise(precision: autocaption_tensor::Precision) {
+    let (vocab, dim) = (40, 16);
+    let data = task(64, vocab, dim, 1);
+    let (out, dir) = fit(&data, vocab, 150, precision, false);
     let h = &out.checkpoint.history;
     let (first, last) = (&h[0], h.last().unwrap());
     eprintln!(
@@ -122,40 +135,11 @@ fn standardised_features_train_and_fold_into_the_saved_weights() {
     for (k, x) in data.features.iter_mut().enumerate() {
         *x = 300.0 + 40.0 * (k % dim) as f32 + 200.0 * *x;
     }
-    let cfg = TrainConfig {
-        epochs: 60,
-        batch_size: 16,
-        patience: 0,
-        seed: 3,
-        adam: AdamConfig {
-            lr: 5e-3,
-            ..AdamConfig::default()
-        },
-        checkpoint_every: 0,
-        precision: autocaption_tensor::Precision::F32,
-        standardize_features: true,
-    };
-    let config = small_config(vocab, dim);
-    let mut model = MergeModel::new(config.clone(), cfg.seed);
-    let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
-    let mut adam = Adam::new(cfg.adam, &sizes);
-    let dir = tempfile::tempdir().unwrap();
-    let out = train(
-        &mut model,
-        &mut adam,
-        &cfg,
-        &data,
-        &data,
-        dir.path(),
-        Checkpoint::start("t".into()),
-        &NoProgress,
-        &mut |_| {},
-    )
-    .unwrap();
+    let (out, dir) = fit(&data, vocab, 60, autocaption_tensor::Precision::F32, true);
     let best = out.checkpoint.best_val_loss.unwrap();
     assert!(best < 1.0, "learnt: loss {best} (ln 40 = 3.7 at the start)");
 
-    let mut saved = MergeModel::new(config, 99);
+    let mut saved = MergeModel::new(small_config(vocab, dim), 99);
     let bytes = std::fs::read(dir.path().join("weights.safetensors")).unwrap();
     saved
         .load_weights_bytes(&bytes, &dir.path().join("weights.safetensors"))
