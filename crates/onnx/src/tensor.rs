@@ -23,6 +23,14 @@ pub enum TensorData {
     U8(Vec<u8>),
     /// `BOOL`.
     Bool(Vec<bool>),
+    /// `INT16`.
+    I16(Vec<i16>),
+    /// `UINT16`.
+    U16(Vec<u16>),
+    /// `UINT32`.
+    U32(Vec<u32>),
+    /// `UINT64`.
+    U64(Vec<u64>),
 }
 
 impl TensorData {
@@ -36,6 +44,10 @@ impl TensorData {
             TensorData::I8(v) => v.len(),
             TensorData::U8(v) => v.len(),
             TensorData::Bool(v) => v.len(),
+            TensorData::I16(v) => v.len(),
+            TensorData::U16(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::U64(v) => v.len(),
         }
     }
 
@@ -54,6 +66,10 @@ impl TensorData {
             TensorData::I8(_) => DataType::Int8,
             TensorData::U8(_) => DataType::Uint8,
             TensorData::Bool(_) => DataType::Bool,
+            TensorData::I16(_) => DataType::Int16,
+            TensorData::U16(_) => DataType::Uint16,
+            TensorData::U32(_) => DataType::Uint32,
+            TensorData::U64(_) => DataType::Uint64,
         }
     }
 }
@@ -110,8 +126,9 @@ impl Tensor {
             return Err("its external data was not loaded".into());
         }
         let size = match ty {
-            DataType::Float | DataType::Int32 => 4,
-            DataType::Double | DataType::Int64 => 8,
+            DataType::Float | DataType::Int32 | DataType::Uint32 => 4,
+            DataType::Double | DataType::Int64 | DataType::Uint64 => 8,
+            DataType::Int16 | DataType::Uint16 => 2,
             DataType::Int8 | DataType::Uint8 | DataType::Bool => 1,
             other => return Err(format!("{UNSUPPORTED} {}", other.as_str_name())),
         };
@@ -131,6 +148,10 @@ impl Tensor {
                 DataType::Int64 => TensorData::I64(chunks(raw, i64::from_le_bytes)),
                 DataType::Int8 => TensorData::I8(raw.iter().map(|&b| b as i8).collect()),
                 DataType::Uint8 => TensorData::U8(raw.clone()),
+                DataType::Int16 => TensorData::I16(chunks(raw, i16::from_le_bytes)),
+                DataType::Uint16 => TensorData::U16(chunks(raw, u16::from_le_bytes)),
+                DataType::Uint32 => TensorData::U32(chunks(raw, u32::from_le_bytes)),
+                DataType::Uint64 => TensorData::U64(chunks(raw, u64::from_le_bytes)),
                 _ => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
             }
         } else {
@@ -141,6 +162,17 @@ impl Tensor {
                 DataType::Int64 => TensorData::I64(t.int64_data.clone()),
                 DataType::Int8 => TensorData::I8(narrow(&t.int32_data, "INT8")?),
                 DataType::Uint8 => TensorData::U8(narrow(&t.int32_data, "UINT8")?),
+                DataType::Int16 => TensorData::I16(narrow(&t.int32_data, "INT16")?),
+                DataType::Uint16 => TensorData::U16(narrow(&t.int32_data, "UINT16")?),
+                DataType::Uint32 => TensorData::U32(
+                    t.uint64_data
+                        .iter()
+                        .map(|&x| {
+                            u32::try_from(x).map_err(|_| format!("{x} is out of range for UINT32"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                DataType::Uint64 => TensorData::U64(t.uint64_data.clone()),
                 _ => TensorData::Bool(t.int32_data.iter().map(|&b| b != 0).collect()),
             };
             if data.len() != count {
@@ -164,6 +196,10 @@ impl Tensor {
             TensorData::I8(v) => v.iter().map(|&x| x as u8).collect(),
             TensorData::U8(v) => v.clone(),
             TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
+            TensorData::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         };
         TensorProto {
             dims: self.dims.iter().map(|&d| d as i64).collect(),

@@ -1,0 +1,562 @@
+//! C99 emission: storage planning (graph inputs and outputs in the caller's buffers,
+//! constants as `static const` arrays, everything else in one arena reused as values die),
+//! then the source, the header, and optionally a `main.c` and `Makefile`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+use crate::dtype::{c_literal, DType};
+use crate::graph::Graph;
+use crate::ops::{NodeIo, Operand};
+use crate::CompileError;
+
+/// Byte alignment of every arena block (and the arena itself must be at least 8-aligned).
+const ALIGN: usize = 16;
+
+/// Error codes the generated entry point returns, with their meaning.
+pub const ERROR_CODES: [(&str, i32, &str); 4] = [
+    ("OK", 0, "success"),
+    ("ERR_INDEX", 1, "an index input (Gather) is out of range"),
+    (
+        "ERR_SEQUENCE_LENGTH",
+        2,
+        "a sequence_lens entry is negative or beyond the sequence",
+    ),
+    (
+        "ERR_ARENA",
+        3,
+        "no arena was given and the static one was compiled out",
+    ),
+];
+
+/// Collects the body of the entry point and the helper functions it calls.
+pub struct Emitter {
+    prefix: String,
+    body: String,
+    helpers: Vec<String>,
+    helper_names: HashSet<String>,
+}
+
+impl Emitter {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            body: String::new(),
+            helpers: Vec::new(),
+            helper_names: HashSet::new(),
+        }
+    }
+
+    /// Appends C code to the entry point's body.
+    pub fn push(&mut self, code: &str) {
+        self.body.push_str(code);
+        if !code.ends_with('\n') {
+            self.body.push('\n');
+        }
+    }
+
+    /// The statement returning error `code` (one of [`ERROR_CODES`]).
+    pub fn fail(&self, code: &str) -> String {
+        format!("return {}_{code};", self.prefix.to_uppercase())
+    }
+
+    /// Instantiates a helper template once (`$P` → prefix, `$T` → C type, `$S` → type
+    /// suffix) and returns its function name `prefix_name_suffix`.
+    pub fn helper(&mut self, name: &str, template: &str, dtype: DType) -> String {
+        let fname = format!("{}_{name}_{}", self.prefix, dtype.suffix());
+        if self.helper_names.insert(fname.clone()) {
+            let code = template
+                .replace("$P", &self.prefix)
+                .replace("$T", dtype.c_type())
+                .replace("$S", dtype.suffix());
+            self.helpers.push(code);
+        }
+        fname
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Storage {
+    Input(usize),
+    Output(usize),
+    Const,
+    Arena(usize),
+    Alias(usize),
+}
+
+/// The generated files.
+#[derive(Debug, Clone)]
+pub struct CSources {
+    /// `NAME.c`.
+    pub source: String,
+    /// `NAME.h`.
+    pub header: String,
+    /// `main.c`, a command-line runner reading inputs from `.pb` or raw files.
+    pub main: String,
+    /// `Makefile` building the runner.
+    pub makefile: String,
+    /// Bytes of scratch arena the entry point needs.
+    pub arena_bytes: usize,
+    /// Bytes of constant data.
+    pub const_bytes: usize,
+}
+
+fn c_ident(name: &str, taken: &mut HashSet<String>) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, 'x');
+    }
+    let base = s.clone();
+    let mut k = 1;
+    while !taken.insert(s.clone()) {
+        k += 1;
+        s = format!("{base}_{k}");
+    }
+    s
+}
+
+fn dims_text(shape: &[usize]) -> String {
+    format!(
+        "[{}]",
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+struct Arena {
+    blocks: Vec<(usize, usize, usize)>, // offset, size, last step alive
+    high: usize,
+}
+
+impl Arena {
+    fn alloc(&mut self, size: usize, now: usize, until: usize) -> usize {
+        self.blocks.retain(|b| b.2 >= now);
+        self.blocks.sort_unstable();
+        let size = size.max(1).div_ceil(ALIGN) * ALIGN;
+        let mut off = 0;
+        for &(o, s, _) in &self.blocks {
+            if o >= off + size {
+                break;
+            }
+            off = off.max((o + s).div_ceil(ALIGN) * ALIGN);
+        }
+        self.blocks.push((off, size, until));
+        self.high = self.high.max(off + size);
+        off
+    }
+}
+
+/// Emits the C sources of `g` under the identifier prefix `name`.
+pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, CompileError> {
+    let nv = g.values.len();
+    let mut storage: Vec<Option<Storage>> = vec![None; nv];
+    for (k, &id) in g.inputs.iter().enumerate() {
+        storage[id] = Some(Storage::Input(k));
+    }
+    for (id, v) in g.values.iter().enumerate() {
+        if v.fact.value.is_some() {
+            storage[id] = Some(Storage::Const);
+        }
+    }
+    let resolve = |storage: &[Option<Storage>], mut id: usize| {
+        while let Some(Storage::Alias(r)) = storage[id] {
+            id = r;
+        }
+        id
+    };
+    // Outputs written straight into the caller's buffers where a node computes them.
+    let mut out_direct: HashMap<usize, usize> = HashMap::new();
+    for (k, &id) in g.outputs.iter().enumerate() {
+        if storage[id].is_none() && !out_direct.contains_key(&id) {
+            out_direct.insert(id, k);
+        }
+    }
+    let steps = g.nodes.len();
+    let mut last_use = vec![0usize; nv];
+    let mut scratch_at: Vec<Option<usize>> = vec![None; steps];
+    // Plan storages node by node, then lifetimes, then offsets.
+    for n in &g.nodes {
+        for (k, o) in n.outputs.iter().enumerate() {
+            let Some(o) = *o else { continue };
+            storage[o] = Some(if let Some(&j) = out_direct.get(&o) {
+                Storage::Output(j)
+            } else if k == 0 && n.op.is_view() {
+                let src = n.inputs[0].expect("a view has an input");
+                Storage::Alias(resolve(&storage, src))
+            } else {
+                Storage::Arena(0)
+            });
+        }
+    }
+    for (step, n) in g.nodes.iter().enumerate() {
+        for &i in n.inputs.iter().flatten() {
+            let r = resolve(&storage, i);
+            last_use[r] = last_use[r].max(step);
+        }
+    }
+    for &o in &g.outputs {
+        let r = resolve(&storage, o);
+        last_use[r] = steps;
+    }
+    let mut arena = Arena {
+        blocks: Vec::new(),
+        high: 0,
+    };
+    for (step, n) in g.nodes.iter().enumerate() {
+        for &o in n.outputs.iter().flatten() {
+            if let Some(Storage::Arena(_)) = storage[o] {
+                let bytes = g.values[o].fact.len() * g.values[o].fact.dtype.size();
+                let until = last_use[o].max(step);
+                storage[o] = Some(Storage::Arena(arena.alloc(bytes, step, until)));
+            }
+        }
+        let facts: Vec<_> = n
+            .inputs
+            .iter()
+            .map(|i| i.map(|i| &g.values[i].fact))
+            .collect();
+        let bytes = n.op.scratch_bytes(&facts);
+        if bytes > 0 {
+            scratch_at[step] = Some(arena.alloc(bytes, step, step));
+        }
+    }
+
+    let upper = name.to_uppercase();
+    let mut taken = HashSet::new();
+    // Constants are defined only if the code reads them (some decide shapes only).
+    let mut consts: Vec<(String, String, usize)> = Vec::new();
+    let mut const_bytes = 0;
+    let mut ptr: Vec<String> = vec![String::new(); nv];
+    // Constants, only those read.
+    let mut read: HashSet<usize> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().flatten().copied())
+        .collect();
+    read.extend(g.outputs.iter().copied());
+    for (id, v) in g.values.iter().enumerate() {
+        let (Some(Storage::Const), true) = (storage[id], read.contains(&id)) else {
+            continue;
+        };
+        let data = v.fact.value.as_ref().expect("constant");
+        let cname = format!("{name}_{}", c_ident(&v.name, &mut taken));
+        let ty = v.fact.dtype.c_type();
+        if data.is_empty() {
+            ptr[id] = format!("(({ty} *)0)");
+            continue;
+        }
+        let mut src = String::new();
+        let _ = write!(
+            src,
+            "/* '{}' {} {} */\nstatic const {ty} {cname}[{}] = {{",
+            v.name.replace("*/", "* /"),
+            v.fact.dtype,
+            dims_text(&v.fact.shape),
+            data.len()
+        );
+        for i in 0..data.len() {
+            if i % 8 == 0 {
+                src.push_str("\n    ");
+            }
+            src.push_str(&c_literal(data, i));
+            src.push_str(", ");
+        }
+        src.push_str("\n};\n\n");
+        consts.push((cname.clone(), src, data.len() * v.fact.dtype.size()));
+        ptr[id] = cname;
+    }
+
+    // The entry point's parameters.
+    let mut params = Vec::new();
+    let mut in_names = Vec::new();
+    let mut out_names = Vec::new();
+    for (k, &id) in g.inputs.iter().enumerate() {
+        let v = &g.values[id];
+        let p = format!("in_{}", c_ident(&v.name, &mut taken));
+        params.push(format!("const {} *{p}", v.fact.dtype.c_type()));
+        ptr[id] = p.clone();
+        in_names.push((k, id, p));
+    }
+    for (k, &id) in g.outputs.iter().enumerate() {
+        let v = &g.values[id];
+        let p = format!("out_{}", c_ident(&v.name, &mut taken));
+        params.push(format!("{} *{p}", v.fact.dtype.c_type()));
+        out_names.push((k, id, p));
+    }
+    params.push("void *arena".into());
+    let signature = format!("int {name}_run({})", params.join(", "));
+
+    let mut body = String::new();
+    let _ = writeln!(body, "    unsigned char *a = (unsigned char *)arena;");
+    if arena.high > 0 {
+        let _ = writeln!(
+            body,
+            "#ifndef {upper}_NO_STATIC_ARENA\n    if (!a) a = (unsigned char *){name}_static_arena;\n#endif\n    if (!a) return {upper}_ERR_ARENA;"
+        );
+    }
+    let _ = writeln!(body, "    (void)a;");
+    // Pointers of node outputs.
+    for n in &g.nodes {
+        for &o in n.outputs.iter().flatten() {
+            let ty = g.values[o].fact.dtype.c_type();
+            match storage[o] {
+                Some(Storage::Output(j)) => ptr[o] = out_names[j].2.clone(),
+                Some(Storage::Arena(off)) => {
+                    let v = format!("v{o}");
+                    let _ = writeln!(body, "    {ty} *{v} = ({ty} *)(a + {off});");
+                    ptr[o] = v;
+                }
+                Some(Storage::Alias(r)) => ptr[o] = ptr[r].clone(),
+                _ => {}
+            }
+        }
+    }
+    let mut e = Emitter::new(name);
+    for (step, n) in g.nodes.iter().enumerate() {
+        let operand = |id: usize| Operand {
+            ptr: ptr[id].clone(),
+            dtype: g.values[id].fact.dtype,
+            shape: g.values[id].fact.shape.clone(),
+            value: g.values[id].fact.value.clone(),
+        };
+        let io = NodeIo {
+            inputs: n.inputs.iter().map(|i| i.map(operand)).collect(),
+            outputs: n.outputs.iter().map(|o| o.map(operand)).collect(),
+            scratch: scratch_at[step].map(|off| format!("(a + {off})")),
+        };
+        e.push(&format!(
+            "/* {} ({}) */\n{{",
+            n.name.replace("*/", "* /"),
+            n.op_type
+        ));
+        if n.op.is_view() {
+            let o = n.outputs[0].expect("a view's output is used");
+            if !matches!(storage[o], Some(Storage::Alias(_))) {
+                let f = &g.values[o].fact;
+                e.push(&format!(
+                    "memcpy({}, {}, {});",
+                    ptr[o],
+                    io.input(0).map_err(|m| node_error(n, m))?.ptr,
+                    f.len() * f.dtype.size()
+                ));
+            }
+        } else {
+            n.op.emit(&mut e, &io).map_err(|m| node_error(n, m))?;
+        }
+        e.push("}");
+    }
+    // Outputs the nodes did not write: inputs, constants, views, repeats.
+    for (k, &id) in g.outputs.iter().enumerate() {
+        if storage[id] == Some(Storage::Output(k)) {
+            continue;
+        }
+        let f = &g.values[id].fact;
+        if f.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            e.body,
+            "memcpy({}, {}, {});",
+            out_names[k].2,
+            ptr[resolve(&storage, id)],
+            f.len() * f.dtype.size()
+        );
+    }
+
+    let mut source = format!(
+        "/* {name}.c: generated by autocaption compile from {model_label}. C99, no heap, no I/O. */\n\
+         #include \"{name}.h\"\n#include <math.h>\n#include <string.h>\n\n"
+    );
+    for (cname, text, bytes) in &consts {
+        if mentions(&e.body, cname) {
+            source.push_str(text);
+            const_bytes += bytes;
+        }
+    }
+    for h in &e.helpers {
+        source.push_str(h);
+        source.push('\n');
+    }
+    if arena.high > 0 {
+        let _ = writeln!(
+            source,
+            "#ifndef {upper}_NO_STATIC_ARENA\nstatic double {name}_static_arena[({upper}_ARENA_BYTES + 7) / 8];\n#endif\n"
+        );
+    }
+    let _ = writeln!(source, "{signature}\n{{\n{body}");
+    for line in e.body.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            let _ = writeln!(source, "{line}");
+        } else {
+            let _ = writeln!(source, "    {line}");
+        }
+    }
+    let _ = writeln!(source, "    return {upper}_OK;\n}}");
+
+    // Header.
+    let mut header = format!(
+        "/* {name}.h: generated by autocaption compile from {model_label}. */\n\
+         #ifndef {upper}_H\n#define {upper}_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n\
+         #ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+    );
+    let _ = writeln!(
+        header,
+        "/* Scratch memory {name}_run needs, in bytes (aligned to at least 8). */\n#define {upper}_ARENA_BYTES {}\n",
+        arena.high
+    );
+    for (code, value, what) in ERROR_CODES {
+        let _ = writeln!(header, "#define {upper}_{code} {value} /* {what} */");
+    }
+    let _ = writeln!(
+        header,
+        "\n#define {upper}_NUM_INPUTS {}\n#define {upper}_NUM_OUTPUTS {}\n",
+        g.inputs.len(),
+        g.outputs.len()
+    );
+    let _ = writeln!(
+        header,
+        "/*\n * Runs the model. Inputs and outputs are dense row-major arrays:"
+    );
+    for (_, id, p) in &in_names {
+        let f = &g.values[*id].fact;
+        let _ = writeln!(
+            header,
+            " *   {p}: input '{}', {} {}",
+            g.values[*id].name,
+            f.dtype,
+            dims_text(&f.shape)
+        );
+    }
+    for (_, id, p) in &out_names {
+        let f = &g.values[*id].fact;
+        let _ = writeln!(
+            header,
+            " *   {p}: output '{}', {} {}",
+            g.values[*id].name,
+            f.dtype,
+            dims_text(&f.shape)
+        );
+    }
+    let _ = writeln!(
+        header,
+        " * arena: {upper}_ARENA_BYTES bytes of scratch, 8-byte aligned, not shared with a\n\
+         *   concurrent call; NULL uses a static arena (unless {upper}_NO_STATIC_ARENA is defined,\n\
+         *   in which case NULL fails with {upper}_ERR_ARENA).\n\
+         * Returns {upper}_OK or one of the error codes above.\n */\n{signature};\n"
+    );
+    let _ = writeln!(
+        header,
+        "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {upper}_H */"
+    );
+
+    let main = main_c(g, name, &in_names, &out_names);
+    let makefile = format!(
+        "# Builds the command-line runner of {name} (generated by autocaption compile).\n\
+         CC ?= cc\nCFLAGS ?= -std=c99 -O2 -Wall -Werror\n\n\
+         {name}: {name}.c {name}.h main.c\n\t$(CC) $(CFLAGS) -o $@ {name}.c main.c -lm\n\n\
+         clean:\n\trm -f {name}\n\n.PHONY: clean\n"
+    );
+    Ok(CSources {
+        source,
+        header,
+        main,
+        makefile,
+        arena_bytes: arena.high,
+        const_bytes,
+    })
+}
+
+/// Whether `code` uses the identifier `name` (not merely a longer one starting with it).
+fn mentions(code: &str, name: &str) -> bool {
+    code.match_indices(name).any(|(i, _)| {
+        let after = code[i + name.len()..].chars().next();
+        let before = code[..i].chars().next_back();
+        !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+fn node_error(n: &crate::graph::Node, message: String) -> CompileError {
+    CompileError::Node {
+        node: n.name.clone(),
+        op_type: n.op_type.clone(),
+        message,
+    }
+}
+
+fn main_c(
+    g: &Graph,
+    name: &str,
+    ins: &[(usize, usize, String)],
+    outs: &[(usize, usize, String)],
+) -> String {
+    let upper = name.to_uppercase();
+    let mut m = format!(
+        "/* main.c: command-line runner for {name} (generated by autocaption compile).\n\
+         * usage: {name} INPUT... with one file per input, in order: an ONNX TensorProto (.pb)\n\
+         * or raw little-endian elements. Prints every output: a header line, then one value per line. */\n\
+         #include \"{name}.h\"\n"
+    );
+    m.push_str(include_str!("../c/main_support.c"));
+    let _ = writeln!(m, "\nint main(int argc, char **argv)\n{{");
+    let usage: Vec<String> = ins
+        .iter()
+        .map(|(_, id, _)| g.values[*id].name.clone())
+        .collect();
+    let _ = writeln!(
+        m,
+        "    if (argc != {}) {{\n        fprintf(stderr, \"usage: %s{}\\n\", argv[0]);\n        return 2;\n    }}",
+        ins.len() + 1,
+        usage.iter().map(|u| format!(" {}", u.replace(['"', '\\'], "_").to_uppercase())).collect::<String>()
+    );
+    let mut call = Vec::new();
+    for (k, id, _) in ins {
+        let f = &g.values[*id].fact;
+        let ty = f.dtype.c_type();
+        let _ = writeln!(
+            m,
+            "    {ty} *x{k} = ({ty} *)malloc({} + 1);\n    if (!x{k} || read_tensor(argv[{}], {}, {}, sizeof({ty}), x{k})) return 1;",
+            f.len() * f.dtype.size(),
+            k + 1,
+            f.dtype.onnx_code(),
+            f.len()
+        );
+        call.push(format!("x{k}"));
+    }
+    for (k, id, _) in outs {
+        let f = &g.values[*id].fact;
+        let ty = f.dtype.c_type();
+        let _ = writeln!(
+            m,
+            "    {ty} *y{k} = ({ty} *)calloc({} + 1, 1);\n    if (!y{k}) return 1;",
+            f.len() * f.dtype.size()
+        );
+        call.push(format!("y{k}"));
+    }
+    let _ = writeln!(
+        m,
+        "    void *arena = malloc({upper}_ARENA_BYTES + 1);\n    if (!arena) return 1;\n    int rc = {name}_run({}, arena);\n    if (rc != {upper}_OK) {{\n        fprintf(stderr, \"{name}_run failed with error %d\\n\", rc);\n        return 1;\n    }}",
+        call.join(", ")
+    );
+    for (k, id, _) in outs {
+        let v = &g.values[*id];
+        let dims: Vec<String> = v.fact.shape.iter().map(|d| d.to_string()).collect();
+        let _ = writeln!(
+            m,
+            "    {{\n        static const long dims[] = {{{}0}};\n        print_tensor(\"{}\", {}, dims, {}, y{k}, {});\n    }}",
+            dims.iter().map(|d| format!("{d}, ")).collect::<String>(),
+            v.name.replace(['"', '\\'], "_"),
+            v.fact.dtype.onnx_code(),
+            dims.len(),
+            v.fact.len()
+        );
+    }
+    let _ = writeln!(m, "    return 0;\n}}");
+    m
+}

@@ -1,0 +1,233 @@
+//! Matrix products: MatMul (numpy semantics, batched and broadcast, optionally with a
+//! fused row bias) and Gemm.
+
+use super::{
+    broadcast, broadcast_strides, req, unsupported, InferError, Inputs, NodeIo, Op, Registry,
+};
+use crate::dtype::DType;
+use crate::emit::Emitter;
+use crate::loops::{nest, Access};
+
+const GEMM: &str = include_str!("../../c/gemm.c");
+
+pub(super) fn register(r: &mut Registry) {
+    r.add("MatMul", |_| Ok(Box::new(MatMul { bias: false })));
+    r.add("Gemm", |cx| {
+        Ok(Box::new(Gemm {
+            alpha: cx.float("alpha")?.unwrap_or(1.0),
+            beta: cx.float("beta")?.unwrap_or(1.0),
+            trans_a: cx.int_or("transA", 0)? != 0,
+            trans_b: cx.int_or("transB", 0)? != 0,
+        }))
+    });
+}
+
+/// `A @ B` with numpy semantics; with `bias`, input 2 (length N) is added to every row
+/// (the MatMul + Add fusion).
+#[derive(Debug)]
+pub(crate) struct MatMul {
+    /// Whether input 2 is a fused row bias.
+    pub bias: bool,
+}
+
+struct MatMulPlan {
+    batch: Vec<usize>,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: Vec<usize>,
+}
+
+fn plan(a: &[usize], b: &[usize]) -> Result<MatMulPlan, String> {
+    if a.is_empty() || b.is_empty() {
+        return Err("MatMul of a scalar".into());
+    }
+    let (m, ka) = if a.len() == 1 {
+        (1, a[0])
+    } else {
+        (a[a.len() - 2], a[a.len() - 1])
+    };
+    let (kb, n) = if b.len() == 1 {
+        (b[0], 1)
+    } else {
+        (b[b.len() - 2], b[b.len() - 1])
+    };
+    if ka != kb {
+        return Err(format!("inner dimensions differ: {a:?} @ {b:?}"));
+    }
+    let ab = if a.len() > 2 {
+        &a[..a.len() - 2]
+    } else {
+        &[][..]
+    };
+    let bb = if b.len() > 2 {
+        &b[..b.len() - 2]
+    } else {
+        &[][..]
+    };
+    let batch = broadcast(ab, bb)?;
+    let mut out = batch.clone();
+    if a.len() > 1 {
+        out.push(m);
+    }
+    if b.len() > 1 {
+        out.push(n);
+    }
+    Ok(MatMulPlan {
+        batch,
+        m,
+        k: ka,
+        n,
+        out,
+    })
+}
+
+fn float_or_int(t: DType) -> Result<(), InferError> {
+    if t == DType::Bool {
+        return Err("a product of booleans".to_string().into());
+    }
+    Ok(())
+}
+
+impl Op for MatMul {
+    fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
+        let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
+        if a.dtype != b.dtype {
+            return Err(format!("input types differ: {} and {}", a.dtype, b.dtype).into());
+        }
+        float_or_int(a.dtype)?;
+        Ok(vec![(a.dtype, plan(&a.shape, &b.shape)?.out)])
+    }
+
+    fn emit(&self, e: &mut Emitter, io: &NodeIo) -> Result<(), String> {
+        let (a, b) = (io.input(0)?, io.input(1)?);
+        let Some(y) = &io.outputs[0] else {
+            return Ok(());
+        };
+        let p = plan(&a.shape, &b.shape)?;
+        if y.is_empty() {
+            return Ok(());
+        }
+        let f = e.helper("gemm", GEMM, y.dtype);
+        let ty = y.dtype.c_type();
+        // Batch strides of each operand in units of elements.
+        let batch_strides = |shape: &[usize], mat: usize| -> Vec<isize> {
+            let bshape = if shape.len() > 2 {
+                &shape[..shape.len() - 2]
+            } else {
+                &[][..]
+            };
+            broadcast_strides(bshape, &p.batch)
+                .into_iter()
+                .map(|s| s * mat as isize)
+                .collect()
+        };
+        let acc = [
+            Access::new(&a.ptr, batch_strides(&a.shape, p.m * p.k)),
+            Access::new(&b.ptr, batch_strides(&b.shape, p.k * p.n)),
+            Access::new(
+                &y.ptr,
+                super::contiguous_strides(&p.batch)
+                    .into_iter()
+                    .map(|s| s * (p.m * p.n) as isize)
+                    .collect(),
+            ),
+        ];
+        let (m, k, n) = (p.m, p.k, p.n);
+        let bias = if self.bias {
+            io.input(2)?.ptr.clone()
+        } else {
+            "0".into()
+        };
+        let call = |ix: &[String]| {
+            format!(
+                "{f}({m}, {n}, {k}, ({ty})1, &{}, {k}, 1, &{}, {n}, 1, ({ty})1, {bias}, 0, 1, &{});",
+                ix[0], ix[1], ix[2]
+            )
+        };
+        if p.batch.is_empty() {
+            e.push(&call(&[
+                format!("{}[0]", a.ptr),
+                format!("{}[0]", b.ptr),
+                format!("{}[0]", y.ptr),
+            ]));
+        } else {
+            e.push(&nest(&p.batch, &acc, call));
+        }
+        Ok(())
+    }
+}
+
+/// `alpha·op(A)·op(B) + beta·C`, C broadcast to M×N.
+#[derive(Debug)]
+struct Gemm {
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Gemm {
+    fn mkn(&self, a: &[usize], b: &[usize]) -> Result<(usize, usize, usize), String> {
+        if a.len() != 2 || b.len() != 2 {
+            return unsupported(format!("Gemm of shapes {a:?} and {b:?} (2-D only)"));
+        }
+        let (m, k) = if self.trans_a {
+            (a[1], a[0])
+        } else {
+            (a[0], a[1])
+        };
+        let (kb, n) = if self.trans_b {
+            (b[1], b[0])
+        } else {
+            (b[0], b[1])
+        };
+        if k != kb {
+            return Err(format!("inner dimensions differ: {a:?} and {b:?}"));
+        }
+        Ok((m, k, n))
+    }
+}
+
+impl Op for Gemm {
+    fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
+        let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
+        float_or_int(a.dtype)?;
+        let (m, _, n) = self.mkn(&a.shape, &b.shape)?;
+        if let Some(c) = super::opt(inputs, 2) {
+            if broadcast(&c.shape, &[m, n])? != [m, n] {
+                return Err(
+                    format!("C of shape {:?} does not broadcast to [{m}, {n}]", c.shape).into(),
+                );
+            }
+        }
+        Ok(vec![(a.dtype, vec![m, n])])
+    }
+
+    fn emit(&self, e: &mut Emitter, io: &NodeIo) -> Result<(), String> {
+        let (a, b) = (io.input(0)?, io.input(1)?);
+        let Some(y) = &io.outputs[0] else {
+            return Ok(());
+        };
+        let (m, k, n) = self.mkn(&a.shape, &b.shape)?;
+        if y.is_empty() {
+            return Ok(());
+        }
+        let f = e.helper("gemm", GEMM, y.dtype);
+        let ty = y.dtype.c_type();
+        let (ars, acs) = if self.trans_a { (1, m) } else { (k, 1) };
+        let (brs, bcs) = if self.trans_b { (1, k) } else { (n, 1) };
+        let (c, crs, ccs) = match io.inputs.get(2).and_then(Option::as_ref) {
+            Some(c) if !c.is_empty() => {
+                let s = broadcast_strides(&c.shape, &[m, n]);
+                (c.ptr.clone(), s[0], s[1])
+            }
+            _ => ("0".into(), 0, 0),
+        };
+        e.push(&format!(
+            "{f}({m}, {n}, {k}, ({ty}){:e}, {}, {ars}, {acs}, {}, {brs}, {bcs}, ({ty}){:e}, {c}, {crs}, {ccs}, {});",
+            self.alpha, a.ptr, b.ptr, self.beta, y.ptr
+        ));
+        Ok(())
+    }
+}
