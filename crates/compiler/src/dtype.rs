@@ -182,7 +182,6 @@ macro_rules! map_data {
         }
     };
 }
-pub(crate) use map_data;
 
 /// The element type of constant data.
 pub fn dtype_of(data: &TensorData) -> DType {
