@@ -175,6 +175,20 @@ impl ResNet {
         out
     }
 
+    /// The stem convolution (7×7, stride 2, ReLU), before the 3×3 max pool.
+    pub fn stem(&self) -> &Conv {
+        &self.stem
+    }
+
+    /// Every bottleneck block in order as (conv1, conv2, conv3, shortcut): the block's
+    /// output is `ReLU(conv3(conv2(conv1(x))) + shortcut(x) or x)` (exporters read this).
+    pub fn block_convs(&self) -> Vec<(&Conv, &Conv, &Conv, Option<&Conv>)> {
+        self.blocks
+            .iter()
+            .map(|b| (&b.conv1, &b.conv2, &b.conv3, b.shortcut.as_ref()))
+            .collect()
+    }
+
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
         self.forward_profiled(images, &mut |_, _, _| {})

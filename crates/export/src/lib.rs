@@ -1,0 +1,49 @@
+//! Export to ONNX in standard ops, so that ONNX Runtime, other runtimes and our own
+//! compiler take the models: the caption model in the seed's interface (`decoder.onnx`,
+//! with the ONNX `LSTM` op), one incremental decoding step (`decoder_step.onnx`), and the
+//! image encoder (`encoder.onnx`).
+
+mod builder;
+mod decoder;
+mod encoder;
+
+use std::path::{Path, PathBuf};
+
+use autocaption_model::MergeModel;
+use autocaption_onnx::{write_model, OnnxError};
+use autocaption_vision::ResNet;
+
+pub use builder::OPSET;
+pub use decoder::{decoder, decoder_step, step_states};
+pub use encoder::encoder;
+
+/// Tensors above this many bytes go to the model's external data file.
+pub const EXTERNAL_ABOVE: usize = 1 << 20;
+
+/// Writes `decoder.onnx` and `decoder_step.onnx` for `model`, and `encoder.onnx` when an
+/// encoder is given (with its input size), into `dir`; returns the files written.
+pub fn export(
+    model: &MergeModel,
+    encoder_net: Option<(&ResNet, usize)>,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, OnnxError> {
+    std::fs::create_dir_all(dir).map_err(|error| OnnxError::Io {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let mut files = Vec::new();
+    for (name, m) in [
+        ("decoder.onnx", decoder(model)),
+        ("decoder_step.onnx", decoder_step(model)),
+    ] {
+        let path = dir.join(name);
+        write_model(&path, &m, None)?;
+        files.push(path);
+    }
+    if let Some((net, size)) = encoder_net {
+        let path = dir.join("encoder.onnx");
+        write_model(&path, &encoder(net, size), Some(EXTERNAL_ABOVE))?;
+        files.push(path);
+    }
+    Ok(files)
+}
