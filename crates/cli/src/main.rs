@@ -49,6 +49,10 @@ enum Command {
     Caption(cmd::caption::Args),
     /// Score a model's captions on a split: BLEU, CIDEr-D, ROUGE-L, greedy and beam.
     Evaluate(cmd::evaluate::Args),
+    /// Export a trained model (and optionally the encoder) to ONNX.
+    Export(cmd::export::Args),
+    /// Compile an ONNX model ahead of time into dependency-free C99.
+    Compile(cmd::compile::Args),
 }
 
 /// Settings every command gets.
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Model(a) => cmd::model::run(a, global),
         Command::Caption(a) => cmd::caption::run(a, global),
         Command::Evaluate(a) => cmd::evaluate::run(a, global),
+        Command::Export(a) => cmd::export::run(a, global),
+        Command::Compile(a) => cmd::compile::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

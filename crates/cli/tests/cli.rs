@@ -597,3 +597,67 @@ fn features_from_weight_files_match_keras_and_pick_the_preset() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!out3.exists());
 }
+
+#[test]
+fn compile_refuses_malformed_onnx_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    // Not protobuf at all, and a truncated model (a valid one cut short).
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff this is not a model").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    let model = autocaption_onnx::proto::ModelProto {
+        producer_name: Some("x".repeat(200)),
+        ..Default::default()
+    };
+    use prost::Message;
+    let bytes = model.encode_to_vec();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    for (file, what) in [
+        (&garbage, "not a valid ONNX model"),
+        (&truncated, "not a valid ONNX model"),
+    ] {
+        bin()
+            .arg("compile")
+            .arg(file)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains(file.display().to_string())
+                    .and(predicate::str::contains(what)),
+            )
+            .stderr(predicate::str::contains("panicked").not());
+    }
+    // A tensor whose data does not match its dimensions.
+    let wrong = dir.path().join("wrong.onnx");
+    let mut t =
+        autocaption_onnx::Tensor::new(vec![2], autocaption_onnx::TensorData::F32(vec![1.0, 2.0]))
+            .to_proto("w");
+    t.dims = vec![3];
+    let model = autocaption_onnx::proto::ModelProto {
+        graph: Some(autocaption_onnx::proto::GraphProto {
+            initializer: vec![t],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(&wrong, model.encode_to_vec()).unwrap();
+    bin()
+        .arg("compile")
+        .arg(&wrong)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("tensor 'w'").and(predicate::str::contains(
+                "8 bytes of data for dimensions [3]",
+            )),
+        );
+    assert!(
+        !out.exists(),
+        "nothing is written for a model that does not compile"
+    );
+}

@@ -445,10 +445,14 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
     }
     let _ = writeln!(
         header,
-        " * arena: {upper}_ARENA_BYTES bytes of scratch, 8-byte aligned, not shared with a\n\
-         *   concurrent call; NULL uses a static arena (unless {upper}_NO_STATIC_ARENA is defined,\n\
-         *   in which case NULL fails with {upper}_ERR_ARENA).\n\
-         * Returns {upper}_OK or one of the error codes above.\n */\n{signature};\n"
+        concat!(
+            " * arena: {upper}_ARENA_BYTES bytes of scratch, 8-byte aligned, not shared with a\n",
+            " *   concurrent call; NULL uses a static arena (unless {upper}_NO_STATIC_ARENA is defined,\n",
+            " *   in which case NULL fails with {upper}_ERR_ARENA).\n",
+            " * Returns {upper}_OK or one of the error codes above.\n */\n{signature};\n"
+        ),
+        upper = upper,
+        signature = signature
     );
     let _ = writeln!(
         header,

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod caption;
+pub mod compile;
 pub mod demo;
 pub mod evaluate;
+pub mod export;
 pub mod features;
 pub mod model;
 pub mod prepare;

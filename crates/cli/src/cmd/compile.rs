@@ -1,0 +1,132 @@
+//! `autocaption compile`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use autocaption_compiler::{compile, Options};
+
+use crate::Global;
+
+/// Compile an ONNX model ahead of time into dependency-free C99.
+///
+/// Writes NAME.c and NAME.h into OUT: the weights as `static const` arrays, no heap (one
+/// scratch arena, its size in the header as NAME_ARENA_BYTES, caller-provided or static),
+/// no file I/O, nothing beyond the C99 standard library and libm. The entry point
+/// `int NAME_run(inputs..., outputs..., void *arena)` returns NAME_OK or an error code.
+/// Shapes are fixed at compile time: give symbolic dimensions with --dim (N=1), and inputs
+/// that decide a shape (a Reshape's target, …) with --fix. With --main, also a main.c that
+/// reads inputs from .pb or raw files and prints the outputs, and a Makefile.
+///
+/// An unsupported op fails with the list of every unsupported node.
+#[derive(Debug, clap::Args)]
+#[command(long_about)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+
+    /// Output directory.
+    #[arg(long, short)]
+    out: PathBuf,
+
+    /// Identifier prefix and file name of the generated code.
+    #[arg(long, default_value = "model")]
+    name: String,
+
+    /// Size of a symbolic dimension, `NAME=SIZE` (repeatable).
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    dims: Vec<String>,
+
+    /// Fix an input to the tensor in an ONNX TensorProto file, `NAME=FILE.pb` (repeatable).
+    #[arg(long = "fix", value_name = "NAME=FILE")]
+    fixed: Vec<String>,
+
+    /// Also write main.c (a command-line runner) and a Makefile.
+    #[arg(long)]
+    main: bool,
+
+    /// Build the runner with this C compiler after writing it (implies --main).
+    #[arg(long)]
+    cc: Option<String>,
+
+    /// With --cc, build for this target triple (passed as --target, for clang).
+    #[arg(long, requires = "cc")]
+    target: Option<String>,
+}
+
+fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} '{s}': expected NAME=VALUE"),
+    }
+}
+
+/// Runs `compile`.
+pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
+    let mut dims = HashMap::new();
+    for d in &args.dims {
+        let (k, v) = pair(d, "--dim")?;
+        let n: usize = v
+            .parse()
+            .with_context(|| format!("--dim {d}: '{v}' is not a size"))?;
+        dims.insert(k, n);
+    }
+    let mut fixed = HashMap::new();
+    for f in &args.fixed {
+        let (k, v) = pair(f, "--fix")?;
+        let (_, t) = autocaption_onnx::read_tensor(std::path::Path::new(&v))?;
+        fixed.insert(k, t);
+    }
+    let model = autocaption_onnx::read_model(&args.model)?;
+    let opts = Options {
+        name: args.name.clone(),
+        dims,
+        fixed,
+    };
+    let label = args
+        .model
+        .file_name()
+        .map_or_else(|| "model".into(), |f| f.to_string_lossy().into_owned());
+    let c = compile(&model, &opts, &label).with_context(|| format!("{}", args.model.display()))?;
+    let with_main = args.main || args.cc.is_some();
+    let files = c.write(&args.out, &args.name, with_main)?;
+    if !global.quiet {
+        println!(
+            "{}: {} ONNX nodes → {} C kernels ({} folded to constants, {} Identity/Dropout removed, {} MatMul+Add fused, {} dead); {:.1} MB of weights, arena {} bytes",
+            args.model.display(),
+            c.onnx_nodes,
+            c.nodes,
+            c.folded,
+            c.passes.identities,
+            c.passes.fused,
+            c.passes.dead,
+            c.sources.const_bytes as f64 / 1e6,
+            c.sources.arena_bytes
+        );
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
+    }
+    if let Some(cc) = &args.cc {
+        let exe = args.out.join(&args.name);
+        let mut cmd = std::process::Command::new(cc);
+        if let Some(t) = &args.target {
+            cmd.arg(format!("--target={t}"));
+        }
+        cmd.args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(args.out.join(format!("{}.c", args.name)))
+            .arg(args.out.join("main.c"))
+            .arg("-lm");
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run the C compiler '{cc}'"))?;
+        if !status.success() {
+            bail!("{cc} failed on the generated code ({status})");
+        }
+        if !global.quiet {
+            println!("built {}", exe.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The compiler on small graphs built here: errors (every unsupported node listed at once,
+//! shape inputs that must be fixed), the passes, and generated C run against numbers
+//! worked out by hand (when a C compiler is installed).
+
+use std::process::Command;
+
+use autocaption_compiler::{compile, CompileError, Options};
+use autocaption_onnx::proto::{
+    attribute_proto::AttributeType, tensor_shape_proto::dimension::Value as Dim, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
+use autocaption_onnx::{Tensor, TensorData};
+
+fn info(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(
+                            |&d| autocaption_onnx::proto::tensor_shape_proto::Dimension {
+                                value: Some(if d < 0 {
+                                    Dim::DimParam("N".into())
+                                } else {
+                                    Dim::DimValue(d)
+                                }),
+                                ..Default::default()
+                            },
+                        )
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        ..Default::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<(&str, Tensor)>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: inits.into_iter().map(|(n, t)| t.to_proto(n)).collect(),
+            input: inputs,
+            output: outputs,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_unsupported_node_is_listed_at_once() {
+    let m = model(
+        vec![
+            node("Relu", "ok", &["x"], &["a"]),
+            node("FancyOp", "first", &["a"], &["b"]),
+            node("Relu", "fine", &["b"], &["c"]),
+            node("OtherOp", "second", &["c"], &["d"]),
+            node("FancyOp", "third", &["d"], &["y"]),
+        ],
+        vec![],
+        vec![info("x", 1, &[2])],
+        vec![info("y", 1, &[2])],
+    );
+    let err = compile(&m, &Options::default(), "test").unwrap_err();
+    let CompileError::Unsupported(nodes) = &err else {
+        panic!("{err}")
+    };
+    let names: Vec<(&str, &str)> = nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.op_type.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("first", "FancyOp"),
+            ("second", "OtherOp"),
+            ("third", "FancyOp")
+        ]
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("3 unsupported node(s): 'first' (FancyOp"),
+        "{text}"
+    );
+    assert!(text.contains("supported op types: Abs, Add"), "{text}");
+}
+
+#[test]
+fn symbolic_dimensions_and_shape_inputs_must_be_given() {
+    let relu = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![],
+        vec![info("x", 1, &[-1, 3])],
+        vec![info("y", 1, &[-1, 3])],
+    );
+    let err = compile(&relu, &Options::default(), "test")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "'x' has symbolic dimension 'N': give its size (--dim N=N)"
+    );
+    let mut opts = Options::default();
+    opts.dims.insert("N".into(), 4);
+    assert!(compile(&relu, &opts, "test").is_ok());
+
+    let reshape = model(
+        vec![node("Reshape", "rs", &["x", "shape"], &["y"])],
+        vec![],
+        vec![info("x", 1, &[2, 3]), info("shape", 7, &[2])],
+        vec![info("y", 1, &[3, 2])],
+    );
+    let err = compile(&reshape, &Options::default(), "test").unwrap_err();
+    assert!(
+        matches!(&err, CompileError::NeedsConstant { input, is_graph_input: true, .. } if input == "shape"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with("fix it with --fix shape=FILE.pb"),
+        "{err}"
+    );
+    opts.fixed.insert(
+        "shape".into(),
+        Tensor::new(vec![2], TensorData::I64(vec![3, -1])),
+    );
+    let c = compile(&reshape, &opts, "test").unwrap();
+    // A view: no code, the output is a copy of the input's bytes.
+    assert!(
+        c.sources.header.contains("out_y: output 'y', FLOAT [3, 2]"),
+        "{}",
+        c.sources.header
+    );
+}
+
+#[test]
+fn a_wrong_shape_names_the_node() {
+    let m = model(
+        vec![node("MatMul", "mm", &["x", "w"], &["y"])],
+        vec![("w", Tensor::new(vec![4, 2], TensorData::F32(vec![0.0; 8])))],
+        vec![info("x", 1, &[1, 3])],
+        vec![info("y", 1, &[1, 2])],
+    );
+    let err = compile(&m, &Options::default(), "test")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "node 'mm' (MatMul): inner dimensions differ: [1, 3] @ [4, 2]"
+    );
+}
+
+/// y = softmax(relu(x·W + b)) through Dropout and Identity: the passes fuse the bias and
+/// drop the no-ops, and the C output matches the numbers worked out here.
+#[test]
+fn passes_and_generated_code() {
+    let axis = AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(-1),
+        ..Default::default()
+    };
+    let mut softmax = node("Softmax", "sm", &["r"], &["y"]);
+    softmax.attribute.push(axis);
+    let m = model(
+        vec![
+            node("Dropout", "drop", &["x"], &["xd"]),
+            node("MatMul", "mm", &["xd", "w"], &["p"]),
+            node("Add", "bias", &["p", "b"], &["q"]),
+            node("Identity", "id", &["q"], &["qi"]),
+            node("Relu", "relu", &["qi"], &["r"]),
+            softmax,
+        ],
+        vec![
+            (
+                "w",
+                Tensor::new(
+                    vec![2, 3],
+                    TensorData::F32(vec![1.0, 0.0, -1.0, 0.5, 2.0, 0.0]),
+                ),
+            ),
+            (
+                "b",
+                Tensor::new(vec![3], TensorData::F32(vec![0.0, -1.0, 0.25])),
+            ),
+        ],
+        vec![info("x", 1, &[2, 2])],
+        vec![info("y", 1, &[2, 3])],
+    );
+    let c = compile(&m, &Options::default(), "test").unwrap();
+    assert_eq!((c.passes.identities, c.passes.fused, c.nodes), (2, 1, 3));
+    let has_cc = Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cc {
+        eprintln!("skipped running the C: no C compiler");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    c.write(dir.path(), "model", true).unwrap();
+    let exe = dir.path().join("model");
+    let status = Command::new("cc")
+        .args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.path().join("model.c"))
+        .arg(dir.path().join("main.c"))
+        .arg("-lm")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let x = [1.0f32, 2.0, -1.0, 0.5];
+    let input = dir.path().join("x.bin");
+    std::fs::write(
+        &input,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let out = Command::new(&exe).arg(&input).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let got: Vec<f64> = text.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    // Row 1: x·W + b = [2, 3, -0.75] → relu [2, 3, 0]; row 2: [-0.75, 0, 1.25] → [0, 0, 1.25].
+    let softmax = |r: [f64; 3]| {
+        let s: f64 = r.iter().map(|v| v.exp()).sum();
+        r.map(|v| v.exp() / s)
+    };
+    let want: Vec<f64> = [softmax([2.0, 3.0, 0.0]), softmax([0.0, 0.0, 1.25])].concat();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+    }
+    assert!(text.starts_with("output y 1 2 3\n"), "{text}");
+    // A missing input file is an error naming it, not a crash.
+    let out = Command::new(&exe)
+        .arg(dir.path().join("missing.pb"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pb: cannot open"));
+}
