@@ -163,6 +163,17 @@ fn tiny_resnet() -> ResNet {
     )
 }
 
+/// Two images of preprocessed-looking values (Keras' caffe preset spans about ±128).
+fn random_images(size: usize) -> Maps {
+    let mut rng = Rng::new(9);
+    let mut images = Maps::zeros(2, size, size, 3);
+    images
+        .data
+        .iter_mut()
+        .for_each(|x| *x = rng.uniform(-100.0, 100.0));
+    images
+}
+
 #[test]
 fn exported_encoder_compiled_to_c_matches_the_engine() {
     if !has_cc() {
@@ -171,12 +182,7 @@ fn exported_encoder_compiled_to_c_matches_the_engine() {
     }
     let net = tiny_resnet();
     let size = 32;
-    let mut rng = Rng::new(9);
-    let mut images = Maps::zeros(2, size, size, 3);
-    images
-        .data
-        .iter_mut()
-        .for_each(|x| *x = rng.uniform(-100.0, 100.0));
+    let images = random_images(size);
     let want = net.forward(&images);
     let dir = tempfile::tempdir().unwrap();
     autocaption_export::export(&model(), Some((&net, size)), dir.path()).unwrap();
@@ -215,12 +221,7 @@ fn exported_models_match_the_engine_in_onnx_runtime() {
     let all = m.predict_all_positions(&ids, c.max_len, &feats);
     let net = tiny_resnet();
     let size = 32;
-    let mut rng = Rng::new(9);
-    let mut images = Maps::zeros(2, size, size, 3);
-    images
-        .data
-        .iter_mut()
-        .for_each(|x| *x = rng.uniform(-100.0, 100.0));
+    let images = random_images(size);
     let features = net.forward(&images);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

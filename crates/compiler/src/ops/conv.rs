@@ -277,8 +277,8 @@ struct Pool {
 impl Op for Pool {
     fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
         let x = req(inputs, 0)?;
-        if self.avg && !x.dtype.is_float() {
-            return Err(format!("needs a float input, got {}", x.dtype).into());
+        if self.avg {
+            super::require_float(x)?;
         }
         let g = self.window.geometry(&x.shape, None)?;
         let s = out_shape(&x.shape, x.shape[1], &g);

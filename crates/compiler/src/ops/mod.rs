@@ -317,6 +317,15 @@ pub(crate) fn const_ints(inputs: &Inputs, slot: usize) -> Result<Option<Vec<i64>
     }
 }
 
+/// Fails unless `x` holds floats.
+pub(crate) fn require_float(x: &Fact) -> Result<(), InferError> {
+    if x.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(format!("needs a float input, got {}", x.dtype).into())
+    }
+}
+
 /// `axis` in `-rank..rank` as `0..rank`.
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
     let r = rank as i64;

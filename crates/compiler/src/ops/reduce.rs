@@ -59,9 +59,7 @@ struct Softmax {
 impl Op for Softmax {
     fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
         let x = req(inputs, 0)?;
-        if !x.dtype.is_float() {
-            return Err(format!("needs a float input, got {}", x.dtype).into());
-        }
+        super::require_float(x)?;
         norm_axis(self.axis, x.shape.len())?;
         Ok(vec![(x.dtype, x.shape.clone())])
     }
