@@ -214,40 +214,9 @@ fn passes_and_generated_code() {
     );
     let c = compile(&m, &Options::default(), "test").unwrap();
     assert_eq!((c.passes.identities, c.passes.fused, c.nodes), (2, 1, 3));
-    let has_cc = Command::new("cc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_cc {
-        eprintln!("skipped running the C: no C compiler");
+    let Some((dir, exe, text)) = run_c(&c, &[&[1.0, 2.0, -1.0, 0.5]]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    c.write(dir.path(), "model", true).unwrap();
-    let exe = dir.path().join("model");
-    let status = Command::new("cc")
-        .args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(dir.path().join("model.c"))
-        .arg(dir.path().join("main.c"))
-        .arg("-lm")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let x = [1.0f32, 2.0, -1.0, 0.5];
-    let input = dir.path().join("x.bin");
-    std::fs::write(
-        &input,
-        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    let out = Command::new(&exe).arg(&input).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    };
     let got: Vec<f64> = text.lines().skip(1).map(|l| l.parse().unwrap()).collect();
     // Row 1: x·W + b = [2, 3, -0.75] → relu [2, 3, 0]; row 2: [-0.75, 0, 1.25] → [0, 0, 1.25].
     let softmax = |r: [f64; 3]| {
@@ -266,4 +235,95 @@ fn passes_and_generated_code() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pb: cannot open"));
+}
+
+/// Builds the compiled model with the strict flags and runs it on raw f32 inputs: the
+/// temporary directory, the executable and its output; None without a C compiler.
+fn run_c(
+    c: &autocaption_compiler::Compiled,
+    inputs: &[&[f32]],
+) -> Option<(tempfile::TempDir, std::path::PathBuf, String)> {
+    if !Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped running the C: no C compiler");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    c.write(dir.path(), "model", true).unwrap();
+    let exe = dir.path().join("model");
+    let status = Command::new("cc")
+        .args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.path().join("model.c"))
+        .arg(dir.path().join("main.c"))
+        .arg("-lm")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut files = Vec::new();
+    for (k, x) in inputs.iter().enumerate() {
+        let f = dir.path().join(format!("in{k}.bin"));
+        std::fs::write(
+            &f,
+            x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        files.push(f);
+    }
+    let out = Command::new(&exe).args(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some((dir, exe, text))
+}
+
+/// Pad in its four modes (the node-test set has no Pad tests): numbers worked out by hand
+/// as numpy.pad gives them.
+#[test]
+fn pad_modes() {
+    let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    for (mode, want) in [
+        (
+            "constant",
+            [9.0, 1.0, 2.0, 3.0, 9.0, 9.0, 4.0, 5.0, 6.0, 9.0],
+        ),
+        (
+            "reflect",
+            [2.0, 1.0, 2.0, 3.0, 2.0, 5.0, 4.0, 5.0, 6.0, 5.0],
+        ),
+        ("edge", [1.0, 1.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 6.0, 6.0]),
+        ("wrap", [3.0, 1.0, 2.0, 3.0, 1.0, 6.0, 4.0, 5.0, 6.0, 4.0]),
+    ] {
+        let mut pad = node("Pad", "pad", &["x", "pads", "value"], &["y"]);
+        pad.attribute.push(AttributeProto {
+            name: Some("mode".into()),
+            r#type: Some(AttributeType::String as i32),
+            s: Some(mode.as_bytes().to_vec()),
+            ..Default::default()
+        });
+        let m = model(
+            vec![pad],
+            vec![
+                (
+                    "pads",
+                    Tensor::new(vec![4], TensorData::I64(vec![0, 1, 0, 1])),
+                ),
+                ("value", Tensor::new(vec![], TensorData::F32(vec![9.0]))),
+            ],
+            vec![info("x", 1, &[2, 3])],
+            vec![info("y", 1, &[2, 5])],
+        );
+        let c = compile(&m, &Options::default(), "test").unwrap();
+        let Some((_dir, _, text)) = run_c(&c, &[&x]) else {
+            return;
+        };
+        let got: Vec<f64> = text.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        assert_eq!(got, want.map(f64::from), "mode {mode}");
+    }
 }
