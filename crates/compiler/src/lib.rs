@@ -203,12 +203,10 @@ impl Compiled {
         let mut written = Vec::new();
         for (file, text) in files {
             let path = dir.join(file);
-            let tmp = dir.join(format!(
-                ".{}.tmp",
-                path.file_name().and_then(|f| f.to_str()).unwrap_or("out")
-            ));
-            std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+            autocaption_io::write_atomic(&path, text.as_bytes()).map_err(|e| match e {
+                autocaption_io::IoError::Io { path, error } => CompileError::Io { path, error },
+                other => io(&path, std::io::Error::other(other.to_string())),
+            })?;
             written.push(path);
         }
         Ok(written)

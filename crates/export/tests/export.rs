@@ -43,6 +43,16 @@ fn model() -> MergeModel {
     m
 }
 
+/// The model, its two input rows (tokens, features) and the engine's next-word
+/// probabilities at every position, `[2, max_len, vocab]`.
+fn engine_run() -> (MergeModel, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut m = model();
+    let (tokens, feats) = inputs(&m.config);
+    let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+    let all = m.predict_all_positions(&ids, m.config.max_len, &feats);
+    (m, tokens, feats, all)
+}
+
 /// Two pre-padded token rows and their features.
 fn inputs(c: &MergeConfig) -> (Vec<f32>, Vec<f32>) {
     let tokens: Vec<f32> = [0, 0, 0, 0, 1, 5, 9, 3, 12, 0, 0, 1, 2, 4, 6, 8, 10, 11]
@@ -123,11 +133,8 @@ fn exported_decoder_compiled_to_c_matches_the_engine() {
         eprintln!("skipped: no C compiler (cc)");
         return;
     }
-    let mut m = model();
+    let (m, tokens, feats, all) = engine_run();
     let c = m.config.clone();
-    let (tokens, feats) = inputs(&c);
-    let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
-    let all = m.predict_all_positions(&ids, c.max_len, &feats);
     let v = c.vocab_size;
     let want: Vec<f32> = (0..2)
         .flat_map(|i| {
@@ -214,11 +221,7 @@ fn exported_models_match_the_engine_in_onnx_runtime() {
         eprintln!("skipped: no Python with onnxruntime (set AUTOCAPTION_PYTHON)");
         return;
     };
-    let mut m = model();
-    let c = m.config.clone();
-    let (tokens, feats) = inputs(&c);
-    let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
-    let all = m.predict_all_positions(&ids, c.max_len, &feats);
+    let (m, tokens, feats, all) = engine_run();
     let net = tiny_resnet();
     let size = 32;
     let images = random_images(size);
