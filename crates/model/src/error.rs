@@ -32,4 +32,18 @@ pub enum ModelError {
         /// What was wrong.
         message: String,
     },
+    /// A weight does not fit half precision.
+    #[error(
+        "layer {layer}: weight [{row}, {column}] = {value:e} is beyond half precision (±65504); decode in f32"
+    )]
+    HalfPrecision {
+        /// The layer.
+        layer: String,
+        /// Row of its (stacked input and recurrent) kernel.
+        row: usize,
+        /// Column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
 }

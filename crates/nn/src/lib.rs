@@ -12,6 +12,7 @@ mod embedding;
 mod gradcheck;
 mod loss;
 mod lstm;
+mod packed;
 mod packing;
 mod param;
 
@@ -21,5 +22,6 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use loss::{softmax_cross_entropy, softmax_rows, CrossEntropy};
 pub use lstm::{Lstm, LstmState};
+pub use packed::{PackedDense, PackedLstm};
 pub use packing::Packing;
 pub use param::Param;

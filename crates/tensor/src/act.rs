@@ -12,14 +12,18 @@ pub fn exp(x: f32) -> f32 {
     // this vectorise).
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // exp(r) on [-ln2/2, ln2/2], minimax degree 6.
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_57 + r * (0.041_666_52 + r * (0.008_333_47 + r * 0.001_393_65)))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // n as an integer, read from t's low mantissa bits (where adding ROUND put it):
+    // the same value as `n as i32`, whose saturating conversion does not vectorise.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let bits = ((ni + 127) as u32) << 23;
     p * f32::from_bits(bits)
 }
 

@@ -4,8 +4,10 @@
 
 mod act;
 mod bf16;
+mod f16;
 mod gemm;
 mod init;
+mod panel;
 mod simd;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
@@ -13,6 +15,8 @@ pub use bf16::{
     bf16_is_faster, from_bf16, gemm_bf16, gemm_bf16_packed, has_bf16_kernel, round_bf16, to_bf16,
     PackedB,
 };
+pub use f16::{from_f16, to_f16};
 pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
+pub use panel::{OutOfRange, PanelMatrix, WeightFormat, PANEL};
 pub use simd::{has_avx2_fma, has_avx512};

@@ -48,6 +48,10 @@ struct CaptionArgs {
     #[arg(long, default_value_t = 50)]
     repeats: usize,
 
+    /// How the per-word layers hold their weights: f32, or f16 (half the bytes a word).
+    #[arg(long, default_value = "f32")]
+    format: autocaption_tensor::WeightFormat,
+
     /// Photo for the end-to-end time; by default one from
     /// $AUTOCAPTION_SHARED/data/flickr8k/images when set, else a generated image.
     #[arg(long, value_name = "FILE")]
@@ -64,16 +68,17 @@ fn bench_caption(args: CaptionArgs, global: Global) -> anyhow::Result<()> {
     // Token 2 ends captions; pushed out of reach so every caption runs its full length.
     let end = 2;
     model.output.bias.value[end as usize] = -1e4;
-    let decoder = Decoder::new(&model, 1, end);
+    let decoder = Decoder::with_format(&model, 1, end, args.format)?;
     let dim = model.config.feature_dim;
     let mut rng = Rng::new(1);
     let feats: Vec<f32> = (0..64 * dim).map(|_| rng.uniform(0.0, 2.0)).collect();
     let steps = args.words + 1;
     if !global.quiet {
         println!(
-            "bench caption: merge model, vocabulary {}, {} parameters, f32; {} words a caption ({} steps), best of {} repeats",
+            "bench caption: merge model, vocabulary {}, {} parameters, per-word weights in {}; {} words a caption ({} steps), best of {} repeats",
             args.vocab,
             crate::report::thousands(model.parameter_count()),
+            args.format,
             args.words,
             steps,
             args.repeats
@@ -135,11 +140,14 @@ fn bench_caption(args: CaptionArgs, global: Global) -> anyhow::Result<()> {
             .sum();
         std::hint::black_box(sum);
     });
+    // The floor for the bytes the decoder really reads a step (half as many in f16).
+    let rate = bytes as f64 / read;
+    let step_bytes = decoder.step_bytes() as f64;
     println!(
         "memory floor       {:>9.2} ms per caption ({:.1} MB of weights a step, read at {:.1} GB/s here)",
-        read * steps as f64 * 1e3,
-        bytes as f64 / 1e6,
-        bytes as f64 / read / 1e9
+        step_bytes / rate * steps as f64 * 1e3,
+        step_bytes / 1e6,
+        rate / 1e9
     );
     println!("greedy, batch 1    {:>9.2} ms per caption", greedy * 1e3);
     println!("beam 3, batch 1    {:>9.2} ms per caption", beam * 1e3);

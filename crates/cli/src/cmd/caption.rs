@@ -147,7 +147,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if names.is_empty() {
         bail!("none of the {total} photo(s) could be captioned");
     }
-    let results = captioner.caption(&features, &opts, &mut |_| {});
+    let results = captioner.caption(&features, &opts, args.decode.decoder_weights, &mut |_| {})?;
     let several = names.len() > 1;
     for (name, hyps) in names.iter().zip(&results) {
         let best: &Hypothesis = &hyps[0];

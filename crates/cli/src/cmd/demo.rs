@@ -9,6 +9,7 @@ use autocaption_data::{load, LoadOptions, PrepareOptions, Prepared, Split};
 use autocaption_features::FeatureStore;
 use autocaption_io::AtomicDir;
 use autocaption_synth::{generate, SynthOptions};
+use autocaption_tensor::WeightFormat;
 use autocaption_viz::SheetOptions;
 
 use crate::captioner::Captioner;
@@ -154,6 +155,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             max_words: 20,
             length_alpha: 0.7,
             samples: 6,
+            decoder_weights: WeightFormat::F32,
         };
         let store = FeatureStore::load(feats)?;
         let e = evaluate(

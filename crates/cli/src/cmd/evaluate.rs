@@ -9,6 +9,7 @@ use autocaption_features::FeatureStore;
 use autocaption_io::{AtomicDir, Progress};
 use autocaption_metrics::{score, Sample, Scores};
 use autocaption_model::{DecodeOptions, Hypothesis};
+use autocaption_tensor::WeightFormat;
 use serde::Serialize;
 use serde_json::json;
 
@@ -90,6 +91,7 @@ pub(crate) struct Settings {
     pub max_words: usize,
     pub length_alpha: f64,
     pub samples: usize,
+    pub decoder_weights: WeightFormat,
 }
 
 /// Decodes `split` of `prepared` with `store`'s features, scores it, and writes the result
@@ -160,7 +162,9 @@ pub(crate) fn evaluate(
             length_alpha: s.length_alpha,
         };
         progress.start(&format!("captions ({label})"), images.len() as u64);
-        let hyps = cap.caption(&features, &opts, &mut |n| progress.advance(n as u64));
+        let hyps = cap.caption(&features, &opts, s.decoder_weights, &mut |n| {
+            progress.advance(n as u64)
+        })?;
         progress.finish();
         let captions: Vec<String> = hyps.iter().map(|h| cap.text(&h[0])).collect();
         let samples: Vec<Sample> = captions
@@ -242,6 +246,7 @@ fn write_metrics(dir: &Path, s: &Settings, images: usize, rows: &[Row]) -> anyho
         "images": images,
         "max_words": s.max_words,
         "length_alpha": s.length_alpha,
+        "decoder_weights": s.decoder_weights,
         "metrics": "BLEU-1..4, CIDEr-D and ROUGE-L as coco-caption computes them; nltk_bleu: NLTK corpus_bleu, uniform weights, no smoothing",
         "decoders": list,
     });
@@ -424,6 +429,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         max_words: limits.max_words,
         length_alpha: limits.length_alpha,
         samples: args.samples,
+        decoder_weights: args.decode.decoder_weights,
     };
     let e = evaluate(
         &cap,

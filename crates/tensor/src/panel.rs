@@ -1,0 +1,496 @@
+//! Products of a few rows with a fixed matrix, for decoding: at batch 1 a caption step
+//! multiplies one vector by every weight matrix of the model, so the time is the time to
+//! stream the weights through the cores. The matrix is packed once into column panels of
+//! [`PANEL`] columns stored one after the other, so each panel is one sequential read, in f32
+//! or in half precision ([`WeightFormat::F16`], half the bytes), and the panels are split
+//! between the threads.
+//!
+//! Every output value is `init + Σ_k a[k]·w[k]`, summed in k order on one thread whatever the
+//! number of rows or threads, so a row's result does not depend on the batch it is in.
+
+use rayon::prelude::*;
+
+use crate::{from_f16, to_f16};
+
+/// Columns in a panel: four AVX-512 vectors of f32.
+pub const PANEL: usize = 64;
+
+/// Rows multiplied together against one pass over a panel (16 accumulators).
+const MR: usize = 4;
+
+/// How a packed matrix stores its values. The products are f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightFormat {
+    /// The values as they are.
+    #[default]
+    F32,
+    /// Rounded to IEEE half precision (relative error ≤ 2⁻¹¹): half the bytes to read.
+    F16,
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            other => Err(format!(
+                "unknown weight format {other:?} (expected f32 or f16)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        })
+    }
+}
+
+/// A value too large for half precision, found while packing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutOfRange {
+    /// Row of the source matrix.
+    pub row: usize,
+    /// Column of the source matrix.
+    pub column: usize,
+    /// The value.
+    pub value: f32,
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+/// A `[k, n]` matrix packed into column panels for [`PanelMatrix::mul`].
+#[derive(Debug, Clone)]
+pub struct PanelMatrix {
+    k: usize,
+    panels: usize,
+    data: Data,
+}
+
+impl PanelMatrix {
+    /// Packs `w` (`[k, n]`, row-major) so that column `j` of the packed matrix is column
+    /// `columns[j]` of `w`, or zero for `None`; `columns.len()` must be a multiple of
+    /// [`PANEL`]. Lets a caller reorder columns (an LSTM puts the four gates of a unit in one
+    /// panel) and pad the last panel.
+    pub fn pack_columns(
+        w: &[f32],
+        k: usize,
+        n: usize,
+        columns: &[Option<usize>],
+        format: WeightFormat,
+    ) -> Result<Self, OutOfRange> {
+        assert_eq!(w.len(), k * n, "matrix is not {k}×{n}");
+        assert_eq!(columns.len() % PANEL, 0, "columns must fill whole panels");
+        assert!(
+            columns.iter().flatten().all(|&c| c < n),
+            "column index outside the matrix"
+        );
+        let panels = columns.len() / PANEL;
+        let value =
+            |p: usize, r: usize, j: usize| columns[p * PANEL + j].map(|c| (c, w[r * n + c]));
+        let mut f32s = Vec::new();
+        let mut f16s = Vec::new();
+        for p in 0..panels {
+            for r in 0..k {
+                for j in 0..PANEL {
+                    match (format, value(p, r, j)) {
+                        (WeightFormat::F32, v) => f32s.push(v.map_or(0.0, |(_, v)| v)),
+                        (WeightFormat::F16, None) => f16s.push(0),
+                        (WeightFormat::F16, Some((column, v))) => {
+                            f16s.push(to_f16(v).ok_or(OutOfRange {
+                                row: r,
+                                column,
+                                value: v,
+                            })?)
+                        }
+                    }
+                }
+            }
+        }
+        let data = match format {
+            WeightFormat::F32 => Data::F32(f32s),
+            WeightFormat::F16 => Data::F16(f16s),
+        };
+        Ok(Self { k, panels, data })
+    }
+
+    /// Packs `w` (`[k, n]`) with its columns in order, the last panel padded with zeros.
+    pub fn pack(w: &[f32], k: usize, n: usize, format: WeightFormat) -> Result<Self, OutOfRange> {
+        let columns: Vec<Option<usize>> = (0..n.div_ceil(PANEL) * PANEL)
+            .map(|j| (j < n).then_some(j))
+            .collect();
+        Self::pack_columns(w, k, n, &columns, format)
+    }
+
+    /// Rows of the matrix (the length of an input row).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of panels.
+    pub fn panels(&self) -> usize {
+        self.panels
+    }
+
+    /// How the values are stored.
+    pub fn format(&self) -> WeightFormat {
+        match self.data {
+            Data::F32(_) => WeightFormat::F32,
+            Data::F16(_) => WeightFormat::F16,
+        }
+    }
+
+    /// Bytes of packed values.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => 4 * v.len(),
+            Data::F16(v) => 2 * v.len(),
+        }
+    }
+
+    /// For `rows` rows of `a` (`[rows, k]`), accumulates the product onto `out`, which is
+    /// panel-major: `[panels][rows][PANEL]`, holding the initial values (a bias, say). Then
+    /// calls `finish(panel, block)` on each panel's `[rows][PANEL]` block while it is still
+    /// in cache, on the thread that computed it. The panels are split between the threads.
+    pub fn mul<F>(&self, a: &[f32], rows: usize, out: &mut [f32], finish: F)
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        let block = rows * PANEL;
+        assert_eq!(a.len(), rows * self.k, "input is not {rows}×{}", self.k);
+        assert_eq!(
+            out.len(),
+            self.panels * block,
+            "output is not panels×rows×{PANEL}"
+        );
+        if rows == 0 || self.panels == 0 {
+            return;
+        }
+        let threads = rayon::current_num_threads().clamp(1, self.panels);
+        let per_task = self.panels.div_ceil(threads);
+        let run = |p0: usize, chunk: &mut [f32]| {
+            for (i, o) in chunk.chunks_exact_mut(block).enumerate() {
+                self.panel(p0 + i, a, rows, o);
+                finish(p0 + i, o);
+            }
+        };
+        if threads == 1 {
+            run(0, out);
+        } else {
+            out.par_chunks_mut(per_task * block)
+                .enumerate()
+                .for_each(|(t, chunk)| run(t * per_task, chunk));
+        }
+    }
+
+    /// Panel `p` for every row, `MR` rows at a time.
+    fn panel(&self, p: usize, a: &[f32], rows: usize, out: &mut [f32]) {
+        let k = self.k;
+        let span = p * k * PANEL..(p + 1) * k * PANEL;
+        for r0 in (0..rows).step_by(MR) {
+            let m = MR.min(rows - r0);
+            let a = &a[r0 * k..(r0 + m) * k];
+            let o = &mut out[r0 * PANEL..(r0 + m) * PANEL];
+            match &self.data {
+                Data::F32(w) => kernel_f32(&w[span.clone()], k, a, m, o),
+                Data::F16(w) => kernel_f16(&w[span.clone()], k, a, m, o),
+            }
+        }
+    }
+}
+
+/// `o[r][j] += Σ_kk a[r][kk]·w[kk][j]` for `m ≤ MR` rows of one f32 panel.
+fn kernel_f32(w: &[f32], k: usize, a: &[f32], m: usize, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx512() {
+        // SAFETY: AVX-512F is present; `w` holds k·PANEL values, `a` m·k and `o` m·PANEL
+        // (checked by the callers' slicing), which is all the kernel touches.
+        unsafe {
+            match m {
+                1 => avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                2 => avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                3 => avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                _ => avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+            }
+        }
+        return;
+    }
+    generic_f32(k, a, m, o, w);
+}
+
+/// [`kernel_f32`] on a half-precision panel.
+fn kernel_f16(w: &[u16], k: usize, a: &[f32], m: usize, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx512() {
+        // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
+        unsafe {
+            match m {
+                1 => avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                2 => avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                3 => avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                _ => avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+            }
+        }
+        return;
+    }
+    generic_f16(k, a, m, o, w);
+}
+
+crate::simd_fn! {
+    /// The portable f32 kernel (compiled for AVX2 + FMA too, where `mul_add` is one instruction).
+    fn generic_f32(k: usize, a: &[f32], m: usize, o: &mut [f32], w: &[f32]) {
+        portable(k, a, m, o, |i| w[i]);
+    }
+}
+
+crate::simd_fn! {
+    /// The portable half-precision kernel.
+    fn generic_f16(k: usize, a: &[f32], m: usize, o: &mut [f32], w: &[u16]) {
+        portable(k, a, m, o, |i| from_f16(w[i]));
+    }
+}
+
+/// The portable kernel: the same sums in the same order, one row at a time.
+#[inline(always)]
+fn portable(k: usize, a: &[f32], m: usize, o: &mut [f32], w: impl Fn(usize) -> f32) {
+    for r in 0..m {
+        let acc = &mut o[r * PANEL..(r + 1) * PANEL];
+        for kk in 0..k {
+            let x = a[r * k + kk];
+            for (j, v) in acc.iter_mut().enumerate() {
+                *v = x.mul_add(w(kk * PANEL + j), *v);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::PANEL;
+
+    /// `M` rows against one panel: 4·M accumulators in registers, the panel's next row
+    /// loaded (and widened from half precision when `HALF`) once for all rows.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `w` must hold `k·PANEL` values (f32, or u16 when `HALF`),
+    /// `a` `M·k` f32 and `o` `M·PANEL` f32.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn panel<const M: usize, const HALF: bool>(
+        w: *const u8,
+        k: usize,
+        a: *const f32,
+        o: *mut f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 4]; M];
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (q, v) in row.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(o.add(r * PANEL + q * 16));
+            }
+        }
+        for kk in 0..k {
+            let wv: [__m512; 4] = if HALF {
+                let p = w.cast::<u16>().add(kk * PANEL);
+                std::array::from_fn(|q| {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p.add(q * 16).cast::<__m256i>()))
+                })
+            } else {
+                let p = w.cast::<f32>().add(kk * PANEL);
+                std::array::from_fn(|q| _mm512_loadu_ps(p.add(q * 16)))
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * k + kk));
+                for (v, &wq) in row.iter_mut().zip(&wv) {
+                    *v = _mm512_fmadd_ps(x, wq, *v);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (q, v) in row.iter().enumerate() {
+                _mm512_storeu_ps(o.add(r * PANEL + q * 16), *v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(rng: &mut crate::Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    /// `init + a·W` in f64, row-major `[rows, n]`.
+    fn reference(a: &[f32], w: &[f32], rows: usize, k: usize, n: usize, init: &[f32]) -> Vec<f64> {
+        let mut out = vec![0.0f64; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                out[r * n + j] = f64::from(init[j])
+                    + (0..k)
+                        .map(|p| f64::from(a[r * k + p]) * f64::from(w[p * n + j]))
+                        .sum::<f64>();
+            }
+        }
+        out
+    }
+
+    /// Runs `m.mul` with `init` in every row and returns the result row-major `[rows, n]`.
+    fn product(m: &PanelMatrix, a: &[f32], rows: usize, n: usize, init: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; m.panels() * rows * PANEL];
+        for p in 0..m.panels() {
+            for r in 0..rows {
+                for j in 0..PANEL {
+                    out[(p * rows + r) * PANEL + j] =
+                        init.get(p * PANEL + j).copied().unwrap_or(0.0);
+                }
+            }
+        }
+        m.mul(a, rows, &mut out, |_, _| {});
+        let mut rowmajor = vec![0.0f32; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                rowmajor[r * n + j] = out[((j / PANEL) * rows + r) * PANEL + j % PANEL];
+            }
+        }
+        rowmajor
+    }
+
+    #[test]
+    fn products_match_f64_for_every_row_count_and_thread_count() {
+        let mut rng = crate::Rng::new(3);
+        for &(rows, k, n) in &[
+            (1, 1, 1),
+            (1, 37, 200),
+            (3, 64, 64),
+            (4, 20, 130),
+            (9, 33, 257),
+        ] {
+            let a = random(&mut rng, rows * k);
+            let w = random(&mut rng, k * n);
+            let init = random(&mut rng, n);
+            let want = reference(&a, &w, rows, k, n, &init);
+            let packed = PanelMatrix::pack(&w, k, n, WeightFormat::F32).unwrap();
+            let mut first: Option<Vec<f32>> = None;
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| product(&packed, &a, rows, n, &init));
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-5 * (k as f64).sqrt(),
+                        "{rows}×{k}×{n}: {g} vs {w}"
+                    );
+                }
+                // The same bits whatever the thread count.
+                match &first {
+                    None => first = Some(got),
+                    Some(f) => assert_eq!(f, &got),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_in_any_batch() {
+        let mut rng = crate::Rng::new(4);
+        let (k, n) = (50, 100);
+        let w = random(&mut rng, k * n);
+        let a = random(&mut rng, 7 * k);
+        let init = vec![0.25; n];
+        for format in [WeightFormat::F32, WeightFormat::F16] {
+            let packed = PanelMatrix::pack(&w, k, n, format).unwrap();
+            let all = product(&packed, &a, 7, n, &init);
+            for r in 0..7 {
+                let one = product(&packed, &a[r * k..(r + 1) * k], 1, n, &init);
+                assert_eq!(one, all[r * n..(r + 1) * n], "{format} row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_gives_the_vector_kernels_bits() {
+        // Both fuse each multiply-add and sum in k order, so they agree exactly; this runs
+        // the portable code on machines whose CPU would never choose it.
+        let mut rng = crate::Rng::new(6);
+        let k = 29;
+        let w = random(&mut rng, k * PANEL);
+        let halves: Vec<u16> = w.iter().map(|&v| to_f16(v).unwrap()).collect();
+        for m in 1..=MR {
+            let a = random(&mut rng, m * k);
+            let init = random(&mut rng, m * PANEL);
+            let (mut fast, mut slow) = (init.clone(), init.clone());
+            kernel_f32(&w, k, &a, m, &mut fast);
+            portable(k, &a, m, &mut slow, |i| w[i]);
+            assert_eq!(fast, slow, "f32, {m} rows");
+            let (mut fast, mut slow) = (init.clone(), init);
+            kernel_f16(&halves, k, &a, m, &mut fast);
+            portable(k, &a, m, &mut slow, |i| from_f16(halves[i]));
+            assert_eq!(fast, slow, "f16, {m} rows");
+        }
+    }
+
+    #[test]
+    fn half_precision_is_the_product_of_the_rounded_weights() {
+        let mut rng = crate::Rng::new(5);
+        let (rows, k, n) = (2, 300, 70);
+        let a = random(&mut rng, rows * k);
+        let w: Vec<f32> = random(&mut rng, k * n).iter().map(|v| v * 3.0).collect();
+        let rounded: Vec<f32> = w.iter().map(|&v| from_f16(to_f16(v).unwrap())).collect();
+        let init = vec![0.0; n];
+        let packed = PanelMatrix::pack(&w, k, n, WeightFormat::F16).unwrap();
+        assert_eq!(packed.bytes(), 2 * k * 2 * PANEL);
+        let got = product(&packed, &a, rows, n, &init);
+        let want = reference(&a, &rounded, rows, k, n, &init);
+        let exact = reference(&a, &w, rows, k, n, &init);
+        let mut worst_vs_exact = 0.0f64;
+        for ((g, w), e) in got.iter().zip(&want).zip(&exact) {
+            assert!((f64::from(*g) - w).abs() < 1e-4, "{g} vs {w}");
+            worst_vs_exact = worst_vs_exact.max((f64::from(*g) - e).abs());
+        }
+        // Rounding the weights moves a sum of 300 terms by ~2⁻¹¹·√300·|a·w|: small, not zero.
+        assert!(
+            worst_vs_exact > 1e-6 && worst_vs_exact < 0.05,
+            "{worst_vs_exact}"
+        );
+    }
+
+    #[test]
+    fn reordered_columns_and_finish_see_each_panel() {
+        let (k, n) = (2, 3);
+        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut columns = vec![None; PANEL];
+        columns[0] = Some(2);
+        columns[1] = Some(0);
+        let packed = PanelMatrix::pack_columns(&w, k, n, &columns, WeightFormat::F32).unwrap();
+        let mut out = vec![10.0; PANEL];
+        let seen = std::sync::Mutex::new(Vec::new());
+        packed.mul(&[1.0, 1.0], 1, &mut out, |p, block| {
+            seen.lock().unwrap().push(p);
+            block[2] = -1.0;
+        });
+        assert_eq!(&out[..3], &[19.0, 15.0, -1.0]);
+        assert_eq!(out[3], 10.0);
+        assert_eq!(*seen.lock().unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn values_beyond_half_precision_are_refused_with_their_place() {
+        let w = [0.5, 1e5, -2.0, 3.0];
+        let err = PanelMatrix::pack(&w, 2, 2, WeightFormat::F16).unwrap_err();
+        assert_eq!((err.row, err.column, err.value), (0, 1, 1e5));
+        assert!(PanelMatrix::pack(&w, 2, 2, WeightFormat::F32).is_ok());
+    }
+}
