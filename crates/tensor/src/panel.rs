@@ -15,8 +15,11 @@ use crate::{from_f16, to_f16};
 /// Columns in a panel: four AVX-512 vectors of f32.
 pub const PANEL: usize = 64;
 
-/// Rows multiplied together against one pass over a panel (16 accumulators).
-const MR: usize = 4;
+/// Rows multiplied together against one pass over a panel (24 accumulators).
+const MR: usize = 6;
+
+/// Panel rows in a slice: 32 KB of f32, inside the L1 cache.
+const KC: usize = 128;
 
 /// How a packed matrix stores its values. The products are f32 either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -192,80 +195,89 @@ impl PanelMatrix {
         }
     }
 
-    /// Panel `p` for every row, `MR` rows at a time.
+    /// Panel `p` for every row, `MR` rows at a time, in slices of `KC` panel rows that stay
+    /// in the L1 cache while every row group passes over them (the sums still run in k
+    /// order: each slice continues from the last).
     fn panel(&self, p: usize, a: &[f32], rows: usize, out: &mut [f32]) {
         let k = self.k;
-        let span = p * k * PANEL..(p + 1) * k * PANEL;
-        for r0 in (0..rows).step_by(MR) {
-            let m = MR.min(rows - r0);
-            let a = &a[r0 * k..(r0 + m) * k];
-            let o = &mut out[r0 * PANEL..(r0 + m) * PANEL];
-            match &self.data {
-                Data::F32(w) => kernel_f32(&w[span.clone()], k, a, m, o),
-                Data::F16(w) => kernel_f16(&w[span.clone()], k, a, m, o),
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let span = (p * k + k0) * PANEL..(p * k + k0 + kc) * PANEL;
+            for r0 in (0..rows).step_by(MR) {
+                let m = MR.min(rows - r0);
+                let a = &a[r0 * k + k0..(r0 + m - 1) * k + k0 + kc];
+                let o = &mut out[r0 * PANEL..(r0 + m) * PANEL];
+                match &self.data {
+                    Data::F32(w) => kernel_f32(&w[span.clone()], kc, a, k, m, o),
+                    Data::F16(w) => kernel_f16(&w[span.clone()], kc, a, k, m, o),
+                }
             }
         }
     }
 }
 
-/// `o[r][j] += Σ_kk a[r][kk]·w[kk][j]` for `m ≤ MR` rows of one f32 panel.
-fn kernel_f32(w: &[f32], k: usize, a: &[f32], m: usize, o: &mut [f32]) {
+/// `o[r][j] += Σ_kk a[r·lda + kk]·w[kk][j]` for `m ≤ MR` rows of one f32 panel of `k` rows.
+fn kernel_f32(w: &[f32], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
-        // SAFETY: AVX-512F is present; `w` holds k·PANEL values, `a` m·k and `o` m·PANEL
+        // SAFETY: AVX-512F is present; `w` holds k·PANEL values, `a` (m−1)·lda + k and `o` m·PANEL
         // (checked by the callers' slicing), which is all the kernel touches.
         unsafe {
             match m {
-                1 => avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                2 => avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                3 => avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                _ => avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                1 => avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                2 => avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                3 => avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                4 => avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                5 => avx512::panel::<5, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                _ => avx512::panel::<6, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
             }
         }
         return;
     }
-    generic_f32(k, a, m, o, w);
+    generic_f32(k, a, lda, m, o, w);
 }
 
 /// [`kernel_f32`] on a half-precision panel.
-fn kernel_f16(w: &[u16], k: usize, a: &[f32], m: usize, o: &mut [f32]) {
+fn kernel_f16(w: &[u16], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
         // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
         unsafe {
             match m {
-                1 => avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                2 => avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                3 => avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
-                _ => avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), o.as_mut_ptr()),
+                1 => avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                2 => avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                3 => avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                4 => avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                5 => avx512::panel::<5, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                _ => avx512::panel::<6, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
             }
         }
         return;
     }
-    generic_f16(k, a, m, o, w);
+    generic_f16(k, a, lda, m, o, w);
 }
 
 crate::simd_fn! {
     /// The portable f32 kernel (compiled for AVX2 + FMA too, where `mul_add` is one instruction).
-    fn generic_f32(k: usize, a: &[f32], m: usize, o: &mut [f32], w: &[f32]) {
-        portable(k, a, m, o, |i| w[i]);
+    fn generic_f32(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: &[f32]) {
+        portable(k, a, lda, m, o, |i| w[i]);
     }
 }
 
 crate::simd_fn! {
     /// The portable half-precision kernel.
-    fn generic_f16(k: usize, a: &[f32], m: usize, o: &mut [f32], w: &[u16]) {
-        portable(k, a, m, o, |i| from_f16(w[i]));
+    fn generic_f16(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: &[u16]) {
+        portable(k, a, lda, m, o, |i| from_f16(w[i]));
     }
 }
 
 /// The portable kernel: the same sums in the same order, one row at a time.
 #[inline(always)]
-fn portable(k: usize, a: &[f32], m: usize, o: &mut [f32], w: impl Fn(usize) -> f32) {
+fn portable(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: impl Fn(usize) -> f32) {
     for r in 0..m {
         let acc = &mut o[r * PANEL..(r + 1) * PANEL];
         for kk in 0..k {
-            let x = a[r * k + kk];
+            let x = a[r * lda + kk];
             for (j, v) in acc.iter_mut().enumerate() {
                 *v = x.mul_add(w(kk * PANEL + j), *v);
             }
@@ -284,12 +296,13 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512F must be present; `w` must hold `k·PANEL` values (f32, or u16 when `HALF`),
-    /// `a` `M·k` f32 and `o` `M·PANEL` f32.
+    /// `a` `(M − 1)·lda + k` f32 and `o` `M·PANEL` f32.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn panel<const M: usize, const HALF: bool>(
         w: *const u8,
         k: usize,
         a: *const f32,
+        lda: usize,
         o: *mut f32,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 4]; M];
@@ -309,7 +322,7 @@ mod avx512 {
                 std::array::from_fn(|q| _mm512_loadu_ps(p.add(q * 16)))
             };
             for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * k + kk));
+                let x = _mm512_set1_ps(*a.add(r * lda + kk));
                 for (v, &wq) in row.iter_mut().zip(&wv) {
                     *v = _mm512_fmadd_ps(x, wq, *v);
                 }
@@ -432,12 +445,12 @@ mod tests {
             let a = random(&mut rng, m * k);
             let init = random(&mut rng, m * PANEL);
             let (mut fast, mut slow) = (init.clone(), init.clone());
-            kernel_f32(&w, k, &a, m, &mut fast);
-            portable(k, &a, m, &mut slow, |i| w[i]);
+            kernel_f32(&w, k, &a, k, m, &mut fast);
+            portable(k, &a, k, m, &mut slow, |i| w[i]);
             assert_eq!(fast, slow, "f32, {m} rows");
             let (mut fast, mut slow) = (init.clone(), init);
-            kernel_f16(&halves, k, &a, m, &mut fast);
-            portable(k, &a, m, &mut slow, |i| from_f16(halves[i]));
+            kernel_f16(&halves, k, &a, k, m, &mut fast);
+            portable(k, &a, k, m, &mut slow, |i| from_f16(halves[i]));
             assert_eq!(fast, slow, "f16, {m} rows");
         }
     }

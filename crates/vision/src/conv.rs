@@ -1,4 +1,4 @@
-use autocaption_tensor::{gemm_serial_ld, gemm_serial_ld_add};
+use autocaption_tensor::{gemm_serial_ld, gemm_serial_ld_add, PanelMatrix, WeightFormat, PANEL};
 use rayon::prelude::*;
 
 use crate::{buffers, Maps};
@@ -50,9 +50,9 @@ pub struct Conv {
     pub bias: Vec<f32>,
     /// Apply ReLU to the output.
     pub relu: bool,
-    /// Winograd-transformed weights, computed on first use (see `winograd.rs`); cleared by
+    /// The weights in the layouts of the fast paths, computed on first use; cleared by
     /// [`Conv::fold_batch_norm`] and [`crate::ResNet::convs_mut`], the ways weights change.
-    pub(crate) winograd: crate::winograd::Cache,
+    pub(crate) derived: crate::derived::Derived,
 }
 
 impl Conv {
@@ -79,7 +79,7 @@ impl Conv {
             }
             self.bias[o] = (self.bias[o] - mean[o]) * s + beta[o];
         }
-        self.winograd = Default::default();
+        self.derived = Default::default();
     }
 
     /// Applies the convolution; `residual`, if given, is added before the ReLU.
@@ -114,6 +114,10 @@ impl Conv {
         }
         if crate::winograd::applies(self, x.n, x.h, x.w) {
             crate::winograd::forward(self, x, residual, &mut out);
+            return out;
+        }
+        if self.panels_apply(rows) {
+            self.forward_panels(x, oh, ow, residual, &mut out);
             return out;
         }
         let threads = rayon::current_num_threads().max(1);
@@ -185,7 +189,11 @@ impl Conv {
         let tile = rows.div_ceil(tiles.max(1)).max(1);
         let pointwise =
             self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
-        if !pointwise || x.c != self.cin || !(tile >= MIN_TILE_ROWS || threads == 1) {
+        if !pointwise
+            || x.c != self.cin
+            || !(tile >= MIN_TILE_ROWS || threads == 1)
+            || self.panels_apply(rows)
+        {
             let out = self.forward(x, Some(&residual));
             buffers::give(residual.data);
             return out;
@@ -201,6 +209,72 @@ impl Conv {
                 self.epilogue(o, 0, cout, None);
             });
         residual
+    }
+
+    /// Whether the output is few enough pixels for the panel path: the patches of every
+    /// output pixel fit in cache at once, so each thread can run its share of the output
+    /// channels over all of them with weights packed once, rather than re-packing the
+    /// weights for a product of a few dozen rows (the last stages at batch 1, whose weights
+    /// stream from memory: most of ResNet-50's 94 MB).
+    fn panels_apply(&self, rows: usize) -> bool {
+        let k = self.kh * self.kw * self.cin;
+        PANELS_ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+            && rows <= PANEL_MAX_ROWS
+            && 4 * rows * k <= PANEL_MAX_PATCH_BYTES
+            && self.cout % PANEL == 0
+    }
+
+    /// The panel path: the patches of all `rows` output pixels (the input itself for a
+    /// pointwise convolution), times the weights in column panels, split by panel between
+    /// the threads; each panel finishes (bias, residual, ReLU) while in cache.
+    fn forward_panels(&self, x: &Maps, oh: usize, ow: usize, residual: Option<&Maps>, out: &mut Maps) {
+        let k = self.kh * self.kw * self.cin;
+        let rows = x.n * oh * ow;
+        let cout = self.cout;
+        let packed = self.derived.panels.get_or_init(|| {
+            PanelMatrix::pack(&self.weight, k, cout, WeightFormat::F32)
+                .expect("packing in f32 keeps every value")
+        });
+        let pointwise =
+            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
+        let mut patches = Vec::new();
+        let a: &[f32] = if pointwise {
+            &x.data[..rows * k]
+        } else {
+            patches = buffers::take(rows * k); // every row written by im2col
+            let chunk = rows.div_ceil(rayon::current_num_threads().max(1));
+            patches
+                .par_chunks_mut(chunk * k)
+                .enumerate()
+                .for_each(|(i, dst)| self.im2col(x, oh, ow, i * chunk, dst));
+            &patches
+        };
+        let mut blocks = buffers::take(packed.panels() * rows * PANEL);
+        for (bias, block) in self
+            .bias
+            .chunks_exact(PANEL)
+            .zip(blocks.chunks_exact_mut(rows * PANEL))
+        {
+            block.chunks_exact_mut(PANEL).for_each(|z| z.copy_from_slice(bias));
+        }
+        packed.mul(a, rows, &mut blocks, |p, block| {
+            for (r, z) in block.chunks_exact_mut(PANEL).enumerate() {
+                if let Some(res) = residual {
+                    let res = &res.data[r * cout + p * PANEL..r * cout + (p + 1) * PANEL];
+                    z.iter_mut().zip(res).for_each(|(v, s)| *v += s);
+                }
+                if self.relu {
+                    z.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        });
+        for (p, block) in blocks.chunks_exact(rows * PANEL).enumerate() {
+            for (r, z) in block.chunks_exact(PANEL).enumerate() {
+                out.data[r * cout + p * PANEL..r * cout + (p + 1) * PANEL].copy_from_slice(z);
+            }
+        }
+        buffers::give(blocks);
+        buffers::give(patches);
     }
 
     /// Output rows `r0 .. r0 + r`, channels `j0 .. j0 + nb`, before the epilogue, into `c`
@@ -300,6 +374,20 @@ impl Conv {
 /// Below this many rows per thread, threads split the output channels instead.
 const MIN_TILE_ROWS: usize = 64;
 
+/// Most output pixels for the panel path (batch 1: 7×7 and 14×14 maps).
+const PANEL_MAX_ROWS: usize = 256;
+
+/// Most bytes of patches for the panel path: each thread reads them all once per panel.
+const PANEL_MAX_PATCH_BYTES: usize = 2 << 20;
+
+static PANELS_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the panel path for convolutions with few output pixels on (the default) or off for
+/// the whole process (for comparisons: `bench encode --no-panels`).
+pub fn set_panels(enabled: bool) {
+    PANELS_ENABLED.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
 thread_local! {
     /// Each thread's patch-matrix buffer for row tiles, reused across convolutions.
     static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -374,6 +462,9 @@ mod tests {
             // Wide enough for Winograd (the 3×3 stride-1 case): odd sizes leave partial
             // tiles, and the two blocks of tile rows split an image between them.
             (96, 100, 3, 17, 15, 2),
+            // Whole panels of output channels over few pixels: the panel path.
+            (16, 128, 1, 5, 6, 2),
+            (24, 64, 2, 7, 7, 3),
         ];
         for (cin, cout, n, h, w, threads) in shapes {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -393,7 +484,7 @@ mod tests {
                         .collect(),
                     bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
                     relu: true,
-                    winograd: Default::default(),
+                    derived: Default::default(),
                 };
                 let x = Maps {
                     n,
@@ -416,6 +507,9 @@ mod tests {
                 };
                 if cin == 96 && k == 3 && stride == 1 {
                     assert!(pool.install(|| crate::winograd::applies(&conv, n, h, w)));
+                }
+                if cout % PANEL == 0 {
+                    assert!(conv.panels_apply(n * oh * ow));
                 }
                 for res in [None, Some(&residual)] {
                     let got = pool.install(|| conv.forward(&x, res));
@@ -454,7 +548,7 @@ mod tests {
             weight: (0..6).map(|_| rng.uniform(-1.0, 1.0)).collect(),
             bias: vec![0.1, -0.2],
             relu: false,
-            winograd: Default::default(),
+            derived: Default::default(),
         };
         let x = Maps {
             n: 1,

@@ -95,7 +95,7 @@ fn conv(k: usize, cin: usize, cout: usize, stride: usize, relu: bool) -> Conv {
         weight: vec![0.0; k * k * cin * cout],
         bias: vec![0.0; cout],
         relu,
-        winograd: Default::default(),
+        derived: Default::default(),
     }
 }
 
@@ -157,13 +157,17 @@ impl ResNet {
 
     /// All convolutions in loader order (see [`ResNet::empty`]).
     pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
-        let mut out = vec![&mut self.stem];
         // Whatever the caller changes, derived weights are recomputed on next use.
+        self.stem.derived = Default::default();
         for b in &mut self.blocks {
             for c in [&mut b.conv1, &mut b.conv2, &mut b.conv3] {
-                c.winograd = Default::default();
+                c.derived = Default::default();
+            }
+            if let Some(s) = &mut b.shortcut {
+                s.derived = Default::default();
             }
         }
+        let mut out = vec![&mut self.stem];
         for b in &mut self.blocks {
             out.push(&mut b.conv1);
             out.push(&mut b.conv2);

@@ -7,38 +7,10 @@
 //! Transforms (B, G, A as in the paper): inputs `V = Bᵀ d B`, weights `U = G g Gᵀ`
 //! (computed in f64 once per convolution), outputs `Y = Aᵀ (U ⊙ V) A`.
 
-use std::sync::OnceLock;
-
 use autocaption_tensor::gemm_serial_ld;
 use rayon::prelude::*;
 
 use crate::{Conv, Maps, Padding};
-
-/// Transformed weights, computed on first use: `[16][cin][cout]`.
-#[derive(Default)]
-pub(crate) struct Cache(OnceLock<Vec<f32>>);
-
-impl Clone for Cache {
-    fn clone(&self) -> Self {
-        Self::default() // recomputed on first use by the clone
-    }
-}
-
-impl PartialEq for Cache {
-    fn eq(&self, _: &Self) -> bool {
-        true // derived from the weights, which the convolution compares
-    }
-}
-
-impl std::fmt::Debug for Cache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "computed"
-        } else {
-            "not yet computed"
-        })
-    }
-}
 
 /// Tiles a thread must get for the transform to pay: below this the 16 small products and
 /// their weight packing cost more than the 2.25× they save (the last stages at batch 1).
@@ -102,7 +74,7 @@ fn transform_weights(conv: &Conv) -> Vec<f32> {
 /// `conv` (3×3, stride 1, padding 1) on `x` into `out` (already shaped), then bias,
 /// `residual` and ReLU.
 pub(crate) fn forward(conv: &Conv, x: &Maps, residual: Option<&Maps>, out: &mut Maps) {
-    let u = conv.winograd.0.get_or_init(|| transform_weights(conv));
+    let u = conv.derived.winograd.get_or_init(|| transform_weights(conv));
     let (cin, cout) = (conv.cin, conv.cout);
     let (h, w) = (x.h, x.w);
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
