@@ -41,6 +41,8 @@ enum Command {
     Show(cmd::show::Args),
     /// Extract ResNet-50 image features for a folder of images.
     Features(cmd::features::Args),
+    /// Image features without pretrained weights: a small CNN trained from the captions.
+    Concepts(cmd::concepts::Args),
     /// Train the merge caption model on a prepared dataset and image features.
     Train(cmd::train::Args),
     /// Inspect caption models (`model summary`).
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd::synth::run(a, global),
         Command::Show(a) => cmd::show::run(a, global),
         Command::Features(a) => cmd::features::run(a, global),
+        Command::Concepts(a) => cmd::concepts::run(a, global).map(|_| ()),
         Command::Train(a) => cmd::train::run(a, global),
         Command::Model(a) => cmd::model::run(a, global),
         Command::Caption(a) => cmd::caption::run(a, global),

@@ -438,6 +438,7 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         "prepared/vocab.json",
         "data/Flickr8k.token.txt",
         "features.safetensors",
+        "resnet-features.safetensors",
         "model/weights.safetensors",
         "model/eval-test/results_beam3.json",
     ] {
@@ -445,6 +446,61 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         let b = std::fs::read(t.path().join("d2").join(f)).unwrap();
         assert!(a == b, "{f} differs between runs with the same seed");
     }
+}
+
+#[test]
+fn concepts_trains_from_the_captions_and_repeats_itself() {
+    let t = TempDir::new().unwrap();
+    let data = synth(t.path(), "s", 30, 2);
+    let prep = t.path().join("prep");
+    bin()
+        .arg("prepare")
+        .arg(&data)
+        .arg("--out")
+        .arg(&prep)
+        .assert()
+        .success();
+    let run = |out: &Path| {
+        bin()
+            .args(["concepts", "--epochs", "2", "--size", "32", "--data"])
+            .arg(&prep)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("epoch   2: loss").and(predicate::str::contains("dev")),
+            )
+    };
+    let (a, b) = (
+        t.path().join("a.safetensors"),
+        t.path().join("b.safetensors"),
+    );
+    run(&a);
+    run(&b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // 30 images, a 2×2 grid of 64 channels each.
+    let meta = std::fs::read(&a).unwrap();
+    let header_len = u64::from_le_bytes(meta[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&meta[8..8 + header_len]).unwrap();
+    let shape = &header
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|v| v.get("shape").is_some())
+        .unwrap()["shape"];
+    assert_eq!(shape, &serde_json::json!([30, 256]));
+    bin()
+        .args(["concepts", "--size", "40", "--data"])
+        .arg(&prep)
+        .arg("--out")
+        .arg(t.path().join("c.safetensors"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--size must be a multiple of 16, got 40",
+        ));
+    assert!(!t.path().join("c.safetensors").exists());
 }
 
 #[test]

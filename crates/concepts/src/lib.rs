@@ -9,13 +9,17 @@ mod ops;
 mod train;
 
 pub use net::{ConceptConfig, ConceptNet};
-pub use train::{train, TrainOptions};
+pub use train::{train, Epoch, Examples, TrainOptions};
 
 /// An RGB image as the network's input: resized to `size × size` (bilinear, without
 /// keeping the aspect ratio) and scaled to [−0.5, 0.5], NHWC.
 pub fn pixels(img: &image::RgbImage, size: u32) -> Vec<f32> {
     let small = image::imageops::resize(img, size, size, image::imageops::FilterType::Triangle);
-    small.as_raw().iter().map(|&v| f32::from(v) / 255.0 - 0.5).collect()
+    small
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0 - 0.5)
+        .collect()
 }
 
 /// Word targets of one image from its encoded captions: for each word index below `words`,

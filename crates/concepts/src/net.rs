@@ -62,22 +62,27 @@ pub struct ConceptNet {
     pub convs: Vec<(Param, Param)>,
     /// Features → word logits.
     pub head: Dense,
+    /// The last training forward, its buffers reused by the next.
+    trace: Trace,
 }
 
 /// What the backward pass needs from the forward.
+#[derive(Debug, Clone, Default)]
 struct Trace {
     cols: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
     argmax: Vec<Vec<u32>>,
     features: Vec<f32>,
     logits: Vec<f32>,
+    /// Backward scratch: the patch gradient of a convolution.
+    dcol: Vec<f32>,
 }
 
 impl ConceptNet {
     /// He-uniform convolutions and a Glorot-uniform head, from `seed`.
     pub fn new(config: ConceptConfig, seed: u64) -> Self {
         assert!(
-            config.size >= 16 && config.size % 16 == 0,
+            config.size >= 16 && config.size.is_multiple_of(16),
             "input size must be a multiple of 16"
         );
         let mut rng = Rng::new(seed);
@@ -96,6 +101,7 @@ impl ConceptNet {
             config,
             convs,
             head,
+            trace: Trace::default(),
         }
     }
 
@@ -111,73 +117,79 @@ impl ConceptNet {
         out
     }
 
-    fn forward(&self, x: &[f32], n: usize) -> Trace {
+    /// The forward pass into `t`, whose buffers are reused.
+    fn forward(&self, x: &[f32], n: usize, t: &mut Trace) {
         let c = &self.config;
-        assert_eq!(x.len(), n * c.size * c.size * 3, "images are not {n}×{0}×{0}×3", c.size);
-        let mut t = Trace {
-            cols: Vec::new(),
-            outputs: Vec::new(),
-            argmax: Vec::new(),
-            features: Vec::new(),
-            logits: Vec::new(),
-        };
+        assert_eq!(
+            x.len(),
+            n * c.size * c.size * 3,
+            "images are not {n}×{0}×{0}×3",
+            c.size
+        );
+        t.cols.resize_with(4, Vec::new);
+        t.outputs.resize_with(4, Vec::new);
+        t.argmax.clear();
         let mut a = x.to_vec();
         for (i, (w, b)) in self.convs.iter().enumerate() {
             let s = c.side(i);
-            let col = im2col(&a, n, s, s, c.inputs(i));
-            let y = conv_forward(&col, n * s * s, &w.value, &b.value);
+            im2col(&a, n, s, s, c.inputs(i), &mut t.cols[i]);
+            conv_forward(&t.cols[i], n * s * s, &w.value, &b.value, &mut t.outputs[i]);
             if i < 3 {
-                let (p, arg) = max_pool(&y, n, s, s, c.channels[i]);
+                let (p, arg) = max_pool(&t.outputs[i], n, s, s, c.channels[i]);
                 a = p;
                 t.argmax.push(arg);
             } else {
-                t.features = avg_pool(&y, n, s, s, c.channels[i]);
+                t.features = avg_pool(&t.outputs[i], n, s, s, c.channels[i]);
             }
-            t.cols.push(col);
-            t.outputs.push(y);
         }
         self.head.forward(&t.features, n, &mut t.logits);
+    }
+
+    fn run(&self, x: &[f32], n: usize) -> Trace {
+        let mut t = Trace::default();
+        self.forward(x, n, &mut t);
         t
     }
 
     /// Features of `n` images (`[n, size, size, 3]`, see [`crate::pixels`]):
     /// `[n, feature_dim]`.
     pub fn features(&self, x: &[f32], n: usize) -> Vec<f32> {
-        self.forward(x, n).features
+        self.run(x, n).features
     }
 
     /// Word probabilities of `n` images: `[n, words]`.
     pub fn predict(&self, x: &[f32], n: usize) -> Vec<f32> {
-        self.forward(x, n).logits.iter().map(|&z| sigmoid(z)).collect()
+        self.run(x, n).logits.iter().map(|&z| sigmoid(z)).collect()
+    }
+
+    /// Mean binary cross-entropy of the word predictions for `n` images against `targets`.
+    pub fn loss(&self, x: &[f32], n: usize, targets: &[f32]) -> f64 {
+        assert_eq!(targets.len(), n * self.config.words, "targets");
+        bce(&self.run(x, n).logits, targets).0
     }
 
     /// Mean binary cross-entropy of the word predictions against `targets` (`[n, words]`,
     /// each in [0, 1]) and its gradient, added to the parameters' gradients.
     pub fn backward(&mut self, x: &[f32], n: usize, targets: &[f32]) -> f64 {
         let c = self.config.clone();
-        assert_eq!(targets.len(), n * c.words, "targets are not {n}×{}", c.words);
-        let t = self.forward(x, n);
-        let scale = 1.0 / (n * c.words) as f32;
-        let mut loss = 0.0f64;
-        let mut dlogits: Vec<f32> = t
-            .logits
-            .iter()
-            .zip(targets)
-            .map(|(&z, &y)| {
-                // log σ(z) and log(1 − σ(z)) without overflow: −softplus(−z), −softplus(z).
-                let softplus = |v: f32| v.max(0.0) + (-v.abs()).exp().ln_1p();
-                loss += f64::from(y * softplus(-z) + (1.0 - y) * softplus(z));
-                (sigmoid(z) - y) * scale
-            })
-            .collect();
+        assert_eq!(
+            targets.len(),
+            n * c.words,
+            "targets are not {n}×{}",
+            c.words
+        );
+        let mut t = std::mem::take(&mut self.trace);
+        self.forward(x, n, &mut t);
+        let (loss, mut dlogits) = bce(&t.logits, targets);
         let mut dfeat = Vec::new();
-        self.head.backward(&t.features, &t.logits, &mut dlogits, n, Some(&mut dfeat));
+        self.head
+            .backward(&t.features, &t.logits, &mut dlogits, n, Some(&mut dfeat));
         let s = c.side(3);
         let mut dy = avg_pool_backward(&dfeat, n, s, s, c.channels[3]);
         for i in (0..4).rev() {
             let s = c.side(i);
             let (w, b) = &mut self.convs[i];
-            let dcol = conv_backward(
+            conv_backward(
                 &t.cols[i],
                 n * s * s,
                 &w.value,
@@ -185,15 +197,34 @@ impl ConceptNet {
                 &mut dy,
                 &mut w.grad,
                 &mut b.grad,
-                i > 0,
+                (i > 0).then_some(&mut t.dcol),
             );
-            if let Some(dcol) = dcol {
-                let da = col2im(&dcol, n, s, s, c.inputs(i));
+            if i > 0 {
+                let da = col2im(&t.dcol, n, s, s, c.inputs(i));
                 dy = max_pool_backward(&da, &t.argmax[i - 1], t.outputs[i - 1].len());
             }
         }
-        loss * f64::from(scale)
+        self.trace = t;
+        loss
     }
+}
+
+/// Mean binary cross-entropy of sigmoid(`logits`) against `targets`, and its gradient with
+/// respect to the logits.
+fn bce(logits: &[f32], targets: &[f32]) -> (f64, Vec<f32>) {
+    let scale = 1.0 / logits.len().max(1) as f32;
+    let mut loss = 0.0f64;
+    let grad = logits
+        .iter()
+        .zip(targets)
+        .map(|(&z, &y)| {
+            // log σ(z) and log(1 − σ(z)) without overflow: −softplus(−z), −softplus(z).
+            let softplus = |v: f32| v.max(0.0) + (-v.abs()).exp().ln_1p();
+            loss += f64::from(y * softplus(-z) + (1.0 - y) * softplus(z));
+            (sigmoid(z) - y) * scale
+        })
+        .collect();
+    (loss * f64::from(scale), grad)
 }
 
 #[cfg(test)]
@@ -210,10 +241,14 @@ mod tests {
         let mut rng = Rng::new(4);
         // Biases off zero, so few ReLUs sit at their kink.
         for p in net.params_mut() {
-            p.value.iter_mut().for_each(|v| *v += rng.uniform(-0.05, 0.05));
+            p.value
+                .iter_mut()
+                .for_each(|v| *v += rng.uniform(-0.05, 0.05));
         }
         let n = 2;
-        let x: Vec<f32> = (0..n * 16 * 16 * 3).map(|_| rng.uniform(-0.5, 0.5)).collect();
+        let x: Vec<f32> = (0..n * 16 * 16 * 3)
+            .map(|_| rng.uniform(-0.5, 0.5))
+            .collect();
         let t: Vec<f32> = (0..n * 4).map(|i| [0.0, 1.0, 0.4, 0.8][i % 4]).collect();
         (net, x, t)
     }
@@ -293,7 +328,11 @@ mod tests {
         let p = net.predict(&x, n);
         for img in 0..n {
             let want = usize::from(img % 2 != 0);
-            assert!(p[img * 2 + want] > 0.8, "image {img}: {:?}", &p[img * 2..img * 2 + 2]);
+            assert!(
+                p[img * 2 + want] > 0.8,
+                "image {img}: {:?}",
+                &p[img * 2..img * 2 + 2]
+            );
         }
     }
 }

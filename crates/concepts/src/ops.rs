@@ -6,31 +6,34 @@ use autocaption_tensor::{gemm, Trans};
 use rayon::prelude::*;
 
 /// Patches of a `[n, h, w, c]` map for a 3×3 convolution with padding 1: `[n·h·w, 9·c]`,
-/// each row in (ky, kx, c) order; outside the map is zero.
-pub fn im2col(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
+/// each row in (ky, kx, c) order; outside the map is zero. Written into `col`, whose memory
+/// is reused from batch to batch (fresh buffers of megabytes each cost page faults).
+pub fn im2col(x: &[f32], n: usize, h: usize, w: usize, c: usize, col: &mut Vec<f32>) {
     let k = 9 * c;
-    let mut col = vec![0.0f32; n * h * w * k];
-    col.par_chunks_mut(w * k).enumerate().for_each(|(row, dst)| {
-        let (img, y) = (row / h, row % h);
-        for ky in 0..3 {
-            let iy = y as isize + ky as isize - 1;
-            if iy < 0 || iy >= h as isize {
-                continue;
-            }
-            let line = &x[(img * h + iy as usize) * w * c..][..w * c];
-            for xo in 0..w {
-                for kx in 0..3 {
-                    let ix = xo as isize + kx as isize - 1;
-                    if ix < 0 || ix >= w as isize {
-                        continue;
+    col.clear();
+    col.resize(n * h * w * k, 0.0);
+    col.par_chunks_mut(w * k)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (img, y) = (row / h, row % h);
+            for ky in 0..3 {
+                let iy = y as isize + ky as isize - 1;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let line = &x[(img * h + iy as usize) * w * c..][..w * c];
+                for xo in 0..w {
+                    for kx in 0..3 {
+                        let ix = xo as isize + kx as isize - 1;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let at = xo * k + (ky * 3 + kx) * c;
+                        dst[at..at + c].copy_from_slice(&line[ix as usize * c..][..c]);
                     }
-                    let at = xo * k + (ky * 3 + kx) * c;
-                    dst[at..at + c].copy_from_slice(&line[ix as usize * c..][..c]);
                 }
             }
-        }
-    });
-    col
+        });
 }
 
 /// The adjoint of [`im2col`]: sums each patch gradient back onto the map it came from.
@@ -38,43 +41,57 @@ pub fn col2im(col: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
     let k = 9 * c;
     let mut x = vec![0.0f32; n * h * w * c];
     // One image per task: patches only reach pixels of their own image.
-    x.par_chunks_mut(h * w * c).enumerate().for_each(|(img, dst)| {
-        for y in 0..h {
-            for xo in 0..w {
-                let src = &col[((img * h + y) * w + xo) * k..][..k];
-                for ky in 0..3 {
-                    let iy = y as isize + ky as isize - 1;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..3 {
-                        let ix = xo as isize + kx as isize - 1;
-                        if ix < 0 || ix >= w as isize {
+    x.par_chunks_mut(h * w * c)
+        .enumerate()
+        .for_each(|(img, dst)| {
+            for y in 0..h {
+                for xo in 0..w {
+                    let src = &col[((img * h + y) * w + xo) * k..][..k];
+                    for ky in 0..3 {
+                        let iy = y as isize + ky as isize - 1;
+                        if iy < 0 || iy >= h as isize {
                             continue;
                         }
-                        let d = &mut dst[(iy as usize * w + ix as usize) * c..][..c];
-                        let s = &src[(ky * 3 + kx) * c..][..c];
-                        d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                        for kx in 0..3 {
+                            let ix = xo as isize + kx as isize - 1;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let d = &mut dst[(iy as usize * w + ix as usize) * c..][..c];
+                            let s = &src[(ky * 3 + kx) * c..][..c];
+                            d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     x
 }
 
-/// `y = relu(col·W + b)`: `col` is `[rows, k]`, `weight` `[k, cout]`.
-pub fn conv_forward(col: &[f32], rows: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
+/// `y = relu(col·W + b)`: `col` is `[rows, k]`, `weight` `[k, cout]`; `y` is overwritten.
+pub fn conv_forward(col: &[f32], rows: usize, weight: &[f32], bias: &[f32], y: &mut Vec<f32>) {
     let cout = bias.len();
     let k = weight.len() / cout;
-    let mut y: Vec<f32> = bias.iter().copied().cycle().take(rows * cout).collect();
-    gemm(rows, k, cout, 1.0, col, Trans::No, weight, Trans::No, 1.0, &mut y);
+    y.clear();
+    y.extend(bias.iter().copied().cycle().take(rows * cout));
+    gemm(
+        rows,
+        k,
+        cout,
+        1.0,
+        col,
+        Trans::No,
+        weight,
+        Trans::No,
+        1.0,
+        y,
+    );
     y.iter_mut().for_each(|v| *v = v.max(0.0));
-    y
 }
 
 /// Backward of [`conv_forward`] given its output `y` and `dy` (ReLU's gate applied here):
-/// adds the weight and bias gradients and returns the patch gradient `[rows, k]` when asked.
+/// adds the weight and bias gradients and writes the patch gradient `[rows, k]` into `dcol`
+/// when given.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward(
     col: &[f32],
@@ -84,8 +101,8 @@ pub fn conv_backward(
     dy: &mut [f32],
     dweight: &mut [f32],
     dbias: &mut [f32],
-    want_dcol: bool,
-) -> Option<Vec<f32>> {
+    dcol: Option<&mut Vec<f32>>,
+) {
     let cout = dbias.len();
     let k = weight.len() / cout;
     dy.iter_mut().zip(y).for_each(|(g, &v)| {
@@ -93,15 +110,36 @@ pub fn conv_backward(
             *g = 0.0;
         }
     });
-    gemm(k, rows, cout, 1.0, col, Trans::Yes, dy, Trans::No, 1.0, dweight);
+    gemm(
+        k,
+        rows,
+        cout,
+        1.0,
+        col,
+        Trans::Yes,
+        dy,
+        Trans::No,
+        1.0,
+        dweight,
+    );
     for row in dy.chunks_exact(cout) {
         dbias.iter_mut().zip(row).for_each(|(b, g)| *b += g);
     }
-    want_dcol.then(|| {
-        let mut dcol = vec![0.0f32; rows * k];
-        gemm(rows, cout, k, 1.0, dy, Trans::No, weight, Trans::Yes, 0.0, &mut dcol);
-        dcol
-    })
+    if let Some(dcol) = dcol {
+        dcol.resize(rows * k, 0.0); // overwritten: beta is 0
+        gemm(
+            rows,
+            cout,
+            k,
+            1.0,
+            dy,
+            Trans::No,
+            weight,
+            Trans::Yes,
+            0.0,
+            dcol,
+        );
+    }
 }
 
 /// 2×2 max pooling, stride 2 (`h`, `w` even): the output and, per output value, the index
@@ -149,7 +187,9 @@ pub fn avg_pool(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
                 let o = &mut y[((img * oh + oy) * ow + ox) * c..][..c];
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let i = ((img * h + 2 * oy + dy) * w + 2 * ox + dx) * c;
-                    o.iter_mut().zip(&x[i..i + c]).for_each(|(o, v)| *o += 0.25 * v);
+                    o.iter_mut()
+                        .zip(&x[i..i + c])
+                        .for_each(|(o, v)| *o += 0.25 * v);
                 }
             }
         }
@@ -167,7 +207,10 @@ pub fn avg_pool_backward(dy: &[f32], n: usize, h: usize, w: usize, c: usize) -> 
                 let g = &dy[((img * oh + oy) * ow + ox) * c..][..c];
                 for (ddy, ddx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let i = ((img * h + 2 * oy + ddy) * w + 2 * ox + ddx) * c;
-                    dx[i..i + c].iter_mut().zip(g).for_each(|(d, g)| *d += 0.25 * g);
+                    dx[i..i + c]
+                        .iter_mut()
+                        .zip(g)
+                        .for_each(|(d, g)| *d += 0.25 * g);
                 }
             }
         }
@@ -186,9 +229,17 @@ mod tests {
         let mut rng = Rng::new(1);
         let (n, h, w, c) = (2, 5, 4, 3);
         let x: Vec<f32> = (0..n * h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let g: Vec<f32> = (0..n * h * w * 9 * c).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let lhs: f64 = im2col(&x, n, h, w, c).iter().zip(&g).map(|(a, b)| f64::from(a * b)).sum();
-        let rhs: f64 = x.iter().zip(&col2im(&g, n, h, w, c)).map(|(a, b)| f64::from(a * b)).sum();
+        let g: Vec<f32> = (0..n * h * w * 9 * c)
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect();
+        let mut col = Vec::new();
+        im2col(&x, n, h, w, c, &mut col);
+        let lhs: f64 = col.iter().zip(&g).map(|(a, b)| f64::from(a * b)).sum();
+        let rhs: f64 = x
+            .iter()
+            .zip(&col2im(&g, n, h, w, c))
+            .map(|(a, b)| f64::from(a * b))
+            .sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
     }
 
@@ -199,7 +250,9 @@ mod tests {
         let x: Vec<f32> = (0..n * h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let wt: Vec<f32> = (0..9 * c * cout).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let b = vec![0.1, -0.2, 0.3];
-        let y = conv_forward(&im2col(&x, n, h, w, c), h * w, &wt, &b);
+        let (mut col, mut y) = (Vec::new(), Vec::new());
+        im2col(&x, n, h, w, c, &mut col);
+        conv_forward(&col, h * w, &wt, &b, &mut y);
         for yy in 0..h {
             for xx in 0..w {
                 for o in 0..cout {

@@ -2,11 +2,24 @@ use autocaption_tensor::*;
 use std::time::Instant;
 fn best(f: &mut dyn FnMut()) -> f64 {
     f();
-    (0..20).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min)
+    (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
 }
 fn main() {
     let mut rng = Rng::new(1);
-    for &(m, k, n) in &[(49usize, 4608usize, 512usize), (49, 512, 2048), (49, 2048, 512), (196, 2304, 256), (196, 256, 1024), (49, 1024, 2048)] {
+    for &(m, k, n) in &[
+        (49usize, 4608usize, 512usize),
+        (49, 512, 2048),
+        (49, 2048, 512),
+        (196, 2304, 256),
+        (196, 256, 1024),
+        (49, 1024, 2048),
+    ] {
         let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let flop = 2.0 * (m * k * n) as f64;
@@ -25,6 +38,12 @@ fn main() {
         let t_panel = best(&mut || {
             p.mul(&a, m, &mut out, |_, _| {});
         });
-        println!("{m}x{k}x{n}: gemm {:.0} GFLOP/s ({:.2} ms), panels {:.0} GFLOP/s ({:.2} ms)", flop / t_gemm / 1e9, t_gemm * 1e3, flop / t_panel / 1e9, t_panel * 1e3);
+        println!(
+            "{m}x{k}x{n}: gemm {:.0} GFLOP/s ({:.2} ms), panels {:.0} GFLOP/s ({:.2} ms)",
+            flop / t_gemm / 1e9,
+            t_gemm * 1e3,
+            flop / t_panel / 1e9,
+            t_panel * 1e3
+        );
     }
 }

@@ -224,12 +224,24 @@ fn kernel_f32(w: &[f32], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32
         // (checked by the callers' slicing), which is all the kernel touches.
         unsafe {
             match m {
-                1 => avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                2 => avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                3 => avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                4 => avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                5 => avx512::panel::<5, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                _ => avx512::panel::<6, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                1 => {
+                    avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                2 => {
+                    avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                3 => {
+                    avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                4 => {
+                    avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                5 => {
+                    avx512::panel::<5, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                _ => {
+                    avx512::panel::<6, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
             }
         }
         return;
@@ -244,12 +256,24 @@ fn kernel_f16(w: &[u16], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32
         // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
         unsafe {
             match m {
-                1 => avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                2 => avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                3 => avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                4 => avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                5 => avx512::panel::<5, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
-                _ => avx512::panel::<6, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr()),
+                1 => {
+                    avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                2 => {
+                    avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                3 => {
+                    avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                4 => {
+                    avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                5 => {
+                    avx512::panel::<5, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
+                _ => {
+                    avx512::panel::<6, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
+                }
             }
         }
         return;

@@ -116,10 +116,6 @@ impl Conv {
             crate::winograd::forward(self, x, residual, &mut out);
             return out;
         }
-        if self.panels_apply(rows) {
-            self.forward_panels(x, oh, ow, residual, &mut out);
-            return out;
-        }
         let threads = rayon::current_num_threads().max(1);
         let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
         let tile = rows.div_ceil(tiles);
@@ -137,6 +133,8 @@ impl Conv {
                         residual.map(|m| &m.data[r0 * cout..(r0 + r) * cout]),
                     );
                 });
+        } else if self.panels_apply(rows) {
+            self.forward_panels(x, oh, ow, residual, &mut out);
         } else {
             // Column bands of the weights, a multiple of 16 wide, one per thread.
             let band = cout.div_ceil(threads).div_ceil(16) * 16;
@@ -189,11 +187,7 @@ impl Conv {
         let tile = rows.div_ceil(tiles.max(1)).max(1);
         let pointwise =
             self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
-        if !pointwise
-            || x.c != self.cin
-            || !(tile >= MIN_TILE_ROWS || threads == 1)
-            || self.panels_apply(rows)
-        {
+        if !pointwise || x.c != self.cin || !(tile >= MIN_TILE_ROWS || threads == 1) {
             let out = self.forward(x, Some(&residual));
             buffers::give(residual.data);
             return out;
@@ -211,23 +205,29 @@ impl Conv {
         residual
     }
 
-    /// Whether the output is few enough pixels for the panel path: the patches of every
-    /// output pixel fit in cache at once, so each thread can run its share of the output
-    /// channels over all of them with weights packed once, rather than re-packing the
-    /// weights for a product of a few dozen rows (the last stages at batch 1, whose weights
-    /// stream from memory: most of ResNet-50's 94 MB).
+    /// Whether the threads, with too few output pixels to split (the last stage at batch 1:
+    /// 49), should split the output channels by panel: weights packed once, rather than
+    /// re-packed by every product of a few dozen rows. Those weights stream from memory
+    /// (most of ResNet-50's 94 MB sit in that stage); measured on the four 7×7 shapes,
+    /// 14.9 → 11.7 ms. Needs whole panels of channels and patches that fit in cache.
     fn panels_apply(&self, rows: usize) -> bool {
         let k = self.kh * self.kw * self.cin;
         PANELS_ENABLED.load(std::sync::atomic::Ordering::Relaxed)
-            && rows <= PANEL_MAX_ROWS
             && 4 * rows * k <= PANEL_MAX_PATCH_BYTES
-            && self.cout % PANEL == 0
+            && self.cout.is_multiple_of(PANEL)
     }
 
     /// The panel path: the patches of all `rows` output pixels (the input itself for a
     /// pointwise convolution), times the weights in column panels, split by panel between
     /// the threads; each panel finishes (bias, residual, ReLU) while in cache.
-    fn forward_panels(&self, x: &Maps, oh: usize, ow: usize, residual: Option<&Maps>, out: &mut Maps) {
+    fn forward_panels(
+        &self,
+        x: &Maps,
+        oh: usize,
+        ow: usize,
+        residual: Option<&Maps>,
+        out: &mut Maps,
+    ) {
         let k = self.kh * self.kw * self.cin;
         let rows = x.n * oh * ow;
         let cout = self.cout;
@@ -255,7 +255,9 @@ impl Conv {
             .chunks_exact(PANEL)
             .zip(blocks.chunks_exact_mut(rows * PANEL))
         {
-            block.chunks_exact_mut(PANEL).for_each(|z| z.copy_from_slice(bias));
+            block
+                .chunks_exact_mut(PANEL)
+                .for_each(|z| z.copy_from_slice(bias));
         }
         packed.mul(a, rows, &mut blocks, |p, block| {
             for (r, z) in block.chunks_exact_mut(PANEL).enumerate() {
@@ -374,11 +376,8 @@ impl Conv {
 /// Below this many rows per thread, threads split the output channels instead.
 const MIN_TILE_ROWS: usize = 64;
 
-/// Most output pixels for the panel path (batch 1: 7×7 and 14×14 maps).
-const PANEL_MAX_ROWS: usize = 256;
-
 /// Most bytes of patches for the panel path: each thread reads them all once per panel.
-const PANEL_MAX_PATCH_BYTES: usize = 2 << 20;
+const PANEL_MAX_PATCH_BYTES: usize = 4 << 20;
 
 static PANELS_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -508,9 +507,12 @@ mod tests {
                 if cin == 96 && k == 3 && stride == 1 {
                     assert!(pool.install(|| crate::winograd::applies(&conv, n, h, w)));
                 }
-                if cout % PANEL == 0 {
+                if cout.is_multiple_of(PANEL) {
+                    // So few pixels that the threads split the channels: by panel.
+                    assert!(n * oh * ow < MIN_TILE_ROWS * threads);
                     assert!(conv.panels_apply(n * oh * ow));
                 }
+
                 for res in [None, Some(&residual)] {
                     let got = pool.install(|| conv.forward(&x, res));
                     let want = naive(&conv, &x, res);

@@ -74,7 +74,10 @@ fn transform_weights(conv: &Conv) -> Vec<f32> {
 /// `conv` (3×3, stride 1, padding 1) on `x` into `out` (already shaped), then bias,
 /// `residual` and ReLU.
 pub(crate) fn forward(conv: &Conv, x: &Maps, residual: Option<&Maps>, out: &mut Maps) {
-    let u = conv.derived.winograd.get_or_init(|| transform_weights(conv));
+    let u = conv
+        .derived
+        .winograd
+        .get_or_init(|| transform_weights(conv));
     let (cin, cout) = (conv.cin, conv.cout);
     let (h, w) = (x.h, x.w);
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));

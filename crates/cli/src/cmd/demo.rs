@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use autocaption_data::{load, LoadOptions, PrepareOptions, Prepared, Split};
 use autocaption_features::FeatureStore;
-use autocaption_io::{AtomicDir, Progress};
+use autocaption_io::AtomicDir;
 use autocaption_synth::{generate, SynthOptions};
 use autocaption_tensor::WeightFormat;
 use autocaption_viz::SheetOptions;
@@ -23,9 +23,12 @@ use crate::Global;
 /// Run the pipeline end to end, offline, on a synthetic dataset it generates itself:
 /// synth → prepare → features → train → evaluate, against a blind baseline.
 ///
-/// Everything goes into one report directory: data/ (the generated images and captions),
-/// prepared/, features.safetensors (ResNet-50 with seeded random weights: no pretrained
-/// weights can be downloaded here), model/ and model/eval-test/ (metrics, COCO result files,
+/// No pretrained weights can be downloaded here, so the image features come from the concept
+/// CNN (`autocaption concepts`), trained on the demo's own training images and captions;
+/// ResNet-50 with seeded random weights runs too, and a linear probe shows what each passes
+/// on. Everything goes into one report directory: data/ (the generated images and captions),
+/// prepared/, features.safetensors (the concept features), resnet-features.safetensors,
+/// model/ and model/eval-test/ (metrics, COCO result files,
 /// per-image captions, samples.html), blind/ (the same training with every image feature set
 /// to zero, and its evaluation), test_samples.png (held-out images with generated and
 /// reference captions) and summary.txt. The blind baseline shows how much of the score
@@ -70,13 +73,13 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         ..SynthOptions::default()
     };
     say(&format!(
-        "[1/7] synth: {} images of coloured shapes, 5 captions each",
+        "[1/8] synth: {} images of coloured shapes, 5 captions each",
         synth.count
     ));
     let data = root.join("data");
     generate(&data, &synth, false, &Bar::new(global.quiet))?;
 
-    say("[2/7] prepare: clean, tokenize, vocabulary from the training split");
+    say("[2/8] prepare: clean, tokenize, vocabulary from the training split");
     let ds = load(&data, &LoadOptions::default())?;
     let prepared = Prepared::build(&ds, &PrepareOptions::default())?;
     let prepared_dir = root.join("prepared");
@@ -101,7 +104,9 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let resnet_secs = t.elapsed().as_secs_f64();
     let scenes = data.join("scenes.jsonl");
     let resnet_probe = probe_encoder(&scenes, &FeatureStore::load(&resnet_features)?)?;
-    say(&format!("      what a linear probe reads from them: {resnet_probe}"));
+    say(&format!(
+        "      what a linear probe reads from them: {resnet_probe}"
+    ));
 
     let concept_epochs = if args.quick { 8 } else { 20 };
     let encoder = format!(
@@ -109,12 +114,22 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     );
     say(&format!("[4/8] features: {encoder}"));
     let t = Instant::now();
-    let store = concept_features(&prepared, concept_epochs, args.seed, global.quiet)?;
     let features = root.join("features.safetensors");
-    store.save(&features)?;
+    cmd::concepts::run(
+        cmd::concepts::Args::new(
+            prepared_dir.clone(),
+            features.clone(),
+            concept_epochs,
+            args.seed,
+        ),
+        inner,
+    )?;
+    let store = FeatureStore::load(&features)?;
     let features_secs = t.elapsed().as_secs_f64();
     let probe = probe_encoder(&scenes, &store)?;
-    say(&format!("      what a linear probe reads from them: {probe}"));
+    say(&format!(
+        "      what a linear probe reads from them: {probe}"
+    ));
     let blind_features = root.join("blind-features.safetensors");
     FeatureStore::new(
         store.names().to_vec(),
@@ -324,53 +339,4 @@ fn probe_encoder(scenes: &std::path::Path, store: &FeatureStore) -> anyhow::Resu
         }
     }
     Ok(out.join(", "))
-}
-
-/// Trains the concept CNN on the training images of `prepared` (targets: which words their
-/// captions use) and returns features of every image.
-fn concept_features(
-    prepared: &Prepared,
-    epochs: usize,
-    seed: u64,
-    quiet: bool,
-) -> anyhow::Result<FeatureStore> {
-    use autocaption_concepts::{pixels, train, word_targets, ConceptConfig, ConceptNet, TrainOptions};
-    let words = prepared.tokenizer.vocab.len();
-    let skip: Vec<u32> = [0]
-        .into_iter()
-        .chain(prepared.tokenizer.start_index())
-        .chain(prepared.tokenizer.end_index())
-        .collect();
-    let config = ConceptConfig::small(words);
-    let mut names = Vec::new();
-    let mut images = Vec::new();
-    let (mut train_x, mut train_t, mut n_train) = (Vec::new(), Vec::new(), 0);
-    for im in &prepared.images {
-        let Some(path) = &im.path else { continue };
-        let px = pixels(&autocaption_vision::load_rgb(path)?, config.size as u32);
-        if im.split == Some(Split::Train) {
-            train_x.extend_from_slice(&px);
-            train_t.extend(word_targets(&im.tokens, words, &skip));
-            n_train += 1;
-        }
-        names.push(im.name.clone());
-        images.extend(px);
-    }
-    let mut net = ConceptNet::new(config.clone(), seed);
-    let opts = TrainOptions {
-        epochs,
-        seed,
-        ..TrainOptions::default()
-    };
-    let bar = Bar::new(quiet);
-    bar.start("concept CNN epochs", epochs as u64);
-    train(&mut net, &train_x, &train_t, n_train, &opts, &mut |_, _| bar.advance(1));
-    bar.finish();
-    let n = names.len();
-    let px = config.size * config.size * 3;
-    let mut data = Vec::with_capacity(n * config.feature_dim());
-    for chunk in images.chunks(64 * px) {
-        data.extend(net.features(chunk, chunk.len() / px));
-    }
-    Ok(FeatureStore::new(names, config.feature_dim(), data))
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod caption;
 pub mod compile;
+pub mod concepts;
 pub mod demo;
 pub mod evaluate;
 pub mod export;
