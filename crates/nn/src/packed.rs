@@ -114,7 +114,11 @@ impl PackedLstm {
                 (unit < u).then_some(g * u + unit)
             })
             .collect();
-        let weights = PanelMatrix::pack_columns(&stacked, i - projected + u, g4, &columns, format)?;
+        let weights = PanelMatrix::pack_columns(&stacked, i - projected + u, g4, &columns, format)
+            .map_err(|e| OutOfRange {
+                row: e.row + projected,
+                ..e
+            })?;
         let reorder = |row: &[f32]| -> Vec<f32> {
             columns.iter().map(|c| c.map_or(0.0, |c| row[c])).collect()
         };
@@ -325,8 +329,10 @@ mod tests {
         let mut rng = Rng::new(13);
         let mut l = lstm(3, 4, &mut rng);
         l.recurrent.value[2 * 16 + 5] = 7e4; // recurrent row 2, column 5
-        let err = PackedLstm::new(&l, WeightFormat::F16, 0).unwrap_err();
-        assert_eq!((err.row, err.column, err.value), (3 + 2, 5, 7e4));
+        for projected in [0, 2] {
+            let err = PackedLstm::new(&l, WeightFormat::F16, projected).unwrap_err();
+            assert_eq!((err.row, err.column, err.value), (3 + 2, 5, 7e4));
+        }
         assert!(PackedLstm::new(&l, WeightFormat::F32, 0).is_ok());
     }
 }

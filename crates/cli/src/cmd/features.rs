@@ -54,20 +54,6 @@ pub struct Args {
     report: Option<PathBuf>,
 }
 
-impl Args {
-    /// Settings for another command's use (`demo`): extract `images` into `out`.
-    pub(crate) fn new(images: PathBuf, weights: String, seed: u64, out: PathBuf) -> Self {
-        Self {
-            images,
-            weights: Some(weights),
-            seed,
-            out,
-            batch_size: 8,
-            report: None,
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct Failure {
     image: String,
