@@ -44,7 +44,7 @@ fn main() {
                 || gemm_serial_ld(m, k, n - half, &a, k, &w[half..], n, c1, n - half),
             );
         });
-        let mut panel_time = |format| {
+        let panel_time = |format| {
             let p = PanelMatrix::pack(&w, k, n, format).expect("in range");
             let mut out = vec![0f32; p.panels() * m * PANEL];
             best(&mut || p.mul(&a, m, &mut out, |_, _| {}))
