@@ -220,30 +220,10 @@ impl PanelMatrix {
 fn kernel_f32(w: &[f32], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
-        // SAFETY: AVX-512F is present; `w` holds k·PANEL values, `a` (m−1)·lda + k and `o` m·PANEL
-        // (checked by the callers' slicing), which is all the kernel touches.
-        unsafe {
-            match m {
-                1 => {
-                    avx512::panel::<1, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                2 => {
-                    avx512::panel::<2, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                3 => {
-                    avx512::panel::<3, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                4 => {
-                    avx512::panel::<4, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                5 => {
-                    avx512::panel::<5, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                _ => {
-                    avx512::panel::<6, false>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-            }
-        }
+        assert!(w.len() >= k * PANEL && a.len() >= (m - 1) * lda + k && o.len() >= m * PANEL);
+        // SAFETY: AVX-512F is present and the slices hold what the kernel reads and writes
+        // (asserted above).
+        unsafe { avx512::rows::<false>(w.as_ptr().cast(), k, a.as_ptr(), lda, m, o.as_mut_ptr()) };
         return;
     }
     generic_f32(k, a, lda, m, o, w);
@@ -253,29 +233,9 @@ fn kernel_f32(w: &[f32], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32
 fn kernel_f16(w: &[u16], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
+        assert!(w.len() >= k * PANEL && a.len() >= (m - 1) * lda + k && o.len() >= m * PANEL);
         // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
-        unsafe {
-            match m {
-                1 => {
-                    avx512::panel::<1, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                2 => {
-                    avx512::panel::<2, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                3 => {
-                    avx512::panel::<3, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                4 => {
-                    avx512::panel::<4, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                5 => {
-                    avx512::panel::<5, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-                _ => {
-                    avx512::panel::<6, true>(w.as_ptr().cast(), k, a.as_ptr(), lda, o.as_mut_ptr())
-                }
-            }
-        }
+        unsafe { avx512::rows::<true>(w.as_ptr().cast(), k, a.as_ptr(), lda, m, o.as_mut_ptr()) };
         return;
     }
     generic_f16(k, a, lda, m, o, w);
@@ -315,6 +275,29 @@ mod avx512 {
 
     use super::PANEL;
 
+    /// [`panel`] for `m` (1 ..= 6) rows.
+    ///
+    /// # Safety
+    /// As [`panel`], with `M = m`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows<const HALF: bool>(
+        w: *const u8,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        o: *mut f32,
+    ) {
+        match m {
+            1 => panel::<1, HALF>(w, k, a, lda, o),
+            2 => panel::<2, HALF>(w, k, a, lda, o),
+            3 => panel::<3, HALF>(w, k, a, lda, o),
+            4 => panel::<4, HALF>(w, k, a, lda, o),
+            5 => panel::<5, HALF>(w, k, a, lda, o),
+            _ => panel::<6, HALF>(w, k, a, lda, o),
+        }
+    }
+
     /// `M` rows against one panel: 4·M accumulators in registers, the panel's next row
     /// loaded (and widened from half precision when `HALF`) once for all rows.
     ///
@@ -322,7 +305,7 @@ mod avx512 {
     /// AVX-512F must be present; `w` must hold `k·PANEL` values (f32, or u16 when `HALF`),
     /// `a` `(M − 1)·lda + k` f32 and `o` `M·PANEL` f32.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn panel<const M: usize, const HALF: bool>(
+    unsafe fn panel<const M: usize, const HALF: bool>(
         w: *const u8,
         k: usize,
         a: *const f32,
