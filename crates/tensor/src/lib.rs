@@ -18,5 +18,5 @@ pub use bf16::{
 pub use f16::{from_f16, to_f16};
 pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
-pub use panel::{OutOfRange, PanelMatrix, WeightFormat, PANEL};
+pub use panel::{Epilogue, OutOfRange, PanelMatrix, WeightFormat, PANEL};
 pub use simd::{has_avx2_fma, has_avx512};

@@ -75,6 +75,9 @@ enum Data {
 #[derive(Debug, Clone)]
 pub struct PanelMatrix {
     k: usize,
+    /// Columns a product writes: `n` for [`PanelMatrix::pack`], every packed column for
+    /// [`PanelMatrix::pack_columns`].
+    width: usize,
     panels: usize,
     data: Data,
 }
@@ -123,7 +126,12 @@ impl PanelMatrix {
             WeightFormat::F32 => Data::F32(f32s),
             WeightFormat::F16 => Data::F16(f16s),
         };
-        Ok(Self { k, panels, data })
+        Ok(Self {
+            k,
+            width: columns.len(),
+            panels,
+            data,
+        })
     }
 
     /// Packs `w` (`[k, n]`) with its columns in order, the last panel padded with zeros.
@@ -131,12 +139,20 @@ impl PanelMatrix {
         let columns: Vec<Option<usize>> = (0..n.div_ceil(PANEL) * PANEL)
             .map(|j| (j < n).then_some(j))
             .collect();
-        Self::pack_columns(w, k, n, &columns, format)
+        let mut packed = Self::pack_columns(w, k, n, &columns, format)?;
+        packed.width = n;
+        Ok(packed)
     }
 
     /// Rows of the matrix (the length of an input row).
     pub fn k(&self) -> usize {
         self.k
+    }
+
+    /// Columns of the product: those of the source matrix for [`PanelMatrix::pack`], all
+    /// the packed ones (padding included) for [`PanelMatrix::pack_columns`].
+    pub fn width(&self) -> usize {
+        self.width
     }
 
     /// Number of panels.
@@ -202,69 +218,352 @@ impl PanelMatrix {
         let k = self.k;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let span = (p * k + k0) * PANEL..(p * k + k0 + kc) * PANEL;
             for r0 in (0..rows).step_by(MR) {
                 let m = MR.min(rows - r0);
-                let a = &a[r0 * k + k0..(r0 + m - 1) * k + k0 + kc];
-                let o = &mut out[r0 * PANEL..(r0 + m) * PANEL];
-                match &self.data {
-                    Data::F32(w) => kernel_f32(&w[span.clone()], kc, a, k, m, o),
-                    Data::F16(w) => kernel_f16(&w[span.clone()], kc, a, k, m, o),
+                let mut lines = [&a[..0]; MR];
+                for (i, line) in lines[..m].iter_mut().enumerate() {
+                    *line = &a[(r0 + i) * k + k0..(r0 + i) * k + k0 + kc];
+                }
+                self.kernel(
+                    p,
+                    k0,
+                    kc,
+                    &lines[..m],
+                    &mut out[r0 * PANEL..],
+                    PANEL,
+                    Step::default(),
+                );
+            }
+        }
+    }
+
+    /// On the calling thread, for `rows` rows of a matrix A given by `row` and for panels
+    /// `panels`, computes `out = start + A·W (+ residual)`, then the ReLU if asked: `out` is
+    /// row-major with row stride `ldo`, its column 0 the first column of panel
+    /// `panels.start`. Only the columns of [`PanelMatrix::width`] are written (a partial
+    /// last panel stays partial). `start` is `out`'s contents, or the bias if
+    /// [`Epilogue::bias`] is given (then `out` may hold anything, NaN included).
+    ///
+    /// `row(r, k0)` gives row `r`'s values from column `k0` on, at least up to the next
+    /// multiple of `segment` (or k): A need not exist as a matrix. A convolution's patch row
+    /// is `kh·kw` runs of `cin` input values, each contiguous in the input; with `segment =
+    /// cin` the product reads them where they lie, with no patch matrix written.
+    ///
+    /// Loops: panels, then slices of `KC` rows of W (never crossing a segment), then groups
+    /// of `MR` rows: each slice of a panel (32 KB) stays in L1 while every row group passes
+    /// over it, and a panel's outputs stay in cache until finished. The bias, residual and
+    /// ReLU are applied in registers, in the first and last slice. Each output is
+    /// `start + Σ_k` in k order, then `+ residual`, as in [`PanelMatrix::mul`].
+    pub fn mul_rows<'a>(
+        &self,
+        rows: usize,
+        segment: usize,
+        row: impl Fn(usize, usize) -> &'a [f32],
+        panels: std::ops::Range<usize>,
+        out: &mut [f32],
+        ldo: usize,
+        epilogue: Epilogue<'_>,
+    ) {
+        assert!(panels.end <= self.panels, "panels outside the matrix");
+        assert!(segment > 0, "segments must hold values");
+        let first = panels.start * PANEL;
+        let cols = self.width.min(panels.end * PANEL).saturating_sub(first);
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        assert!(ldo >= cols, "output rows shorter than the panels' columns");
+        let need = (rows - 1) * ldo + cols;
+        assert!(
+            out.len() >= need,
+            "output has {} values, needs {need}",
+            out.len()
+        );
+        if let Some(bias) = epilogue.bias {
+            assert!(
+                bias.len() >= first + cols,
+                "bias has {} values, needs {}",
+                bias.len(),
+                first + cols
+            );
+        }
+        if let Some((res, ldr)) = epilogue.residual {
+            assert!(
+                ldr >= cols && res.len() >= (rows - 1) * ldr + cols,
+                "residual smaller than the output"
+            );
+        }
+        // Every slice's row starts, computed once: `lines[s·rows + r]`.
+        let mut slices = Vec::new();
+        let mut k0 = 0;
+        while k0 < self.k {
+            let kc = KC.min(self.k - k0).min(segment - k0 % segment);
+            slices.push((k0, kc));
+            k0 += kc;
+        }
+        let mut lines: Vec<&[f32]> = Vec::with_capacity(slices.len() * rows);
+        for &(k0, kc) in &slices {
+            lines.extend((0..rows).map(|r| {
+                let line = row(r, k0);
+                assert!(
+                    line.len() >= kc,
+                    "a row has {} values, the slice {kc}",
+                    line.len()
+                );
+                &line[..kc]
+            }));
+        }
+        let last = slices.len() - 1;
+        for p in panels {
+            let col = p * PANEL - first;
+            let width = PANEL.min(cols - col);
+            let bias = epilogue.bias.map(|b| &b[p * PANEL..p * PANEL + width]);
+            for (s, &(k0, kc)) in slices.iter().enumerate() {
+                let step = |r0: usize| Step {
+                    bias: if s == 0 { bias } else { None },
+                    residual: if s == last {
+                        epilogue
+                            .residual
+                            .map(|(res, ldr)| (&res[r0 * ldr + col..], ldr))
+                    } else {
+                        None
+                    },
+                    relu: s == last && epilogue.relu,
+                };
+                for r0 in (0..rows).step_by(MR) {
+                    let m = MR.min(rows - r0);
+                    let group = &lines[s * rows + r0..s * rows + r0 + m];
+                    let o = &mut out[r0 * ldo + col..];
+                    if width == PANEL {
+                        self.kernel(p, k0, kc, group, o, ldo, step(r0));
+                    } else {
+                        self.partial(p, k0, kc, group, o, ldo, width, step(r0));
+                    }
                 }
             }
         }
     }
+
+    /// [`PanelMatrix::kernel`] for the first `width` columns of a panel, through full-width
+    /// blocks on the stack.
+    #[allow(clippy::too_many_arguments)]
+    fn partial(
+        &self,
+        p: usize,
+        k0: usize,
+        kc: usize,
+        lines: &[&[f32]],
+        o: &mut [f32],
+        ldo: usize,
+        width: usize,
+        step: Step<'_>,
+    ) {
+        let m = lines.len();
+        let mut block = [0.0f32; MR * PANEL];
+        let mut bias = [0.0f32; PANEL];
+        let mut res = [0.0f32; MR * PANEL];
+        match step.bias {
+            Some(b) => bias[..width].copy_from_slice(&b[..width]),
+            None => {
+                for i in 0..m {
+                    block[i * PANEL..i * PANEL + width]
+                        .copy_from_slice(&o[i * ldo..i * ldo + width]);
+                }
+            }
+        }
+        if let Some((r, ldr)) = step.residual {
+            for i in 0..m {
+                res[i * PANEL..i * PANEL + width].copy_from_slice(&r[i * ldr..i * ldr + width]);
+            }
+        }
+        let step = Step {
+            bias: step.bias.map(|_| &bias[..]),
+            residual: step.residual.map(|_| (&res[..], PANEL)),
+            relu: step.relu,
+        };
+        self.kernel(p, k0, kc, lines, &mut block, PANEL, step);
+        for i in 0..m {
+            o[i * ldo..i * ldo + width].copy_from_slice(&block[i * PANEL..i * PANEL + width]);
+        }
+    }
+
+    /// Rows `k0 .. k0 + kc` of panel `p` times `lines` (one slice of `kc` values per row),
+    /// onto `o` (row stride `ldo`, `PANEL` columns), started and finished as `step` says.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel(
+        &self,
+        p: usize,
+        k0: usize,
+        kc: usize,
+        lines: &[&[f32]],
+        o: &mut [f32],
+        ldo: usize,
+        step: Step<'_>,
+    ) {
+        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + kc) * PANEL;
+        match &self.data {
+            Data::F32(w) => kernel_f32(&w[span], kc, lines, o, ldo, step),
+            Data::F16(w) => kernel_f16(&w[span], kc, lines, o, ldo, step),
+        }
+    }
 }
 
-/// `o[r][j] += Σ_kk a[r·lda + kk]·w[kk][j]` for `m ≤ MR` rows of one f32 panel of `k` rows.
-fn kernel_f32(w: &[f32], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
+/// How [`PanelMatrix::mul_rows`] starts and finishes its sums.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Start every row from these values (one per column of the matrix) instead of from the
+    /// output's contents.
+    pub bias: Option<&'a [f32]>,
+    /// Added to the sums: the output's shape, with this row stride.
+    pub residual: Option<(&'a [f32], usize)>,
+    /// `max(0, ·)` last.
+    pub relu: bool,
+}
+
+/// One kernel call's start and finish, for its `PANEL` columns.
+#[derive(Clone, Copy, Default)]
+struct Step<'a> {
+    /// `PANEL` starting values shared by every row; `None` starts from the output.
+    bias: Option<&'a [f32]>,
+    /// Added after the sums, row stride given.
+    residual: Option<(&'a [f32], usize)>,
+    relu: bool,
+}
+
+impl Step<'_> {
+    /// Checks the step's slices hold what a kernel of `m` rows reads.
+    fn check(&self, m: usize) {
+        if let Some(b) = self.bias {
+            assert!(b.len() >= PANEL, "bias shorter than a panel");
+        }
+        if let Some((r, ldr)) = self.residual {
+            assert!(
+                ldr >= PANEL && r.len() >= (m - 1) * ldr + PANEL,
+                "residual shorter than the rows"
+            );
+        }
+    }
+}
+
+/// Pointers to the first value of each line, after checking every line holds `k` values.
+fn starts(k: usize, lines: &[&[f32]]) -> [*const f32; MR] {
+    assert!((1..=MR).contains(&lines.len()), "1 ..= {MR} rows at a time");
+    let mut p = [std::ptr::null(); MR];
+    for (p, line) in p.iter_mut().zip(lines) {
+        assert!(
+            line.len() >= k,
+            "a row has {} values, the panel {k}",
+            line.len()
+        );
+        *p = line.as_ptr();
+    }
+    p
+}
+
+/// `o[r·ldo + j] = start + Σ_kk lines[r][kk]·w[kk][j] (+ residual, ReLU)` for the rows of
+/// `lines` (1 ..= MR) against one f32 panel of `k` rows.
+fn kernel_f32(w: &[f32], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
+    let m = lines.len();
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
-        assert!(w.len() >= k * PANEL && a.len() >= (m - 1) * lda + k && o.len() >= m * PANEL);
+        let a = starts(k, lines);
+        step.check(m);
+        assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (m - 1) * ldo + PANEL);
         // SAFETY: AVX-512F is present and the slices hold what the kernel reads and writes
-        // (asserted above).
-        unsafe { avx512::rows::<false>(w.as_ptr().cast(), k, a.as_ptr(), lda, m, o.as_mut_ptr()) };
+        // (asserted above, in `starts` and in `check`).
+        unsafe {
+            avx512::rows::<false>(
+                w.as_ptr().cast(),
+                k,
+                &a,
+                m,
+                o.as_mut_ptr(),
+                ldo,
+                &step.raw(),
+            )
+        };
         return;
     }
-    generic_f32(k, a, lda, m, o, w);
+    generic_f32(k, lines, o, ldo, step, w);
 }
 
 /// [`kernel_f32`] on a half-precision panel.
-fn kernel_f16(w: &[u16], k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32]) {
+fn kernel_f16(w: &[u16], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
+    let m = lines.len();
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
-        assert!(w.len() >= k * PANEL && a.len() >= (m - 1) * lda + k && o.len() >= m * PANEL);
+        let a = starts(k, lines);
+        step.check(m);
+        assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (m - 1) * ldo + PANEL);
         // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
-        unsafe { avx512::rows::<true>(w.as_ptr().cast(), k, a.as_ptr(), lda, m, o.as_mut_ptr()) };
+        unsafe {
+            avx512::rows::<true>(
+                w.as_ptr().cast(),
+                k,
+                &a,
+                m,
+                o.as_mut_ptr(),
+                ldo,
+                &step.raw(),
+            )
+        };
         return;
     }
-    generic_f16(k, a, lda, m, o, w);
+    generic_f16(k, lines, o, ldo, step, w);
 }
 
 crate::simd_fn! {
     /// The portable f32 kernel (compiled for AVX2 + FMA too, where `mul_add` is one instruction).
-    fn generic_f32(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: &[f32]) {
-        portable(k, a, lda, m, o, |i| w[i]);
+    fn generic_f32(k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>, w: &[f32]) {
+        portable(k, lines, o, ldo, step, |i| w[i]);
     }
 }
 
 crate::simd_fn! {
     /// The portable half-precision kernel.
-    fn generic_f16(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: &[u16]) {
-        portable(k, a, lda, m, o, |i| from_f16(w[i]));
+    fn generic_f16(k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>, w: &[u16]) {
+        portable(k, lines, o, ldo, step, |i| from_f16(w[i]));
     }
 }
 
 /// The portable kernel: the same sums in the same order, one row at a time.
 #[inline(always)]
-fn portable(k: usize, a: &[f32], lda: usize, m: usize, o: &mut [f32], w: impl Fn(usize) -> f32) {
-    for r in 0..m {
-        let acc = &mut o[r * PANEL..(r + 1) * PANEL];
-        for kk in 0..k {
-            let x = a[r * lda + kk];
+fn portable(
+    k: usize,
+    lines: &[&[f32]],
+    o: &mut [f32],
+    ldo: usize,
+    step: Step<'_>,
+    w: impl Fn(usize) -> f32,
+) {
+    for (r, line) in lines.iter().enumerate() {
+        let acc = &mut o[r * ldo..r * ldo + PANEL];
+        if let Some(b) = step.bias {
+            acc.copy_from_slice(&b[..PANEL]);
+        }
+        for (kk, &x) in line[..k].iter().enumerate() {
             for (j, v) in acc.iter_mut().enumerate() {
                 *v = x.mul_add(w(kk * PANEL + j), *v);
             }
+        }
+        if let Some((res, ldr)) = step.residual {
+            acc.iter_mut()
+                .zip(&res[r * ldr..r * ldr + PANEL])
+                .for_each(|(v, s)| *v += s);
+        }
+        if step.relu {
+            acc.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Step<'_> {
+    fn raw(&self) -> avx512::Step {
+        avx512::Step {
+            bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            residual: self.residual.map_or(std::ptr::null(), |(r, _)| r.as_ptr()),
+            ldr: self.residual.map_or(0, |(_, l)| l),
+            relu: self.relu,
         }
     }
 }
@@ -275,6 +574,14 @@ mod avx512 {
 
     use super::PANEL;
 
+    /// [`super::Step`] as pointers: null for none.
+    pub(super) struct Step {
+        pub bias: *const f32,
+        pub residual: *const f32,
+        pub ldr: usize,
+        pub relu: bool,
+    }
+
     /// [`panel`] for `m` (1 ..= 6) rows.
     ///
     /// # Safety
@@ -283,18 +590,19 @@ mod avx512 {
     pub(super) unsafe fn rows<const HALF: bool>(
         w: *const u8,
         k: usize,
-        a: *const f32,
-        lda: usize,
+        a: &[*const f32; super::MR],
         m: usize,
         o: *mut f32,
+        ldo: usize,
+        step: &Step,
     ) {
         match m {
-            1 => panel::<1, HALF>(w, k, a, lda, o),
-            2 => panel::<2, HALF>(w, k, a, lda, o),
-            3 => panel::<3, HALF>(w, k, a, lda, o),
-            4 => panel::<4, HALF>(w, k, a, lda, o),
-            5 => panel::<5, HALF>(w, k, a, lda, o),
-            _ => panel::<6, HALF>(w, k, a, lda, o),
+            1 => panel::<1, HALF>(w, k, a, o, ldo, step),
+            2 => panel::<2, HALF>(w, k, a, o, ldo, step),
+            3 => panel::<3, HALF>(w, k, a, o, ldo, step),
+            4 => panel::<4, HALF>(w, k, a, o, ldo, step),
+            5 => panel::<5, HALF>(w, k, a, o, ldo, step),
+            _ => panel::<6, HALF>(w, k, a, o, ldo, step),
         }
     }
 
@@ -303,19 +611,26 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512F must be present; `w` must hold `k·PANEL` values (f32, or u16 when `HALF`),
-    /// `a` `(M − 1)·lda + k` f32 and `o` `M·PANEL` f32.
+    /// each of the first `M` pointers of `a` `k` f32, `o` `(M − 1)·ldo + PANEL` f32, a
+    /// non-null `step.bias` `PANEL` f32 and a non-null `step.residual` `(M − 1)·ldr + PANEL`.
     #[target_feature(enable = "avx512f")]
     unsafe fn panel<const M: usize, const HALF: bool>(
         w: *const u8,
         k: usize,
-        a: *const f32,
-        lda: usize,
+        a: &[*const f32; super::MR],
         o: *mut f32,
+        ldo: usize,
+        step: &Step,
     ) {
+        let a: [*const f32; M] = std::array::from_fn(|r| a[r]);
         let mut acc = [[_mm512_setzero_ps(); 4]; M];
         for (r, row) in acc.iter_mut().enumerate() {
             for (q, v) in row.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(o.add(r * PANEL + q * 16));
+                *v = if step.bias.is_null() {
+                    _mm512_loadu_ps(o.add(r * ldo + q * 16))
+                } else {
+                    _mm512_loadu_ps(step.bias.add(q * 16))
+                };
             }
         }
         for kk in 0..k {
@@ -329,15 +644,30 @@ mod avx512 {
                 std::array::from_fn(|q| _mm512_loadu_ps(p.add(q * 16)))
             };
             for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * lda + kk));
+                let x = _mm512_set1_ps(*a[r].add(kk));
                 for (v, &wq) in row.iter_mut().zip(&wv) {
                     *v = _mm512_fmadd_ps(x, wq, *v);
                 }
             }
         }
+        if !step.residual.is_null() {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_add_ps(
+                        *v,
+                        _mm512_loadu_ps(step.residual.add(r * step.ldr + q * 16)),
+                    );
+                }
+            }
+        }
+        if step.relu {
+            for v in acc.iter_mut().flatten() {
+                *v = _mm512_max_ps(*v, _mm512_setzero_ps());
+            }
+        }
         for (r, row) in acc.iter().enumerate() {
             for (q, v) in row.iter().enumerate() {
-                _mm512_storeu_ps(o.add(r * PANEL + q * 16), *v);
+                _mm512_storeu_ps(o.add(r * ldo + q * 16), *v);
             }
         }
     }
@@ -424,6 +754,99 @@ mod tests {
     }
 
     #[test]
+    fn row_products_match_f64_and_the_panel_product_bit_for_bit() {
+        let mut rng = crate::Rng::new(7);
+        // (rows, k, n, segment, panels): several row groups and k slices; a partial last
+        // panel; segments that split the k slices (a convolution's patch rows); a sub-range.
+        for &(rows, k, n, segment, (p0, p1)) in &[
+            (1, 5, 64, 5, (0, 1)),
+            (13, 300, 200, 300, (0, 4)),
+            (7, 192, 130, 64, (0, 3)),
+            (20, 90, 256, 30, (1, 3)),
+            (6, 129, 64, 43, (0, 1)),
+        ] {
+            let a = random(&mut rng, rows * k);
+            let w = random(&mut rng, k * n);
+            let init = random(&mut rng, n);
+            let want = reference(&a, &w, rows, k, n, &init);
+            let first = p0 * PANEL;
+            let cols = n.min(p1 * PANEL) - first;
+            let ldo = cols + 3;
+            let residual = random(&mut rng, rows * ldo);
+            for format in [WeightFormat::F32, WeightFormat::F16] {
+                let packed = PanelMatrix::pack(&w, k, n, format).unwrap();
+                let whole = product(&packed, &a, rows, n, &init);
+                let row = |r: usize, k0: usize| &a[r * k + k0..(r + 1) * k];
+                // Accumulating onto the output's contents.
+                let mut out = vec![f32::NAN; rows * ldo];
+                for r in 0..rows {
+                    out[r * ldo..r * ldo + cols].copy_from_slice(&init[first..first + cols]);
+                }
+                let plain = Epilogue::default();
+                packed.mul_rows(rows, segment, row, p0..p1, &mut out, ldo, plain);
+                // Starting from the bias instead (over NaNs), with a residual and the ReLU.
+                let mut fused = vec![f32::NAN; rows * ldo];
+                let epilogue = Epilogue {
+                    bias: Some(&init),
+                    residual: Some((&residual, ldo)),
+                    relu: true,
+                };
+                packed.mul_rows(rows, segment, row, p0..p1, &mut fused, ldo, epilogue);
+                for r in 0..rows {
+                    for j in 0..cols {
+                        let (got, at) = (out[r * ldo + j], r * ldo + j);
+                        let place = format!("{format} {rows}×{k}×{n} ({r}, {j})");
+                        assert_eq!(got, whole[r * n + first + j], "{place}");
+                        assert_eq!(fused[at], (got + residual[at]).max(0.0), "{place}");
+                        if format == WeightFormat::F32 {
+                            let w = want[r * n + first + j];
+                            let tol = 1e-5 * (k as f64).sqrt();
+                            assert!((f64::from(got) - w).abs() < tol, "{got} vs {w}");
+                        }
+                    }
+                    for o in [&out, &fused] {
+                        let past = &o[r * ldo + cols..(r + 1) * ldo];
+                        assert!(past.iter().all(|v| v.is_nan()), "wrote past the panels");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_finishes_as_the_vector_kernel_does() {
+        let mut rng = crate::Rng::new(8);
+        let k = 17;
+        let w = random(&mut rng, k * PANEL);
+        let bias = random(&mut rng, PANEL);
+        for m in 1..=MR {
+            let a = random(&mut rng, m * k);
+            let lines: Vec<&[f32]> = a.chunks_exact(k).collect();
+            let res = random(&mut rng, m * 70);
+            let step = Step {
+                bias: Some(&bias),
+                residual: Some((&res, 70)),
+                relu: true,
+            };
+            let (mut fast, mut slow) = (vec![f32::NAN; m * PANEL], vec![f32::NAN; m * PANEL]);
+            kernel_f32(&w, k, &lines, &mut fast, PANEL, step);
+            portable(k, &lines, &mut slow, PANEL, step, |i| w[i]);
+            assert_eq!(fast, slow, "{m} rows");
+            assert!(fast.iter().any(|&v| v == 0.0) && fast.iter().all(|&v| v >= 0.0));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a row has 3 values")]
+    fn a_short_row_is_refused() {
+        let packed = PanelMatrix::pack(&[1.0; 4 * 64], 4, 64, WeightFormat::F32).unwrap();
+        let short = [1.0f32; 3];
+        let mut out = vec![0.0; 64];
+        let plain = Epilogue::default();
+        packed.mul_rows(1, 4, |_, _| &short[..], 0..1, &mut out, 64, plain);
+    }
+
+    #[test]
     fn a_row_gets_the_same_bits_in_any_batch() {
         let mut rng = crate::Rng::new(4);
         let (k, n) = (50, 100);
@@ -452,12 +875,15 @@ mod tests {
             let a = random(&mut rng, m * k);
             let init = random(&mut rng, m * PANEL);
             let (mut fast, mut slow) = (init.clone(), init.clone());
-            kernel_f32(&w, k, &a, k, m, &mut fast);
-            portable(k, &a, k, m, &mut slow, |i| w[i]);
+            let lines: Vec<&[f32]> = a.chunks_exact(k).collect();
+            kernel_f32(&w, k, &lines, &mut fast, PANEL, Step::default());
+            portable(k, &lines, &mut slow, PANEL, Step::default(), |i| w[i]);
             assert_eq!(fast, slow, "f32, {m} rows");
             let (mut fast, mut slow) = (init.clone(), init);
-            kernel_f16(&halves, k, &a, k, m, &mut fast);
-            portable(k, &a, k, m, &mut slow, |i| from_f16(halves[i]));
+            kernel_f16(&halves, k, &lines, &mut fast, PANEL, Step::default());
+            portable(k, &lines, &mut slow, PANEL, Step::default(), |i| {
+                from_f16(halves[i])
+            });
             assert_eq!(fast, slow, "f16, {m} rows");
         }
     }
