@@ -241,8 +241,9 @@ impl PanelMatrix {
     /// `panels`, computes `out = start + A·W (+ residual)`, then the ReLU if asked: `out` is
     /// row-major with row stride `ldo`, its column 0 the first column of panel
     /// `panels.start`. Only the columns of [`PanelMatrix::width`] are written (a partial
-    /// last panel stays partial). `start` is `out`'s contents, or the bias if
-    /// [`Epilogue::bias`] is given (then `out` may hold anything, NaN included).
+    /// last panel stays partial). `start` is the bias ([`Epilogue::bias`], or zeros), plus
+    /// `out`'s contents if [`Epilogue::accumulate`] (otherwise `out` may hold anything, NaN
+    /// included, and is only written).
     ///
     /// `row(r, k0)` gives row `r`'s values from column `k0` on, at least up to the next
     /// multiple of `segment` (or k): A need not exist as a matrix. A convolution's patch row
@@ -320,6 +321,7 @@ impl PanelMatrix {
             let bias = epilogue.bias.map(|b| &b[p * PANEL..p * PANEL + width]);
             for (s, &(k0, kc)) in slices.iter().enumerate() {
                 let step = |r0: usize| Step {
+                    fresh: s == 0 && !epilogue.accumulate,
                     bias: if s == 0 { bias } else { None },
                     residual: if s == last {
                         epilogue
@@ -362,13 +364,12 @@ impl PanelMatrix {
         let mut block = [0.0f32; MR * PANEL];
         let mut bias = [0.0f32; PANEL];
         let mut res = [0.0f32; MR * PANEL];
-        match step.bias {
-            Some(b) => bias[..width].copy_from_slice(&b[..width]),
-            None => {
-                for i in 0..m {
-                    block[i * PANEL..i * PANEL + width]
-                        .copy_from_slice(&o[i * ldo..i * ldo + width]);
-                }
+        if let Some(b) = step.bias {
+            bias[..width].copy_from_slice(&b[..width]);
+        }
+        if !step.fresh {
+            for i in 0..m {
+                block[i * PANEL..i * PANEL + width].copy_from_slice(&o[i * ldo..i * ldo + width]);
             }
         }
         if let Some((r, ldr)) = step.residual {
@@ -377,6 +378,7 @@ impl PanelMatrix {
             }
         }
         let step = Step {
+            fresh: step.fresh,
             bias: step.bias.map(|_| &bias[..]),
             residual: step.residual.map(|_| (&res[..], PANEL)),
             relu: step.relu,
@@ -411,8 +413,9 @@ impl PanelMatrix {
 /// How [`PanelMatrix::mul_rows`] starts and finishes its sums.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
-    /// Start every row from these values (one per column of the matrix) instead of from the
-    /// output's contents.
+    /// Add the sums to the output's contents (otherwise the output is only written).
+    pub accumulate: bool,
+    /// Added to every row: one value per column of the matrix.
     pub bias: Option<&'a [f32]>,
     /// Added to the sums: the output's shape, with this row stride.
     pub residual: Option<(&'a [f32], usize)>,
@@ -423,7 +426,9 @@ pub struct Epilogue<'a> {
 /// One kernel call's start and finish, for its `PANEL` columns.
 #[derive(Clone, Copy, Default)]
 struct Step<'a> {
-    /// `PANEL` starting values shared by every row; `None` starts from the output.
+    /// Start from zero, not from the output's contents.
+    fresh: bool,
+    /// `PANEL` values added to every row's start.
     bias: Option<&'a [f32]>,
     /// Added after the sums, row stride given.
     residual: Option<(&'a [f32], usize)>,
@@ -538,8 +543,11 @@ fn portable(
 ) {
     for (r, line) in lines.iter().enumerate() {
         let acc = &mut o[r * ldo..r * ldo + PANEL];
+        if step.fresh {
+            acc.fill(0.0);
+        }
         if let Some(b) = step.bias {
-            acc.copy_from_slice(&b[..PANEL]);
+            acc.iter_mut().zip(&b[..PANEL]).for_each(|(v, b)| *v += b);
         }
         for (kk, &x) in line[..k].iter().enumerate() {
             for (j, v) in acc.iter_mut().enumerate() {
@@ -561,6 +569,7 @@ fn portable(
 impl Step<'_> {
     fn raw(&self) -> avx512::Step {
         avx512::Step {
+            fresh: self.fresh,
             bias: self.bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
             residual: self.residual.map_or(std::ptr::null(), |(r, _)| r.as_ptr()),
             ldr: self.residual.map_or(0, |(_, l)| l),
@@ -577,6 +586,7 @@ mod avx512 {
 
     /// [`super::Step`] as pointers: null for none.
     pub(super) struct Step {
+        pub fresh: bool,
         pub bias: *const f32,
         pub residual: *const f32,
         pub ldr: usize,
@@ -627,10 +637,15 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); 4]; M];
         for (r, row) in acc.iter_mut().enumerate() {
             for (q, v) in row.iter_mut().enumerate() {
-                *v = if step.bias.is_null() {
-                    _mm512_loadu_ps(o.add(r * ldo + q * 16))
+                let b = if step.bias.is_null() {
+                    _mm512_setzero_ps()
                 } else {
                     _mm512_loadu_ps(step.bias.add(q * 16))
+                };
+                *v = if step.fresh {
+                    b
+                } else {
+                    _mm512_add_ps(_mm512_loadu_ps(o.add(r * ldo + q * 16)), b)
                 };
             }
         }
@@ -662,8 +677,10 @@ mod avx512 {
             }
         }
         if step.relu {
-            for v in acc.iter_mut().flatten() {
-                *v = _mm512_max_ps(*v, _mm512_setzero_ps());
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    *v = _mm512_max_ps(*v, _mm512_setzero_ps());
+                }
             }
         }
         for (r, row) in acc.iter().enumerate() {
@@ -783,11 +800,15 @@ mod tests {
                 for r in 0..rows {
                     out[r * ldo..r * ldo + cols].copy_from_slice(&init[first..first + cols]);
                 }
-                let plain = Epilogue::default();
+                let plain = Epilogue {
+                    accumulate: true,
+                    ..Default::default()
+                };
                 packed.mul_rows(rows, segment, row, p0..p1, &mut out, ldo, plain);
                 // Starting from the bias instead (over NaNs), with a residual and the ReLU.
                 let mut fused = vec![f32::NAN; rows * ldo];
                 let epilogue = Epilogue {
+                    accumulate: false,
                     bias: Some(&init),
                     residual: Some((&residual, ldo)),
                     relu: true,
@@ -825,6 +846,7 @@ mod tests {
             let lines: Vec<&[f32]> = a.chunks_exact(k).collect();
             let res = random(&mut rng, m * 70);
             let step = Step {
+                fresh: true,
                 bias: Some(&bias),
                 residual: Some((&res, 70)),
                 relu: true,

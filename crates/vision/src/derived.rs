@@ -9,8 +9,8 @@ use autocaption_tensor::PanelMatrix;
 /// The derived layouts of one convolution's weights.
 #[derive(Default)]
 pub(crate) struct Derived {
-    /// `U = G g Gᵀ`: `[16][cin][cout]`.
-    pub winograd: OnceLock<Vec<f32>>,
+    /// `U = G g Gᵀ`: 16 matrices `[cin][cout]` in panels.
+    pub winograd: OnceLock<Vec<PanelMatrix>>,
     /// `[kh·kw·cin, cout]` in panels.
     pub panels: OnceLock<PanelMatrix>,
 }

@@ -13,7 +13,7 @@ mod resnet;
 mod weights;
 mod winograd;
 
-pub use conv::{set_panels, Conv, Padding};
+pub use conv::{Conv, Padding};
 pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};

@@ -2,12 +2,13 @@
 //! S. Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): each 2×2 block of
 //! outputs comes from a 4×4 block of inputs with 16 multiplications per channel pair instead
 //! of 36, so the arithmetic of the product falls 2.25×. The products themselves are 16
-//! ordinary matrix products, one per point of the 4×4 transform, through the shared GEMM.
+//! ordinary matrix products, one per point of the 4×4 transform, on the transformed weights
+//! packed once into column panels.
 //!
 //! Transforms (B, G, A as in the paper): inputs `V = Bᵀ d B`, weights `U = G g Gᵀ`
 //! (computed in f64 once per convolution), outputs `Y = Aᵀ (U ⊙ V) A`.
 
-use autocaption_tensor::gemm_serial_ld;
+use autocaption_tensor::{Epilogue, PanelMatrix, WeightFormat};
 use rayon::prelude::*;
 
 use crate::{Conv, Maps, Padding};
@@ -39,8 +40,8 @@ pub(crate) fn applies(conv: &Conv, n: usize, h: usize, w: usize) -> bool {
     shape && wide && tiles >= MIN_TILES_PER_THREAD * rayon::current_num_threads()
 }
 
-/// `U = G g Gᵀ` for every (input, output) channel pair: `[16][cin][cout]`.
-fn transform_weights(conv: &Conv) -> Vec<f32> {
+/// `U = G g Gᵀ` for every (input, output) channel pair: 16 matrices `[cin][cout]`, packed.
+fn transform_weights(conv: &Conv) -> Vec<PanelMatrix> {
     let (cin, cout) = (conv.cin, conv.cout);
     let g_mat: [[f64; 3]; 4] = [
         [1.0, 0.0, 0.0],
@@ -68,7 +69,9 @@ fn transform_weights(conv: &Conv) -> Vec<f32> {
             }
         }
     }
-    u
+    u.chunks_exact(cin * cout)
+        .map(|m| PanelMatrix::pack(m, cin, cout, WeightFormat::F32).expect("f32 keeps every value"))
+        .collect()
 }
 
 /// `conv` (3×3, stride 1, padding 1) on `x` into `out` (already shaped), then bias,
@@ -106,18 +109,11 @@ pub(crate) fn forward(conv: &Conv, x: &Maps, residual: Option<&Maps>, out: &mut 
             v.resize(tiles * 16 * cin, 0.0);
             m.resize(tiles * 16 * cout, 0.0);
             input_transform(x, g0, g1, th, tw, &mut v[..tiles * 16 * cin]);
-            for xi in 0..16 {
-                gemm_serial_ld(
-                    tiles,
-                    cin,
-                    cout,
-                    &v[xi * cin..],
-                    16 * cin,
-                    &u[xi * cin * cout..(xi + 1) * cin * cout],
-                    cout,
-                    &mut m[xi * cout..],
-                    16 * cout,
-                );
+            for (xi, u) in u.iter().enumerate() {
+                let row =
+                    |t: usize, k0: usize| &v[(t * 16 + xi) * cin + k0..(t * 16 + xi + 1) * cin];
+                let (panels, out) = (0..u.panels(), &mut m[xi * cout..]);
+                u.mul_rows(tiles, cin, row, panels, out, 16 * cout, Epilogue::default());
             }
             let r0 = residual.map(|r| {
                 let first: usize = (g0 / th) * h + 2 * (g0 % th);

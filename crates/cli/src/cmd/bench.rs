@@ -212,14 +212,9 @@ struct EncodeArgs {
     #[arg(long, default_value_t = 10)]
     repeats: usize,
 
-    /// Run every 3×3 convolution as an im2col product, without the Winograd transform.
+    /// Run every 3×3 convolution as a direct product, without the Winograd transform.
     #[arg(long)]
     no_winograd: bool,
-
-    /// Run convolutions with few output pixels (batch 1's last stages) as row-tiled
-    /// products, without weights packed once into column panels.
-    #[arg(long)]
-    no_panels: bool,
 
     /// Also print where the time goes: time and GFLOP/s per convolution shape, at batch 1
     /// and at batch 8.
@@ -238,7 +233,6 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
         Layout::Torchvision
     };
     autocaption_vision::set_winograd(!args.no_winograd);
-    autocaption_vision::set_panels(!args.no_panels);
     let config = ResNetConfig::resnet50(layout);
     let net = ResNet::random(config, 0);
     let gflop = config.flops(224, 224) as f64 / 1e9;
