@@ -298,7 +298,9 @@ impl PanelMatrix {
         let mut slices = Vec::new();
         let mut k0 = 0;
         while k0 < self.k {
-            let kc = KC.min(self.k - k0).min(segment - k0 % segment);
+            // The rest of this segment, in equal slices of at most KC.
+            let left = (self.k - k0).min(segment - k0 % segment);
+            let kc = left.div_ceil(left.div_ceil(KC));
             slices.push((k0, kc));
             k0 += kc;
         }

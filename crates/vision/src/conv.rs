@@ -120,7 +120,7 @@ impl Conv {
         let panels = packed.panels();
         let threads = rayon::current_num_threads().max(1);
         let residual = residual.map(|m| &m.data[..]);
-        if threads > 1 && rows <= MAX_BAND_ROWS && panels >= threads {
+        if threads > 1 && rows < MIN_TILE_ROWS * threads && panels >= threads {
             // Column bands of whole panels, one per thread, each over every row.
             let per = panels.div_ceil(threads);
             let bands: Vec<(usize, Vec<f32>)> = (0..panels)
@@ -174,7 +174,7 @@ impl Conv {
         let cout = self.cout;
         let rows = out.len() / cout;
         let threads = rayon::current_num_threads().max(1);
-        let tiles = rows.div_ceil(MAX_TILE_ROWS).div_ceil(threads) * threads;
+        let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
         let tile = rows.div_ceil(tiles);
         let panels = 0..packed.panels();
         out.par_chunks_mut(tile * cout)
@@ -200,7 +200,7 @@ impl Conv {
             "residual shape"
         );
         let threads = rayon::current_num_threads().max(1);
-        let few = threads > 1 && rows <= MAX_BAND_ROWS;
+        let few = threads > 1 && rows < MIN_TILE_ROWS * threads;
         if few || x.c != self.cin || rows == 0 || crate::winograd::applies(self, x.n, x.h, x.w) {
             let out = self.forward(x, Some(&residual));
             buffers::give(residual.data);
@@ -211,6 +211,14 @@ impl Conv {
             self.epilogue(None, true)
         });
         residual
+    }
+
+    /// Target rows of output per tile: the tile's patches, output and residual rows near
+    /// 384 KB (well inside a core's L2), at least 128 rows so that each slice of the weights
+    /// serves enough row groups.
+    fn tile_rows(&self) -> usize {
+        let per_row = 4 * (self.kh * self.kw * self.cin + 2 * self.cout);
+        ((384 << 10) / per_row).clamp(128, 1024)
     }
 
     /// The weights packed into column panels, on first use.
@@ -327,13 +335,10 @@ impl Conv {
     }
 }
 
-/// Up to this many output pixels, the threads split the output channels (by panel) rather
-/// than the pixels: the last stages, at batch 1 (49 and 196 pixels) and at batch 8 (392),
-/// whose weights are most of the network's bytes.
-const MAX_BAND_ROWS: usize = 512;
-
-/// Most output pixels in a row tile (fewer when the threads need more tiles).
-const MAX_TILE_ROWS: usize = 512;
+/// Below this many output pixels per thread, the threads split the output channels (by
+/// panel) rather than the pixels: the last stage at batch 1 (49 pixels), whose weights are
+/// most of the network's bytes, so each thread reads half of them.
+const MIN_TILE_ROWS: usize = 64;
 
 /// Input channels from which patch rows are read where they lie: runs that long keep the
 /// product's slices of k long enough. The first layer (3 channels) gathers patches.
@@ -466,7 +471,7 @@ mod tests {
                 }
                 if cout >= 128 && cin < 96 {
                     // So few pixels that the threads split the channels.
-                    assert!(n * oh * ow <= MAX_BAND_ROWS);
+                    assert!(n * oh * ow < MIN_TILE_ROWS * threads);
                 }
 
                 for res in [None, Some(&residual)] {

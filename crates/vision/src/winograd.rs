@@ -13,9 +13,11 @@ use rayon::prelude::*;
 
 use crate::{Conv, Maps, Padding};
 
-/// Tiles a thread must get for the transform to pay: below this the 16 small products and
-/// their weight packing cost more than the 2.25× they save (the last stages at batch 1).
-const MIN_TILES_PER_THREAD: usize = 64;
+/// Tiles a thread must get for the transform to pay: below this the 16 small products,
+/// each streaming its share of the transformed weights (16/9 the bytes of the kernel), cost
+/// more than the 2.25× they save. With the transforms packed once, the 14×14 stage at batch
+/// 1 (25 tiles a thread) pays; the 7×7 stage (8) does not.
+const MIN_TILES_PER_THREAD: usize = 16;
 
 /// Bytes of transformed input a block of tiles may take (per thread, kept in cache).
 const BLOCK_BYTES: usize = 1 << 20;
