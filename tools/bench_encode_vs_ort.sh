@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Interleaves `autocaption bench encode` (with and without the panel path) and ONNX Runtime on
-# the same ResNet-50, ROUNDS times, so that both see the same load on a shared machine.
+# Interleaves `autocaption bench encode` and ONNX Runtime on the same ResNet-50, ROUNDS times,
+# so that both see the same load on a shared machine.
 #   PYTHON=venv/bin/python tools/bench_encode_vs_ort.sh [ROUNDS]
 # PYTHON needs onnxruntime, tensorflow-cpu 2.15 and tf2onnx (see bench_ort_resnet50.py).
 set -euo pipefail
@@ -11,8 +11,6 @@ cargo build --release -q
 for i in $(seq "$rounds"); do
     echo "== round $i"
     target/release/autocaption bench encode --repeats 15 | grep -E '^batch [18]'
-    echo "-- --no-panels"
-    target/release/autocaption bench encode --repeats 15 --no-panels | grep -E '^batch [18]'
     echo "-- onnxruntime"
     "$python" tools/bench_ort_resnet50.py 2>/dev/null | grep -E '^onnxruntime'
 done

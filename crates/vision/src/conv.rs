@@ -29,7 +29,7 @@ impl Padding {
 }
 
 /// A 2-D convolution with its batch norm folded in and an optional ReLU. Weights are HWIO
-/// (Keras' layout): `[kh, kw, cin, cout]`, which flattened is the GEMM's `[kh·kw·cin, cout]`.
+/// (Keras' layout): `[kh, kw, cin, cout]`, which flattened is the product's `[kh·kw·cin, cout]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv {
     /// Kernel height.

@@ -1,7 +1,8 @@
 //! The image encoder (DESIGN.md section 4): ResNet-50 to pooled 2048-d features, in both
 //! weight layouts — Keras' (stride on the first 1×1 of a stage) and torchvision's v1.5
 //! (stride on the 3×3) — with batch norm folded into the convolutions. Tensors are NHWC;
-//! convolutions run as (im2col +) the shared GEMM.
+//! convolutions are products with the tensor crate's panel kernel on weights packed once,
+//! reading patch rows where they lie in the input (implicit im2col), or Winograd F(2×2,3×3).
 
 mod buffers;
 mod conv;

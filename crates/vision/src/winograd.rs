@@ -25,7 +25,7 @@ const BLOCK_BYTES: usize = 1 << 20;
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Turns the Winograd path on (the default) or off for the whole process; off, every
-/// convolution is an im2col product (for comparisons: `bench encode --no-winograd`).
+/// convolution is a direct product (for comparisons: `bench encode --no-winograd`).
 pub fn set_winograd(enabled: bool) {
     ENABLED.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
@@ -36,7 +36,7 @@ pub(crate) fn applies(conv: &Conv, n: usize, h: usize, w: usize) -> bool {
         return false;
     }
     let shape = conv.kh == 3 && conv.kw == 3 && conv.stride == 1 && conv.pad == Padding::same(1);
-    // Few channels make the 16 products too thin to beat one fat im2col product.
+    // Few channels make the 16 products too thin to beat one fat direct product.
     let wide = conv.cin >= 96 && conv.cout >= 96;
     let tiles = n * h.div_ceil(2) * w.div_ceil(2);
     shape && wide && tiles >= MIN_TILES_PER_THREAD * rayon::current_num_threads()
