@@ -19,8 +19,14 @@ use crate::{Conv, Maps, Padding};
 /// 1 (25 tiles a thread) pays; the 7×7 stage (8) does not.
 const MIN_TILES_PER_THREAD: usize = 16;
 
-/// Bytes of transformed input a block of tiles may take (per thread, kept in cache).
-const BLOCK_BYTES: usize = 1 << 20;
+/// Bytes of transformed input a block of tiles may take (per thread, kept in cache): with
+/// the products' output as large again, the pair stays in a core's L2.
+const BLOCK_BYTES: usize = 512 << 10;
+
+/// Fewest tiles in a block (when the threads have that many): each of the 16 transformed
+/// weight matrices is read once a block, so wide layers (512 channels: 1 MB each) need
+/// enough rows to use it.
+const MIN_BLOCK_TILES: usize = 32;
 
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -89,7 +95,9 @@ pub(crate) fn forward(conv: &Conv, x: &Maps, residual: Option<&Maps>, out: &mut 
     // Blocks of whole tile rows: each maps to a contiguous run of output rows.
     let tile_rows = x.n * th;
     let threads = rayon::current_num_threads().max(1);
-    let rows_fit = (BLOCK_BYTES / (16 * 4 * tw * cin.max(cout))).max(1);
+    let rows_fit = (BLOCK_BYTES / (16 * 4 * tw * cin.max(cout)))
+        .max(MIN_BLOCK_TILES.div_ceil(tw))
+        .max(1);
     let blocks = tile_rows.div_ceil(rows_fit).div_ceil(threads) * threads;
     let per_block = tile_rows.div_ceil(blocks.min(tile_rows));
     // Output rows of global tile row g: image g / th, rows 2·(g % th) .. +2 (1 at an odd edge).
