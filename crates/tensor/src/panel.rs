@@ -250,9 +250,10 @@ impl PanelMatrix {
     /// is `kh·kw` runs of `cin` input values, each contiguous in the input; with `segment =
     /// cin` the product reads them where they lie, with no patch matrix written.
     ///
-    /// Loops: panels, then slices of `KC` rows of W (never crossing a segment), then groups
-    /// of `MR` rows: each slice of a panel (32 KB) stays in L1 while every row group passes
-    /// over it, and a panel's outputs stay in cache until finished. The bias, residual and
+    /// Loops: panels, then slices of at most `KC` rows of W (equal slices within a segment,
+    /// never crossing one), then groups of `MR` rows: each slice of a panel (32 KB at most)
+    /// stays in L1 while every row group passes over it, and a panel's outputs stay in cache
+    /// until finished. The bias, residual and
     /// ReLU are applied in registers, in the first and last slice. Each output is
     /// `start + Σ_k` in k order, then `+ residual`, as in [`PanelMatrix::mul`].
     #[allow(clippy::too_many_arguments)]
