@@ -253,9 +253,9 @@ impl PanelMatrix {
     /// Loops: panels, then slices of at most `KC` rows of W (equal slices within a segment,
     /// never crossing one), then groups of `MR` rows: each slice of a panel (32 KB at most)
     /// stays in L1 while every row group passes over it, and a panel's outputs stay in cache
-    /// until finished. The bias, residual and
-    /// ReLU are applied in registers, in the first and last slice. Each output is
-    /// `start + Σ_k` in k order, then `+ residual`, as in [`PanelMatrix::mul`].
+    /// until finished. The bias, residual and ReLU are applied in registers, in the first
+    /// and last slice. Each output is `start + Σ_k` in k order, then `+ residual`, as in
+    /// [`PanelMatrix::mul`].
     #[allow(clippy::too_many_arguments)]
     pub fn mul_rows<'a>(
         &self,
@@ -471,41 +471,40 @@ fn starts(k: usize, lines: &[&[f32]]) -> [*const f32; MR] {
 /// `o[r·ldo + j] = start + Σ_kk lines[r][kk]·w[kk][j] (+ residual, ReLU)` for the rows of
 /// `lines` (1 ..= MR) against one f32 panel of `k` rows.
 fn kernel_f32(w: &[f32], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
-    let m = lines.len();
-    #[cfg(target_arch = "x86_64")]
-    if crate::has_avx512() {
-        let a = starts(k, lines);
-        step.check(m);
-        assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (m - 1) * ldo + PANEL);
-        // SAFETY: AVX-512F is present and the slices hold what the kernel reads and writes
-        // (asserted above, in `starts` and in `check`).
-        unsafe {
-            avx512::rows::<false>(
-                w.as_ptr().cast(),
-                k,
-                &a,
-                m,
-                o.as_mut_ptr(),
-                ldo,
-                &step.raw(),
-            )
-        };
-        return;
+    if !vectorised::<false, f32>(w, k, lines, o, ldo, step) {
+        generic_f32(k, lines, o, ldo, step, w);
     }
-    generic_f32(k, lines, o, ldo, step, w);
 }
 
 /// [`kernel_f32`] on a half-precision panel.
 fn kernel_f16(w: &[u16], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
-    let m = lines.len();
+    if !vectorised::<true, u16>(w, k, lines, o, ldo, step) {
+        generic_f16(k, lines, o, ldo, step, w);
+    }
+}
+
+/// The AVX-512 kernel on a panel of `T` (u16 halves when `HALF`, else f32), if the CPU has
+/// AVX-512F; false, having done nothing, if not.
+fn vectorised<const HALF: bool, T>(
+    w: &[T],
+    k: usize,
+    lines: &[&[f32]],
+    o: &mut [f32],
+    ldo: usize,
+    step: Step<'_>,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
+        let m = lines.len();
         let a = starts(k, lines);
         step.check(m);
+        assert_eq!(std::mem::size_of::<T>(), if HALF { 2 } else { 4 });
         assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (m - 1) * ldo + PANEL);
-        // SAFETY: as in `kernel_f32`, with k·PANEL halves in `w`.
+        // SAFETY: AVX-512F is present, `w` holds k·PANEL values of the width the kernel
+        // reads, and the other slices hold what it reads and writes (asserted above, in
+        // `starts` and in `check`).
         unsafe {
-            avx512::rows::<true>(
+            avx512::rows::<HALF>(
                 w.as_ptr().cast(),
                 k,
                 &a,
@@ -515,9 +514,9 @@ fn kernel_f16(w: &[u16], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, 
                 &step.raw(),
             )
         };
-        return;
+        return true;
     }
-    generic_f16(k, lines, o, ldo, step, w);
+    false
 }
 
 crate::simd_fn! {

@@ -88,8 +88,9 @@ impl Conv {
     /// ([`PanelMatrix::mul_rows`]), reading each patch row where it lies in the input (no
     /// patch matrix, except for the few input channels of the first layer), with the bias,
     /// residual and ReLU applied in registers: each output value is written once. With
-    /// enough output pixels the threads split them into row tiles; with few (the last
-    /// stages), they split the output channels by panel, so each reads half the weights.
+    /// enough output pixels the threads split them into row tiles; with few (the last stage
+    /// at batch 1), they split the output channels by panel, so each reads its share of the
+    /// weights.
     pub fn forward(&self, x: &Maps, residual: Option<&Maps>) -> Maps {
         assert_eq!(
             x.c, self.cin,
@@ -120,7 +121,7 @@ impl Conv {
         let panels = packed.panels();
         let threads = rayon::current_num_threads().max(1);
         let residual = residual.map(|m| &m.data[..]);
-        if threads > 1 && rows < MIN_TILE_ROWS * threads && panels >= threads {
+        if splits_channels(rows, panels) {
             // Column bands of whole panels, one per thread, each over every row.
             let per = panels.div_ceil(threads);
             let bands: Vec<(usize, Vec<f32>)> = (0..panels)
@@ -192,6 +193,11 @@ impl Conv {
     /// buffer first reads it into the cache: the expanding 1×1 convolutions at the end of
     /// each block are bound by memory traffic at batch 8).
     pub fn forward_onto(&self, x: &Maps, mut residual: Maps) -> Maps {
+        assert_eq!(
+            x.c, self.cin,
+            "conv expects {} input channels, got {}",
+            self.cin, x.c
+        );
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
         assert_eq!(
@@ -199,14 +205,15 @@ impl Conv {
             (x.n, oh, ow, self.cout),
             "residual shape"
         );
-        let threads = rayon::current_num_threads().max(1);
-        let few = threads > 1 && rows < MIN_TILE_ROWS * threads;
-        if few || x.c != self.cin || rows == 0 || crate::winograd::applies(self, x.n, x.h, x.w) {
+        let packed = self.packed();
+        if rows == 0
+            || splits_channels(rows, packed.panels())
+            || crate::winograd::applies(self, x.n, x.h, x.w)
+        {
             let out = self.forward(x, Some(&residual));
             buffers::give(residual.data);
             return out;
         }
-        let packed = self.packed();
         self.row_tiles(packed, x, oh, ow, &mut residual.data, |_, _| {
             self.epilogue(None, true)
         });
@@ -339,6 +346,13 @@ impl Conv {
 /// panel) rather than the pixels: the last stage at batch 1 (49 pixels), whose weights are
 /// most of the network's bytes, so each thread reads half of them.
 const MIN_TILE_ROWS: usize = 64;
+
+/// Whether the threads split `rows` output pixels by panel (of `panels`) rather than by
+/// rows: fewer than [`MIN_TILE_ROWS`] a thread, and a panel for each thread.
+fn splits_channels(rows: usize, panels: usize) -> bool {
+    let threads = rayon::current_num_threads().max(1);
+    threads > 1 && rows < MIN_TILE_ROWS * threads && panels >= threads
+}
 
 /// Input channels from which patch rows are read where they lie: runs that long keep the
 /// product's slices of k long enough. The first layer (3 channels) gathers patches.
