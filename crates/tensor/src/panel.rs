@@ -227,8 +227,7 @@ impl PanelMatrix {
                 self.kernel(
                     p,
                     k0,
-                    kc,
-                    &lines[..m],
+                    Group::lines(&lines[..m], kc),
                     &mut out[r0 * PANEL..],
                     PANEL,
                     Step::default(),
@@ -250,10 +249,12 @@ impl PanelMatrix {
     /// is `kh·kw` runs of `cin` input values, each contiguous in the input; with `segment =
     /// cin` the product reads them where they lie, with no patch matrix written.
     ///
-    /// Loops: panels, then slices of at most `KC` rows of W (equal slices within a segment,
-    /// never crossing one), then groups of `MR` rows: each slice of a panel (32 KB at most)
-    /// stays in L1 while every row group passes over it, and a panel's outputs stay in cache
-    /// until finished. The bias, residual and ReLU are applied in registers, in the first
+    /// Loops: panels, then slices of at most `KC` rows of W, then groups of `MR` rows: each
+    /// slice of a panel (32 KB at most) stays in L1 while every row group passes over it,
+    /// and a panel's outputs stay in cache until finished. A segment longer than `KC` is cut
+    /// into equal slices; shorter ones are taken whole, as many to a slice as fit (balanced),
+    /// and the kernel sums a slice's runs in registers: a 3×3 convolution of 64 channels
+    /// makes 5 slices, not 9, and a first layer's 7 kernel rows of 21 values make 2. The bias, residual and ReLU are applied in registers, in the first
     /// and last slice. Each output is `start + Σ_k` in k order, then `+ residual`, as in
     /// [`PanelMatrix::mul`].
     #[allow(clippy::too_many_arguments)]
@@ -295,34 +296,49 @@ impl PanelMatrix {
                 "residual smaller than the output"
             );
         }
-        // Every slice's row starts, computed once: `lines[s·rows + r]`.
+        // Slices `(k0, kc, run)`: segments shorter than KC are taken whole, as many as fit
+        // (balanced), each slice then made of runs of `run` values; longer ones are cut into
+        // equal slices of at most KC, one run each.
         let mut slices = Vec::new();
         let mut k0 = 0;
         while k0 < self.k {
-            // The rest of this segment, in equal slices of at most KC.
-            let left = (self.k - k0).min(segment - k0 % segment);
-            let kc = left.div_ceil(left.div_ceil(KC));
-            slices.push((k0, kc));
+            let (kc, run) = if segment < KC {
+                let segments = (self.k - k0).div_ceil(segment);
+                let per = segments.div_ceil(segments.div_ceil(KC / segment));
+                ((per * segment).min(self.k - k0), segment)
+            } else {
+                let left = (self.k - k0).min(segment - k0 % segment);
+                let kc = left.div_ceil(left.div_ceil(KC));
+                (kc, kc)
+            };
+            slices.push((k0, kc, run));
             k0 += kc;
         }
-        let mut lines: Vec<&[f32]> = Vec::with_capacity(slices.len() * rows);
-        for &(k0, kc) in &slices {
-            lines.extend((0..rows).map(|r| {
-                let line = row(r, k0);
-                assert!(
-                    line.len() >= kc,
-                    "a row has {} values, the slice {kc}",
-                    line.len()
-                );
-                &line[..kc]
-            }));
+        // Every run's row starts, computed once: slice s's run j of row r is
+        // `lines[run_lines[s] + j·rows + r]`.
+        let mut lines: Vec<&[f32]> = Vec::new();
+        let mut run_lines = Vec::with_capacity(slices.len());
+        for &(k0, kc, run) in &slices {
+            run_lines.push(lines.len());
+            for j0 in (0..kc).step_by(run) {
+                let len = run.min(kc - j0);
+                lines.extend((0..rows).map(|r| {
+                    let line = row(r, k0 + j0);
+                    assert!(
+                        line.len() >= len,
+                        "a row has {} values, the slice {len}",
+                        line.len()
+                    );
+                    &line[..len]
+                }));
+            }
         }
         let last = slices.len() - 1;
         for p in panels {
             let col = p * PANEL - first;
             let width = PANEL.min(cols - col);
             let bias = epilogue.bias.map(|b| &b[p * PANEL..p * PANEL + width]);
-            for (s, &(k0, kc)) in slices.iter().enumerate() {
+            for (s, &(k0, kc, run)) in slices.iter().enumerate() {
                 let step = |r0: usize| Step {
                     fresh: s == 0 && !epilogue.accumulate,
                     bias: if s == 0 { bias } else { None },
@@ -337,12 +353,18 @@ impl PanelMatrix {
                 };
                 for r0 in (0..rows).step_by(MR) {
                     let m = MR.min(rows - r0);
-                    let group = &lines[s * rows + r0..s * rows + r0 + m];
+                    let group = Group {
+                        table: &lines[run_lines[s] + r0..],
+                        stride: rows,
+                        rows: m,
+                        run,
+                        k: kc,
+                    };
                     let o = &mut out[r0 * ldo + col..];
                     if width == PANEL {
-                        self.kernel(p, k0, kc, group, o, ldo, step(r0));
+                        self.kernel(p, k0, group, o, ldo, step(r0));
                     } else {
-                        self.partial(p, k0, kc, group, o, ldo, width, step(r0));
+                        self.partial(p, k0, group, o, ldo, width, step(r0));
                     }
                 }
             }
@@ -356,14 +378,13 @@ impl PanelMatrix {
         &self,
         p: usize,
         k0: usize,
-        kc: usize,
-        lines: &[&[f32]],
+        group: Group<'_>,
         o: &mut [f32],
         ldo: usize,
         width: usize,
         step: Step<'_>,
     ) {
-        let m = lines.len();
+        let m = group.rows;
         let mut block = [0.0f32; MR * PANEL];
         let mut bias = [0.0f32; PANEL];
         let mut res = [0.0f32; MR * PANEL];
@@ -386,29 +407,27 @@ impl PanelMatrix {
             residual: step.residual.map(|_| (&res[..], PANEL)),
             relu: step.relu,
         };
-        self.kernel(p, k0, kc, lines, &mut block, PANEL, step);
+        self.kernel(p, k0, group, &mut block, PANEL, step);
         for i in 0..m {
             o[i * ldo..i * ldo + width].copy_from_slice(&block[i * PANEL..i * PANEL + width]);
         }
     }
 
-    /// Rows `k0 .. k0 + kc` of panel `p` times `lines` (one slice of `kc` values per row),
-    /// onto `o` (row stride `ldo`, `PANEL` columns), started and finished as `step` says.
-    #[allow(clippy::too_many_arguments)]
+    /// Rows `k0 .. k0 + group.k` of panel `p` times the group's rows, onto `o` (row stride
+    /// `ldo`, `PANEL` columns), started and finished as `step` says.
     fn kernel(
         &self,
         p: usize,
         k0: usize,
-        kc: usize,
-        lines: &[&[f32]],
+        group: Group<'_>,
         o: &mut [f32],
         ldo: usize,
         step: Step<'_>,
     ) {
-        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + kc) * PANEL;
+        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + group.k) * PANEL;
         match &self.data {
-            Data::F32(w) => kernel_f32(&w[span], kc, lines, o, ldo, step),
-            Data::F16(w) => kernel_f16(&w[span], kc, lines, o, ldo, step),
+            Data::F32(w) => kernel_f32(&w[span], group, o, ldo, step),
+            Data::F16(w) => kernel_f16(&w[span], group, o, ldo, step),
         }
     }
 }
@@ -453,33 +472,70 @@ impl Step<'_> {
     }
 }
 
-/// Pointers to the first value of each line, after checking every line holds `k` values.
-fn starts(k: usize, lines: &[&[f32]]) -> [*const f32; MR] {
-    assert!((1..=MR).contains(&lines.len()), "1 ..= {MR} rows at a time");
-    let mut p = [std::ptr::null(); MR];
-    for (p, line) in p.iter_mut().zip(lines) {
-        assert!(
-            line.len() >= k,
-            "a row has {} values, the panel {k}",
-            line.len()
-        );
-        *p = line.as_ptr();
-    }
-    p
+/// The rows of one kernel call (1 ..= MR), `k` values each, in runs of `run` values (the
+/// last run may be shorter) that may lie anywhere: run `j` of row `r` is
+/// `table[j·stride + r]`. One run per row, or several short ones (the patch rows of a
+/// convolution, read where they lie), all summed in registers.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    table: &'a [&'a [f32]],
+    stride: usize,
+    rows: usize,
+    run: usize,
+    k: usize,
 }
 
-/// `o[r·ldo + j] = start + Σ_kk lines[r][kk]·w[kk][j] (+ residual, ReLU)` for the rows of
-/// `lines` (1 ..= MR) against one f32 panel of `k` rows.
-fn kernel_f32(w: &[f32], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
-    if !vectorised::<false, f32>(w, k, lines, o, ldo, step) {
-        generic_f32(k, lines, o, ldo, step, w);
+impl<'a> Group<'a> {
+    /// `lines`, one per row, as one run of `k` values each.
+    fn lines(lines: &'a [&'a [f32]], k: usize) -> Self {
+        Group {
+            table: lines,
+            stride: lines.len(),
+            rows: lines.len(),
+            run: k.max(1),
+            k,
+        }
+    }
+
+    /// The runs: their lengths, and the row values of each.
+    fn runs(&self) -> impl Iterator<Item = (usize, &'a [&'a [f32]])> + '_ {
+        (0..self.k).step_by(self.run).enumerate().map(|(j, j0)| {
+            let at = j * self.stride;
+            (self.run.min(self.k - j0), &self.table[at..at + self.rows])
+        })
+    }
+
+    /// Checks the group's shape and that every run holds the values the kernel reads.
+    fn check(&self) {
+        assert!((1..=MR).contains(&self.rows), "1 ..= {MR} rows at a time");
+        assert!(
+            self.run > 0 && self.stride >= self.rows,
+            "runs must hold values"
+        );
+        for (len, lines) in self.runs() {
+            for line in lines {
+                assert!(
+                    line.len() >= len,
+                    "a row has {} values, the run {len}",
+                    line.len()
+                );
+            }
+        }
+    }
+}
+
+/// `o[r·ldo + j] = start + Σ_kk row_r[kk]·w[kk][j] (+ residual, ReLU)` for the rows of
+/// `group` (1 ..= MR) against one f32 panel of `group.k` rows.
+fn kernel_f32(w: &[f32], group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>) {
+    if !vectorised::<false, f32>(w, group, o, ldo, step) {
+        generic_f32(group, o, ldo, step, w);
     }
 }
 
 /// [`kernel_f32`] on a half-precision panel.
-fn kernel_f16(w: &[u16], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>) {
-    if !vectorised::<true, u16>(w, k, lines, o, ldo, step) {
-        generic_f16(k, lines, o, ldo, step, w);
+fn kernel_f16(w: &[u16], group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>) {
+    if !vectorised::<true, u16>(w, group, o, ldo, step) {
+        generic_f16(group, o, ldo, step, w);
     }
 }
 
@@ -487,27 +543,32 @@ fn kernel_f16(w: &[u16], k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, 
 /// AVX-512F; false, having done nothing, if not.
 fn vectorised<const HALF: bool, T>(
     w: &[T],
-    k: usize,
-    lines: &[&[f32]],
+    group: Group<'_>,
     o: &mut [f32],
     ldo: usize,
     step: Step<'_>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if crate::has_avx512() {
-        let m = lines.len();
-        let a = starts(k, lines);
+        let m = group.rows;
+        group.check();
         step.check(m);
         assert_eq!(std::mem::size_of::<T>(), if HALF { 2 } else { 4 });
+        let k = group.k;
         assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (m - 1) * ldo + PANEL);
+        let runs = avx512::Runs {
+            table: group.table.as_ptr(),
+            stride: group.stride,
+            run: group.run,
+            k,
+        };
         // SAFETY: AVX-512F is present, `w` holds k·PANEL values of the width the kernel
-        // reads, and the other slices hold what it reads and writes (asserted above, in
-        // `starts` and in `check`).
+        // reads, and the other slices hold what it reads and writes (asserted above and in
+        // the two `check`s).
         unsafe {
             avx512::rows::<HALF>(
                 w.as_ptr().cast(),
-                k,
-                &a,
+                &runs,
                 m,
                 o.as_mut_ptr(),
                 ldo,
@@ -521,29 +582,22 @@ fn vectorised<const HALF: bool, T>(
 
 crate::simd_fn! {
     /// The portable f32 kernel (compiled for AVX2 + FMA too, where `mul_add` is one instruction).
-    fn generic_f32(k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>, w: &[f32]) {
-        portable(k, lines, o, ldo, step, |i| w[i]);
+    fn generic_f32(group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>, w: &[f32]) {
+        portable(group, o, ldo, step, |i| w[i]);
     }
 }
 
 crate::simd_fn! {
     /// The portable half-precision kernel.
-    fn generic_f16(k: usize, lines: &[&[f32]], o: &mut [f32], ldo: usize, step: Step<'_>, w: &[u16]) {
-        portable(k, lines, o, ldo, step, |i| from_f16(w[i]));
+    fn generic_f16(group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>, w: &[u16]) {
+        portable(group, o, ldo, step, |i| from_f16(w[i]));
     }
 }
 
 /// The portable kernel: the same sums in the same order, one row at a time.
 #[inline(always)]
-fn portable(
-    k: usize,
-    lines: &[&[f32]],
-    o: &mut [f32],
-    ldo: usize,
-    step: Step<'_>,
-    w: impl Fn(usize) -> f32,
-) {
-    for (r, line) in lines.iter().enumerate() {
+fn portable(group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>, w: impl Fn(usize) -> f32) {
+    for r in 0..group.rows {
         let acc = &mut o[r * ldo..r * ldo + PANEL];
         if step.fresh {
             acc.fill(0.0);
@@ -551,7 +605,8 @@ fn portable(
         if let Some(b) = step.bias {
             acc.iter_mut().zip(&b[..PANEL]).for_each(|(v, b)| *v += b);
         }
-        for (kk, &x) in line[..k].iter().enumerate() {
+        let values = group.runs().flat_map(|(len, lines)| &lines[r][..len]);
+        for (kk, &x) in values.enumerate() {
             for (j, v) in acc.iter_mut().enumerate() {
                 *v = x.mul_add(w(kk * PANEL + j), *v);
             }
@@ -595,6 +650,15 @@ mod avx512 {
         pub relu: bool,
     }
 
+    /// [`super::Group`] as a pointer: run `j` of row `r` is `*table.add(j·stride + r)`,
+    /// `run` values (the last run what is left of `k`).
+    pub(super) struct Runs<'a> {
+        pub table: *const &'a [f32],
+        pub stride: usize,
+        pub run: usize,
+        pub k: usize,
+    }
+
     /// [`panel`] for `m` (1 ..= 6) rows.
     ///
     /// # Safety
@@ -602,20 +666,19 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows<const HALF: bool>(
         w: *const u8,
-        k: usize,
-        a: &[*const f32; super::MR],
+        a: &Runs<'_>,
         m: usize,
         o: *mut f32,
         ldo: usize,
         step: &Step,
     ) {
         match m {
-            1 => panel::<1, HALF>(w, k, a, o, ldo, step),
-            2 => panel::<2, HALF>(w, k, a, o, ldo, step),
-            3 => panel::<3, HALF>(w, k, a, o, ldo, step),
-            4 => panel::<4, HALF>(w, k, a, o, ldo, step),
-            5 => panel::<5, HALF>(w, k, a, o, ldo, step),
-            _ => panel::<6, HALF>(w, k, a, o, ldo, step),
+            1 => panel::<1, HALF>(w, a, o, ldo, step),
+            2 => panel::<2, HALF>(w, a, o, ldo, step),
+            3 => panel::<3, HALF>(w, a, o, ldo, step),
+            4 => panel::<4, HALF>(w, a, o, ldo, step),
+            5 => panel::<5, HALF>(w, a, o, ldo, step),
+            _ => panel::<6, HALF>(w, a, o, ldo, step),
         }
     }
 
@@ -623,19 +686,18 @@ mod avx512 {
     /// loaded (and widened from half precision when `HALF`) once for all rows.
     ///
     /// # Safety
-    /// AVX-512F must be present; `w` must hold `k·PANEL` values (f32, or u16 when `HALF`),
-    /// each of the first `M` pointers of `a` `k` f32, `o` `(M − 1)·ldo + PANEL` f32, a
-    /// non-null `step.bias` `PANEL` f32 and a non-null `step.residual` `(M − 1)·ldr + PANEL`.
+    /// AVX-512F must be present; `w` must hold `a.k·PANEL` values (f32, or u16 when
+    /// `HALF`), `a.table` each run's `M` rows, each holding the run's values, `o`
+    /// `(M − 1)·ldo + PANEL` f32, a non-null `step.bias` `PANEL` f32 and a non-null
+    /// `step.residual` `(M − 1)·ldr + PANEL`.
     #[target_feature(enable = "avx512f")]
     unsafe fn panel<const M: usize, const HALF: bool>(
         w: *const u8,
-        k: usize,
-        a: &[*const f32; super::MR],
+        runs: &Runs<'_>,
         o: *mut f32,
         ldo: usize,
         step: &Step,
     ) {
-        let a: [*const f32; M] = std::array::from_fn(|r| a[r]);
         let mut acc = [[_mm512_setzero_ps(); 4]; M];
         for (r, row) in acc.iter_mut().enumerate() {
             for (q, v) in row.iter_mut().enumerate() {
@@ -651,22 +713,13 @@ mod avx512 {
                 };
             }
         }
-        for kk in 0..k {
-            let wv: [__m512; 4] = if HALF {
-                let p = w.cast::<u16>().add(kk * PANEL);
-                std::array::from_fn(|q| {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(p.add(q * 16).cast::<__m256i>()))
-                })
-            } else {
-                let p = w.cast::<f32>().add(kk * PANEL);
-                std::array::from_fn(|q| _mm512_loadu_ps(p.add(q * 16)))
-            };
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a[r].add(kk));
-                for (v, &wq) in row.iter_mut().zip(&wv) {
-                    *v = _mm512_fmadd_ps(x, wq, *v);
-                }
-            }
+        let mut k0 = 0;
+        while k0 < runs.k {
+            let len = runs.run.min(runs.k - k0);
+            let lines = runs.table.add((k0 / runs.run) * runs.stride);
+            let a: [*const f32; M] = std::array::from_fn(|r| (*lines.add(r)).as_ptr());
+            run::<M, HALF>(w, k0, len, &a, &mut acc);
+            k0 += len;
         }
         if !step.residual.is_null() {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -688,6 +741,38 @@ mod avx512 {
         for (r, row) in acc.iter().enumerate() {
             for (q, v) in row.iter().enumerate() {
                 _mm512_storeu_ps(o.add(r * ldo + q * 16), *v);
+            }
+        }
+    }
+
+    /// Panel rows `k0 .. k0 + len` times `len` values from each of `a`, onto `acc`.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; `w` must hold `(k0 + len)·PANEL` values and each of `a`
+    /// `len` f32.
+    #[inline(always)]
+    unsafe fn run<const M: usize, const HALF: bool>(
+        w: *const u8,
+        k0: usize,
+        len: usize,
+        a: &[*const f32; M],
+        acc: &mut [[__m512; 4]; M],
+    ) {
+        for kk in 0..len {
+            let wv: [__m512; 4] = if HALF {
+                let p = w.cast::<u16>().add((k0 + kk) * PANEL);
+                std::array::from_fn(|q| {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p.add(q * 16).cast::<__m256i>()))
+                })
+            } else {
+                let p = w.cast::<f32>().add((k0 + kk) * PANEL);
+                std::array::from_fn(|q| _mm512_loadu_ps(p.add(q * 16)))
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a[r].add(kk));
+                for (v, &wq) in row.iter_mut().zip(&wv) {
+                    *v = _mm512_fmadd_ps(x, wq, *v);
+                }
             }
         }
     }
@@ -784,6 +869,11 @@ mod tests {
             (7, 192, 130, 64, (0, 3)),
             (20, 90, 256, 30, (1, 3)),
             (6, 129, 64, 43, (0, 1)),
+            // Short segments, several whole ones a slice (a first layer's kernel rows, a
+            // 3×3 convolution of 64 channels); one that does not divide k.
+            (11, 147, 64, 21, (0, 1)),
+            (8, 576, 70, 64, (0, 2)),
+            (5, 100, 64, 30, (0, 1)),
         ] {
             let a = random(&mut rng, rows * k);
             let w = random(&mut rng, k * n);
@@ -854,8 +944,8 @@ mod tests {
                 relu: true,
             };
             let (mut fast, mut slow) = (vec![f32::NAN; m * PANEL], vec![f32::NAN; m * PANEL]);
-            kernel_f32(&w, k, &lines, &mut fast, PANEL, step);
-            portable(k, &lines, &mut slow, PANEL, step, |i| w[i]);
+            kernel_f32(&w, Group::lines(&lines, k), &mut fast, PANEL, step);
+            portable(Group::lines(&lines, k), &mut slow, PANEL, step, |i| w[i]);
             assert_eq!(fast, slow, "{m} rows");
             assert!(fast.contains(&0.0) && fast.iter().all(|&v| v >= 0.0));
         }
@@ -899,17 +989,44 @@ mod tests {
         for m in 1..=MR {
             let a = random(&mut rng, m * k);
             let init = random(&mut rng, m * PANEL);
-            let (mut fast, mut slow) = (init.clone(), init.clone());
             let lines: Vec<&[f32]> = a.chunks_exact(k).collect();
-            kernel_f32(&w, k, &lines, &mut fast, PANEL, Step::default());
-            portable(k, &lines, &mut slow, PANEL, Step::default(), |i| w[i]);
-            assert_eq!(fast, slow, "f32, {m} rows");
-            let (mut fast, mut slow) = (init.clone(), init);
-            kernel_f16(&halves, k, &lines, &mut fast, PANEL, Step::default());
-            portable(k, &lines, &mut slow, PANEL, Step::default(), |i| {
-                from_f16(halves[i])
-            });
-            assert_eq!(fast, slow, "f16, {m} rows");
+            // One run per row, and the same values as runs of 5 (the last 4) read from
+            // elsewhere: the same sums.
+            let copies: Vec<Vec<f32>> = a.chunks_exact(k).map(<[f32]>::to_vec).collect();
+            let mut table: Vec<&[f32]> = Vec::new();
+            for j0 in (0..k).step_by(5) {
+                table.extend(copies.iter().map(|c| &c[j0..]));
+            }
+            let runs = Group {
+                table: &table,
+                stride: m,
+                rows: m,
+                run: 5,
+                k,
+            };
+            for group in [Group::lines(&lines, k), runs] {
+                let (mut fast, mut slow) = (init.clone(), init.clone());
+                kernel_f32(&w, group, &mut fast, PANEL, Step::default());
+                portable(group, &mut slow, PANEL, Step::default(), |i| w[i]);
+                assert_eq!(fast, slow, "f32, {m} rows, runs of {}", group.run);
+                let (mut fast16, mut slow) = (init.clone(), init.clone());
+                kernel_f16(&halves, group, &mut fast16, PANEL, Step::default());
+                portable(group, &mut slow, PANEL, Step::default(), |i| {
+                    from_f16(halves[i])
+                });
+                assert_eq!(fast16, slow, "f16, {m} rows, runs of {}", group.run);
+                if group.run == 5 {
+                    let mut whole = init.clone();
+                    kernel_f32(
+                        &w,
+                        Group::lines(&lines, k),
+                        &mut whole,
+                        PANEL,
+                        Step::default(),
+                    );
+                    assert_eq!(fast, whole, "runs change nothing");
+                }
+            }
         }
     }
 

@@ -121,6 +121,8 @@ impl Conv {
         let panels = packed.panels();
         let threads = rayon::current_num_threads().max(1);
         let residual = residual.map(|m| &m.data[..]);
+        let padded = self.reads_padded().then(|| self.padded(x));
+        let x = padded.as_ref().unwrap_or(x);
         if splits_channels(rows, panels) {
             // Column bands of whole panels, one per thread, each over every row.
             let per = panels.div_ceil(threads);
@@ -156,6 +158,9 @@ impl Conv {
                     false,
                 )
             });
+        }
+        if let Some(p) = padded {
+            buffers::give(p.data);
         }
         out
     }
@@ -214,10 +219,58 @@ impl Conv {
             buffers::give(residual.data);
             return out;
         }
-        self.row_tiles(packed, x, oh, ow, &mut residual.data, |_, _| {
-            self.epilogue(None, true)
-        });
+        let padded = self.reads_padded().then(|| self.padded(x));
+        self.row_tiles(
+            packed,
+            padded.as_ref().unwrap_or(x),
+            oh,
+            ow,
+            &mut residual.data,
+            |_, _| self.epilogue(None, true),
+        );
+        if let Some(p) = padded {
+            buffers::give(p.data);
+        }
         residual
+    }
+
+    /// Whether the products read a zero-padded copy of the input (few input channels: see
+    /// [`Conv::product`]).
+    fn reads_padded(&self) -> bool {
+        let pointwise =
+            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
+        !pointwise && self.cin < MIN_RUN_CHANNELS
+    }
+
+    /// `x` with this convolution's zero padding around every image.
+    fn padded(&self, x: &Maps) -> Maps {
+        let Padding {
+            top,
+            bottom,
+            left,
+            right,
+        } = self.pad;
+        let (h, w, c) = (x.h + top + bottom, x.w + left + right, x.c);
+        let mut data = buffers::take(x.n * h * w * c); // every value written below
+        for (n, image) in data.chunks_exact_mut(h * w * c).enumerate() {
+            for (y, line) in image.chunks_exact_mut(w * c).enumerate() {
+                if y < top || y >= top + x.h {
+                    line.fill(0.0);
+                    continue;
+                }
+                let src = (n * x.h + y - top) * x.w * c;
+                line[..left * c].fill(0.0);
+                line[left * c..(left + x.w) * c].copy_from_slice(&x.data[src..src + x.w * c]);
+                line[(left + x.w) * c..].fill(0.0);
+            }
+        }
+        Maps {
+            n: x.n,
+            h,
+            w,
+            c,
+            data,
+        }
     }
 
     /// Target rows of output per tile: the tile's patches, output and residual rows near
@@ -254,8 +307,10 @@ impl Conv {
     /// Output rows `r0 .. r0 + r`, the channels of `panels`, finished as `epilogue` says,
     /// into `c` (row stride `ldc`), on the calling thread. Pointwise convolutions
     /// read the input rows as they are; others read each patch row's `kh·kw` runs of
-    /// `cin` channels where they lie in the input (zeros beyond the edges), except the few
-    /// input channels of a first layer, whose patches are gathered into a tile first.
+    /// `cin` channels where they lie in the input (zeros beyond the edges). With few input
+    /// channels (a first layer's 3) those runs would be too short, so `x` is then the
+    /// padded input ([`Conv::reads_padded`]) and each patch row is `kh` runs of `kw·cin`
+    /// values, several summed in registers per slice of the product.
     #[allow(clippy::too_many_arguments)]
     fn product(
         &self,
@@ -302,42 +357,22 @@ impl Conv {
             };
             packed.mul_rows(r, cin, row, panels, c, ldc, epilogue);
         } else {
-            PATCHES.with(|p| {
-                let mut p = p.borrow_mut();
-                p.resize(r * k, 0.0);
-                self.im2col(x, oh, ow, r0, &mut p[..r * k]);
-                let row = |i: usize, k0: usize| &p[i * k + k0..(i + 1) * k];
-                packed.mul_rows(r, k, row, panels, c, ldc, epilogue);
-            });
-        }
-    }
-
-    /// Patches of output rows `r0 ..` (as many as fit `dst`) as rows of `kh·kw·cin`, in
-    /// (ky, kx, c) order to match HWIO weights; padding positions are zero.
-    fn im2col(&self, x: &Maps, oh: usize, ow: usize, r0: usize, dst: &mut [f32]) {
-        let k = self.kh * self.kw * self.cin;
-        let c = self.cin;
-        for (i, row) in dst.chunks_exact_mut(k).enumerate() {
-            let r = r0 + i;
-            let (n, rem) = (r / (oh * ow), r % (oh * ow));
-            let (oy, ox) = (rem / ow, rem % ow);
-            // Input columns ix = ox·stride + kx − left for kx in 0..kw; those inside the
-            // image form one contiguous run of pixels, so each kernel row is one copy.
-            let x0 = (ox * self.stride) as isize - self.pad.left as isize;
-            let kx_lo = (-x0).clamp(0, self.kw as isize) as usize;
-            let kx_hi = (x.w as isize - x0).clamp(kx_lo as isize, self.kw as isize) as usize;
-            for ky in 0..self.kh {
-                let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                let line = &mut row[ky * self.kw * c..(ky + 1) * self.kw * c];
-                if iy < 0 || iy >= x.h as isize || kx_lo == kx_hi {
-                    line.fill(0.0);
-                    continue;
-                }
-                line[..kx_lo * c].fill(0.0);
-                line[kx_hi * c..].fill(0.0);
-                let src = ((n * x.h + iy as usize) * x.w + (x0 + kx_lo as isize) as usize) * c;
-                line[kx_lo * c..kx_hi * c].copy_from_slice(&x.data[src..src + (kx_hi - kx_lo) * c]);
-            }
+            debug_assert!(self.reads_padded() && k == self.kh * self.kw * cin);
+            let run = self.kw * cin;
+            // Each row's first value (ky = kx = 0) in the padded input.
+            let origin: Vec<usize> = (r0..r0 + r)
+                .map(|row| {
+                    let (n, rem) = (row / (oh * ow), row % (oh * ow));
+                    let (oy, ox) = (rem / ow, rem % ow);
+                    ((n * x.h + oy * self.stride) * x.w + ox * self.stride) * cin
+                })
+                .collect();
+            let row = |i: usize, k0: usize| -> &[f32] {
+                let (ky, c0) = (k0 / run, k0 % run);
+                let at = origin[i] + ky * x.w * cin + c0;
+                &x.data[at..at + run - c0]
+            };
+            packed.mul_rows(r, run, row, panels, c, ldc, epilogue);
         }
     }
 }
@@ -354,14 +389,10 @@ fn splits_channels(rows: usize, panels: usize) -> bool {
     threads > 1 && rows < MIN_TILE_ROWS * threads && panels >= threads
 }
 
-/// Input channels from which patch rows are read where they lie: runs that long keep the
-/// product's slices of k long enough. The first layer (3 channels) gathers patches.
+/// Input channels from which patch rows are read where they lie, `cin` values a run: runs
+/// that long keep the product's slices of k long enough. Below it (the first layer's 3
+/// channels) the input is padded once and each kernel row is one run of `kw·cin`.
 const MIN_RUN_CHANNELS: usize = 16;
-
-thread_local! {
-    /// Each thread's patch-matrix buffer for row tiles, reused across convolutions.
-    static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 #[cfg(test)]
 mod tests {
@@ -433,7 +464,7 @@ mod tests {
             // tiles, and the two blocks of tile rows split an image between them.
             (96, 100, 3, 17, 15, 2),
             // Few pixels and several panels: the threads split the channels (patch rows
-            // read in place; gathered, for 3 input channels).
+            // read in place; from a padded copy, for 3 input channels).
             (16, 128, 1, 5, 6, 2),
             (3, 192, 1, 9, 9, 2),
             // One panel for three threads: row tiles, patch rows read in place.

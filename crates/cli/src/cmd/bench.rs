@@ -251,7 +251,7 @@ fn bench_encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
         println!(
             "bench encode: ResNet-50 ({} layout), 224×224, f32, 3×3 convolutions {}, {} repeats, best of",
             args.layout,
-            if args.no_winograd { "im2col" } else { "Winograd F(2×2,3×3) where it pays" },
+            if args.no_winograd { "direct" } else { "Winograd F(2×2,3×3) where it pays" },
             args.repeats
         );
     }
