@@ -48,6 +48,31 @@ pub(crate) fn applies(conv: &Conv, n: usize, h: usize, w: usize) -> bool {
     shape && wide && tiles >= MIN_TILES_PER_THREAD * rayon::current_num_threads()
 }
 
+/// How many blocks of tile rows `conv` on `n` images of `h × w` is cut into, a whole number
+/// for each thread. Each block streams all 16 transformed weight matrices once. Blocks
+/// whose transformed input fits L2 ([`BLOCK_BYTES`]) cost that many passes over them; one
+/// block a thread costs one pass, plus a trip through memory for the block's transformed
+/// input and products. The cheaper wins: one block a thread for the 14×14 and 7×7 stages at
+/// batch 8 (whose weights are 4 and 16 MB), blocks in L2 for the 28×28 stage (1 MB).
+pub(crate) fn blocks(conv: &Conv, n: usize, h: usize, w: usize) -> usize {
+    let (cin, cout) = (conv.cin, conv.cout);
+    let tw = w.div_ceil(2);
+    let tile_rows = n * h.div_ceil(2);
+    let threads = rayon::current_num_threads().max(1);
+    let rows_fit = (BLOCK_BYTES / (16 * 4 * tw * cin.max(cout)))
+        .max(MIN_BLOCK_TILES.div_ceil(tw))
+        .max(1);
+    let in_cache = tile_rows.div_ceil(rows_fit).div_ceil(threads);
+    let weights = 16 * cin * cout * 4;
+    let spill = 2 * 16 * 4 * (cin + cout) * tile_rows.div_ceil(threads) * tw;
+    let per_thread = if weights + spill < in_cache * weights {
+        1
+    } else {
+        in_cache
+    };
+    per_thread * threads
+}
+
 /// `U = G g Gᵀ` for every (input, output) channel pair: 16 matrices `[cin][cout]`, packed.
 fn transform_weights(conv: &Conv) -> Vec<PanelMatrix> {
     let (cin, cout) = (conv.cin, conv.cout);
@@ -94,11 +119,7 @@ pub(crate) fn forward(conv: &Conv, x: &Maps, residual: Option<&Maps>, out: &mut 
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     // Blocks of whole tile rows: each maps to a contiguous run of output rows.
     let tile_rows = x.n * th;
-    let threads = rayon::current_num_threads().max(1);
-    let rows_fit = (BLOCK_BYTES / (16 * 4 * tw * cin.max(cout)))
-        .max(MIN_BLOCK_TILES.div_ceil(tw))
-        .max(1);
-    let blocks = tile_rows.div_ceil(rows_fit).div_ceil(threads) * threads;
+    let blocks = blocks(conv, x.n, h, w);
     let per_block = tile_rows.div_ceil(blocks.min(tile_rows));
     // Output rows of global tile row g: image g / th, rows 2·(g % th) .. +2 (1 at an odd edge).
     let out_rows = |g: usize| (2 * (g % th) + 2).min(h) - 2 * (g % th);
