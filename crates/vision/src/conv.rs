@@ -179,9 +179,7 @@ impl Conv {
     ) {
         let cout = self.cout;
         let rows = out.len() / cout;
-        let threads = rayon::current_num_threads().max(1);
-        let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
-        let tile = rows.div_ceil(tiles);
+        let tile = self.row_tile(rows);
         let panels = 0..packed.panels();
         out.par_chunks_mut(tile * cout)
             .enumerate()
@@ -234,12 +232,73 @@ impl Conv {
         residual
     }
 
+    /// [`Conv::forward_onto`], then the pointwise convolution `next` on its output, tile by
+    /// tile: each output tile is read by `next` while still in cache, not from memory. The
+    /// last convolution of a bottleneck block feeding the first of an identity block.
+    /// Returns both outputs. Falls back to the two calls apart where row tiles do not apply.
+    pub fn forward_onto_then(&self, x: &Maps, mut residual: Maps, next: &Conv) -> (Maps, Maps) {
+        assert_eq!(
+            x.c, self.cin,
+            "conv expects {} input channels, got {}",
+            self.cin, x.c
+        );
+        assert_eq!(
+            next.cin, self.cout,
+            "the next convolution reads this one's output"
+        );
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let rows = x.n * oh * ow;
+        assert_eq!(
+            (residual.n, residual.h, residual.w, residual.c),
+            (x.n, oh, ow, self.cout),
+            "residual shape"
+        );
+        let (packed, after) = (self.packed(), next.packed());
+        if rows == 0
+            || !next.pointwise()
+            || self.reads_padded()
+            || splits_channels(rows, packed.panels())
+            || splits_channels(rows, after.panels())
+            || crate::winograd::applies(self, x.n, x.h, x.w)
+        {
+            let y = self.forward_onto(x, residual);
+            let z = next.forward(&y, None);
+            return (y, z);
+        }
+        let (cout, ncout) = (self.cout, next.cout);
+        let mut z = Maps {
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: ncout,
+            data: buffers::take(rows * ncout), // every value written below
+        };
+        let tile = self.row_tile(rows);
+        residual
+            .data
+            .par_chunks_mut(tile * cout)
+            .zip(z.data.par_chunks_mut(tile * ncout))
+            .enumerate()
+            .for_each(|(t, (o, zo))| {
+                let (r0, r) = (t * tile, o.len() / cout);
+                let e = self.epilogue(None, true);
+                self.product(packed, x, oh, ow, r0, r, 0..packed.panels(), o, cout, e);
+                let row = |i: usize, k0: usize| &o[i * cout + k0..(i + 1) * cout];
+                let e = next.epilogue(None, false);
+                after.mul_rows(r, cout, row, 0..after.panels(), zo, ncout, e);
+            });
+        (residual, z)
+    }
+
+    /// A 1×1 convolution of stride 1 without padding: its input rows are its patch rows.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0)
+    }
+
     /// Whether the products read a zero-padded copy of the input (few input channels: see
     /// [`Conv::product`]).
     fn reads_padded(&self) -> bool {
-        let pointwise =
-            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
-        !pointwise && self.cin < MIN_RUN_CHANNELS
+        !self.pointwise() && self.cin < MIN_RUN_CHANNELS
     }
 
     /// `x` with this convolution's zero padding around every image.
@@ -271,6 +330,14 @@ impl Conv {
             c,
             data,
         }
+    }
+
+    /// Rows of each tile when `rows` output rows are split into row tiles, a whole number
+    /// of tiles for each thread.
+    fn row_tile(&self, rows: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        let tiles = rows.div_ceil(self.tile_rows()).div_ceil(threads) * threads;
+        rows.div_ceil(tiles)
     }
 
     /// Target rows of output per tile: the tile's patches, output and residual rows near
@@ -327,9 +394,7 @@ impl Conv {
     ) {
         let cin = self.cin;
         let k = self.kh * self.kw * cin;
-        let pointwise =
-            self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding::same(0);
-        if pointwise {
+        if self.pointwise() {
             let row = |i: usize, k0: usize| &x.data[(r0 + i) * cin + k0..(r0 + i + 1) * cin];
             packed.mul_rows(r, cin, row, panels, c, ldc, epilogue);
         } else if cin >= MIN_RUN_CHANNELS {
@@ -561,6 +626,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_pointwise_convolution_after_gets_the_same_bits_as_run_apart() {
+        let mut rng = Rng::new(9);
+        let mut random_conv = |cin: usize, cout: usize, relu: bool| Conv {
+            kh: 1,
+            kw: 1,
+            cin,
+            cout,
+            stride: 1,
+            pad: Padding::same(0),
+            weight: (0..cin * cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+            bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+            relu,
+            derived: Default::default(),
+        };
+        let (first, next) = (random_conv(24, 80, true), random_conv(80, 20, true));
+        let mut rng = Rng::new(10);
+        // (images, height, width): several row tiles with an uneven last; so few pixels that
+        // the threads split the channels instead (run apart).
+        for (n, h, w) in [(2, 23, 19), (1, 3, 4)] {
+            let mut random_maps = |c: usize| Maps {
+                n,
+                h,
+                w,
+                c,
+                data: (0..n * h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+            };
+            let (x, residual) = (random_maps(24), random_maps(80));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let (y, z) = pool.install(|| first.forward_onto_then(&x, residual.clone(), &next));
+            let y_apart = pool.install(|| first.forward_onto(&x, residual));
+            let z_apart = pool.install(|| next.forward(&y_apart, None));
+            assert_eq!(y, y_apart, "{n}×{h}×{w}");
+            assert_eq!(z, z_apart, "{n}×{h}×{w}");
         }
     }
 

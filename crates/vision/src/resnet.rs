@@ -206,40 +206,63 @@ impl ResNet {
         images: &Maps,
         report: &mut dyn FnMut(String, u64, std::time::Duration),
     ) -> Vec<f32> {
-        let mut conv = |c: &Conv, x: &Maps, residual: Option<Maps>| {
+        let label = |c: &Conv, y: &Maps| {
+            format!(
+                "conv{}x{}/{} {}→{} @{}x{}",
+                c.kh, c.kw, c.stride, c.cin, c.cout, y.h, y.w
+            )
+        };
+        let flops =
+            |c: &Conv, y: &Maps| 2 * (y.n * y.h * y.w * c.kh * c.kw * c.cin * c.cout) as u64;
+        // A convolution (onto `residual`, then `next` on its output, when given).
+        let mut conv = |c: &Conv, x: &Maps, residual: Option<Maps>, next: Option<&Conv>| {
             let t = std::time::Instant::now();
-            let y = match residual {
-                Some(r) => c.forward_onto(x, r),
-                None => c.forward(x, None),
+            let (y, z) = match (residual, next) {
+                (Some(r), Some(n)) => {
+                    let (y, z) = c.forward_onto_then(x, r, n);
+                    (y, Some(z))
+                }
+                (Some(r), None) => (c.forward_onto(x, r), None),
+                (None, _) => (c.forward(x, None), None),
             };
-            report(
-                format!(
-                    "conv{}x{}/{} {}→{} @{}x{}",
-                    c.kh, c.kw, c.stride, c.cin, c.cout, y.h, y.w
-                ),
-                2 * (y.n * y.h * y.w * c.kh * c.kw * c.cin * c.cout) as u64,
-                t.elapsed(),
-            );
-            y
+            let (mut name, mut ops) = (label(c, &y), flops(c, &y));
+            if let (Some(n), Some(z)) = (next, &z) {
+                name = format!("{name} + next {}", label(n, z));
+                ops += flops(n, z);
+            }
+            report(name, ops, t.elapsed());
+            (y, z)
         };
         // Finished maps go back to the buffer pool as soon as nothing reads them.
-        let stem = conv(&self.stem, images, None);
+        let (stem, _) = conv(&self.stem, images, None, None);
         let mut x = max_pool(&stem, 3, 2, Padding::same(1));
         buffers::give(stem.data);
-        for b in &self.blocks {
-            let shortcut = b.shortcut.as_ref().map(|s| conv(s, &x, None));
-            let y1 = conv(&b.conv1, &x, None);
-            let y2 = conv(&b.conv2, &y1, None);
+        // The first convolution of an identity block, already computed by the block before.
+        let mut first: Option<Maps> = None;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let shortcut = b.shortcut.as_ref().map(|s| conv(s, &x, None, None).0);
+            let y1 = match first.take() {
+                Some(y1) => y1,
+                None => conv(&b.conv1, &x, None, None).0,
+            };
+            let (y2, _) = conv(&b.conv2, &y1, None, None);
             buffers::give(y1.data);
             // The last convolution adds onto the shortcut (or the block's input, which
-            // nothing reads afterwards) in place.
-            x = match shortcut {
+            // nothing reads afterwards) in place; an identity block next reads its output
+            // tile by tile as it is made.
+            let next = self.blocks.get(i + 1).filter(|n| n.shortcut.is_none());
+            let then = next.map(|n| &n.conv1);
+            first = match shortcut {
                 Some(s) => {
-                    let out = conv(&b.conv3, &y2, Some(s));
+                    let (out, z) = conv(&b.conv3, &y2, Some(s), then);
                     buffers::give(std::mem::replace(&mut x, out).data);
-                    x
+                    z
                 }
-                None => conv(&b.conv3, &y2, Some(x)),
+                None => {
+                    let (out, z) = conv(&b.conv3, &y2, Some(x), then);
+                    x = out;
+                    z
+                }
             };
             buffers::give(y2.data);
         }
