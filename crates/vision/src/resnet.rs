@@ -198,7 +198,8 @@ impl ResNet {
         self.forward_profiled(images, &mut |_, _, _| {})
     }
 
-    /// [`ResNet::forward`], reporting each convolution's shape (`conv3x3/1 64→64 @56x56`),
+    /// [`ResNet::forward`], reporting each convolution's shape (`conv3x3/1 64→64 @56x56`;
+    /// `conv1x1/1 64→256→64 @56x56` for a block's last and the next block's first, fused),
     /// floating-point operations and wall time to `report`: where the time goes, for
     /// `bench encode --layers`.
     pub fn forward_profiled(
@@ -227,7 +228,11 @@ impl ResNet {
             };
             let (mut name, mut ops) = (label(c, &y), flops(c, &y));
             if let (Some(n), Some(z)) = (next, &z) {
-                name = format!("{name} + next {}", label(n, z));
+                // `conv1x1/1 64→256→64 @56x56`: this one and the next block's first, fused.
+                name = format!(
+                    "conv{}x{}/{} {}→{}→{} @{}x{}",
+                    c.kh, c.kw, c.stride, c.cin, c.cout, n.cout, y.h, y.w
+                );
                 ops += flops(n, z);
             }
             report(name, ops, t.elapsed());
