@@ -232,62 +232,117 @@ impl Conv {
         residual
     }
 
-    /// [`Conv::forward_onto`], then the pointwise convolution `next` on its output, tile by
-    /// tile: each output tile is read by `next` while still in cache, not from memory. The
-    /// last convolution of a bottleneck block feeding the first of an identity block.
-    /// Returns both outputs. Falls back to the two calls apart where row tiles do not apply.
-    pub fn forward_onto_then(&self, x: &Maps, mut residual: Maps, next: &Conv) -> (Maps, Maps) {
+    /// The last convolution of a bottleneck block: its sums added onto `residual`, the ReLU,
+    /// then the pointwise convolution `next` (the next block's first), if given, on the
+    /// result. Tile by tile: each output tile is made (a projection shortcut's sums first),
+    /// finished and read by `next` while in cache, instead of each map taking trips through
+    /// memory between separate passes. The same bits as [`Conv::forward`] of the shortcut,
+    /// [`Conv::forward_onto`] and `next`'s [`Conv::forward`] run apart, which is what it
+    /// does where row tiles do not apply.
+    pub fn forward_block_end(
+        &self,
+        x: &Maps,
+        residual: Residual<'_>,
+        next: Option<&Conv>,
+    ) -> (Maps, Option<Maps>) {
         assert_eq!(
             x.c, self.cin,
             "conv expects {} input channels, got {}",
             self.cin, x.c
         );
-        assert_eq!(
-            next.cin, self.cout,
-            "the next convolution reads this one's output"
-        );
+        if let Some(n) = next {
+            assert_eq!(
+                n.cin, self.cout,
+                "the next convolution reads this one's output"
+            );
+        }
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
-        assert_eq!(
-            (residual.n, residual.h, residual.w, residual.c),
-            (x.n, oh, ow, self.cout),
-            "residual shape"
-        );
-        let (packed, after) = (self.packed(), next.packed());
-        if rows == 0
-            || !next.pointwise()
-            || self.reads_padded()
-            || splits_channels(rows, packed.panels())
-            || splits_channels(rows, after.panels())
-            || crate::winograd::applies(self, x.n, x.h, x.w)
-        {
+        let shape = |m: &Maps| (m.n, m.h, m.w, m.c);
+        match &residual {
+            Residual::Map(m) => assert_eq!(shape(m), (x.n, oh, ow, self.cout), "residual shape"),
+            Residual::Shortcut(s, input) => {
+                assert_eq!(input.c, s.cin, "shortcut expects {} input channels", s.cin);
+                assert_eq!(
+                    (s.cout, input.n, s.out_size(input.h, input.w)),
+                    (self.cout, x.n, (oh, ow)),
+                    "shortcut shape"
+                );
+            }
+        }
+        let packed = self.packed();
+        let tiles = rows > 0
+            && !self.reads_padded()
+            && !splits_channels(rows, packed.panels())
+            && !crate::winograd::applies(self, x.n, x.h, x.w)
+            && next.is_none_or(|n| n.pointwise() && !splits_channels(rows, n.packed().panels()))
+            && match &residual {
+                Residual::Map(_) => true,
+                Residual::Shortcut(s, _) => {
+                    !s.reads_padded() && !splits_channels(rows, s.packed().panels())
+                }
+            };
+        if !tiles {
+            let residual = match residual {
+                Residual::Map(m) => m,
+                Residual::Shortcut(s, input) => s.forward(input, None),
+            };
             let y = self.forward_onto(x, residual);
-            let z = next.forward(&y, None);
+            let z = next.map(|n| n.forward(&y, None));
             return (y, z);
         }
-        let (cout, ncout) = (self.cout, next.cout);
-        let mut z = Maps {
+        let cout = self.cout;
+        let (mut y, shortcut) = match residual {
+            Residual::Map(m) => (m, None),
+            Residual::Shortcut(s, input) => {
+                let y = Maps {
+                    n: x.n,
+                    h: oh,
+                    w: ow,
+                    c: cout,
+                    data: buffers::take(rows * cout), // every value written below
+                };
+                (y, Some((s, input)))
+            }
+        };
+        let ncout = next.map_or(0, |n| n.cout);
+        let mut z = next.map(|n| Maps {
             n: x.n,
             h: oh,
             w: ow,
-            c: ncout,
-            data: buffers::take(rows * ncout), // every value written below
-        };
+            c: n.cout,
+            data: buffers::take(rows * n.cout), // every value written below
+        });
         let tile = self.row_tile(rows);
-        residual
-            .data
-            .par_chunks_mut(tile * cout)
-            .zip(z.data.par_chunks_mut(tile * ncout))
-            .enumerate()
-            .for_each(|(t, (o, zo))| {
-                let (r0, r) = (t * tile, o.len() / cout);
-                let e = self.epilogue(None, true);
-                self.product(packed, x, oh, ow, r0, r, 0..packed.panels(), o, cout, e);
+        let finish = |t: usize, o: &mut [f32], zo: Option<&mut [f32]>| {
+            let (r0, r) = (t * tile, o.len() / cout);
+            if let Some((s, input)) = shortcut {
+                let (sp, e) = (s.packed(), s.epilogue(None, false));
+                s.product(sp, input, oh, ow, r0, r, 0..sp.panels(), o, cout, e);
+            }
+            let e = self.epilogue(None, true);
+            self.product(packed, x, oh, ow, r0, r, 0..packed.panels(), o, cout, e);
+            if let (Some(n), Some(zo)) = (next, zo) {
                 let row = |i: usize, k0: usize| &o[i * cout + k0..(i + 1) * cout];
-                let e = next.epilogue(None, false);
+                let after = n.packed();
+                let e = n.epilogue(None, false);
                 after.mul_rows(r, cout, row, 0..after.panels(), zo, ncout, e);
-            });
-        (residual, z)
+            }
+        };
+        match &mut z {
+            Some(z) => y
+                .data
+                .par_chunks_mut(tile * cout)
+                .zip(z.data.par_chunks_mut(tile * ncout))
+                .enumerate()
+                .for_each(|(t, (o, zo))| finish(t, o, Some(zo))),
+            None => y
+                .data
+                .par_chunks_mut(tile * cout)
+                .enumerate()
+                .for_each(|(t, o)| finish(t, o, None)),
+        }
+        (y, z)
     }
 
     /// A 1×1 convolution of stride 1 without padding: its input rows are its patch rows.
@@ -440,6 +495,14 @@ impl Conv {
             packed.mul_rows(r, run, row, panels, c, ldc, epilogue);
         }
     }
+}
+
+/// What the last convolution of a block adds its sums onto ([`Conv::forward_block_end`]).
+pub enum Residual<'a> {
+    /// A map it may overwrite (the block's input, which nothing reads afterwards).
+    Map(Maps),
+    /// A projection shortcut: this convolution of this input, made tile by tile first.
+    Shortcut(&'a Conv, &'a Maps),
 }
 
 /// Below this many output pixels per thread, the threads split the output channels (by
@@ -630,42 +693,57 @@ mod tests {
     }
 
     #[test]
-    fn a_pointwise_convolution_after_gets_the_same_bits_as_run_apart() {
+    fn a_block_end_gets_the_same_bits_as_its_convolutions_run_apart() {
         let mut rng = Rng::new(9);
-        let mut random_conv = |cin: usize, cout: usize, relu: bool| Conv {
+        let mut random_conv = |cin: usize, cout: usize, stride: usize, relu: bool| Conv {
             kh: 1,
             kw: 1,
             cin,
             cout,
-            stride: 1,
+            stride,
             pad: Padding::same(0),
             weight: (0..cin * cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
             bias: (0..cout).map(|_| rng.uniform(-1.0, 1.0)).collect(),
             relu,
             derived: Default::default(),
         };
-        let (first, next) = (random_conv(24, 80, true), random_conv(80, 20, true));
+        let last = random_conv(24, 80, 1, true);
+        let next = random_conv(80, 20, 1, true);
+        // A strided projection shortcut from a map of 32 channels twice the size.
+        let shortcut = random_conv(32, 80, 2, false);
         let mut rng = Rng::new(10);
-        // (images, height, width): several row tiles with an uneven last; so few pixels that
-        // the threads split the channels instead (run apart).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // (images, height, width): several row tiles; so few pixels that the threads split
+        // the channels instead (run apart).
         for (n, h, w) in [(2, 23, 19), (1, 3, 4)] {
-            let mut random_maps = |c: usize| Maps {
+            let mut random_maps = |c: usize, h: usize, w: usize| Maps {
                 n,
                 h,
                 w,
                 c,
                 data: (0..n * h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect(),
             };
-            let (x, residual) = (random_maps(24), random_maps(80));
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap();
-            let (y, z) = pool.install(|| first.forward_onto_then(&x, residual.clone(), &next));
-            let y_apart = pool.install(|| first.forward_onto(&x, residual));
-            let z_apart = pool.install(|| next.forward(&y_apart, None));
-            assert_eq!(y, y_apart, "{n}×{h}×{w}");
-            assert_eq!(z, z_apart, "{n}×{h}×{w}");
+            let (x, residual) = (random_maps(24, h, w), random_maps(80, h, w));
+            let input = random_maps(32, 2 * h, 2 * w);
+            for then in [Some(&next), None] {
+                let place = format!("{n}×{h}×{w}, next {}", then.is_some());
+                let end = Residual::Map(residual.clone());
+                let (y, z) = pool.install(|| last.forward_block_end(&x, end, then));
+                let y_apart = pool.install(|| last.forward_onto(&x, residual.clone()));
+                let z_apart = then.map(|c| pool.install(|| c.forward(&y_apart, None)));
+                assert_eq!(y, y_apart, "{place}");
+                assert_eq!(z, z_apart, "{place}");
+                let end = Residual::Shortcut(&shortcut, &input);
+                let (y, z) = pool.install(|| last.forward_block_end(&x, end, then));
+                let s = pool.install(|| shortcut.forward(&input, None));
+                let y_apart = pool.install(|| last.forward_onto(&x, s));
+                let z_apart = then.map(|c| pool.install(|| c.forward(&y_apart, None)));
+                assert_eq!(y, y_apart, "shortcut, {place}");
+                assert_eq!(z, z_apart, "shortcut, {place}");
+            }
         }
     }
 

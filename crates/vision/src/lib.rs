@@ -14,7 +14,7 @@ mod resnet;
 mod weights;
 mod winograd;
 
-pub use conv::{Conv, Padding};
+pub use conv::{Conv, Padding, Residual};
 pub use load::{load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};
@@ -26,7 +26,7 @@ pub use weights::{
 pub use winograd::set_winograd;
 
 /// A batch of images or feature maps, NHWC.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Maps {
     /// Images in the batch.
     pub n: usize,

@@ -1,7 +1,9 @@
+use std::time::Duration;
+
 use autocaption_tensor::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding};
+use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding, Residual};
 
 /// Where a stage's downsampling stride sits in its first bottleneck block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,13 +201,14 @@ impl ResNet {
     }
 
     /// [`ResNet::forward`], reporting each convolution's shape (`conv3x3/1 64→64 @56x56`;
-    /// `conv1x1/1 64→256→64 @56x56` for a block's last and the next block's first, fused),
+    /// `conv1x1/1 64→256 +s →64 @56x56` for a block's last made with its shortcut's sums
+    /// and the next block's first),
     /// floating-point operations and wall time to `report`: where the time goes, for
     /// `bench encode --layers`.
     pub fn forward_profiled(
         &self,
         images: &Maps,
-        report: &mut dyn FnMut(String, u64, std::time::Duration),
+        report: &mut dyn FnMut(String, u64, Duration),
     ) -> Vec<f32> {
         let label = |c: &Conv, y: &Maps| {
             format!(
@@ -215,60 +218,59 @@ impl ResNet {
         };
         let flops =
             |c: &Conv, y: &Maps| 2 * (y.n * y.h * y.w * c.kh * c.kw * c.cin * c.cout) as u64;
-        // A convolution (onto `residual`, then `next` on its output, when given).
-        let mut conv = |c: &Conv, x: &Maps, residual: Option<Maps>, next: Option<&Conv>| {
+        let conv = |c: &Conv, x: &Maps, report: &mut dyn FnMut(String, u64, Duration)| {
             let t = std::time::Instant::now();
-            let (y, z) = match (residual, next) {
-                (Some(r), Some(n)) => {
-                    let (y, z) = c.forward_onto_then(x, r, n);
-                    (y, Some(z))
-                }
-                (Some(r), None) => (c.forward_onto(x, r), None),
-                (None, _) => (c.forward(x, None), None),
-            };
-            let (mut name, mut ops) = (label(c, &y), flops(c, &y));
-            if let (Some(n), Some(z)) = (next, &z) {
-                // `conv1x1/1 64→256→64 @56x56`: this one and the next block's first, fused.
-                name = format!(
-                    "conv{}x{}/{} {}→{}→{} @{}x{}",
-                    c.kh, c.kw, c.stride, c.cin, c.cout, n.cout, y.h, y.w
-                );
-                ops += flops(n, z);
-            }
-            report(name, ops, t.elapsed());
-            (y, z)
+            let y = c.forward(x, None);
+            report(label(c, &y), flops(c, &y), t.elapsed());
+            y
         };
         // Finished maps go back to the buffer pool as soon as nothing reads them.
-        let (stem, _) = conv(&self.stem, images, None, None);
+        let stem = conv(&self.stem, images, report);
         let mut x = max_pool(&stem, 3, 2, Padding::same(1));
         buffers::give(stem.data);
-        // The first convolution of an identity block, already computed by the block before.
+        // The first convolution of an identity block, already made by the block before.
         let mut first: Option<Maps> = None;
         for (i, b) in self.blocks.iter().enumerate() {
-            let shortcut = b.shortcut.as_ref().map(|s| conv(s, &x, None, None).0);
             let y1 = match first.take() {
                 Some(y1) => y1,
-                None => conv(&b.conv1, &x, None, None).0,
+                None => conv(&b.conv1, &x, report),
             };
-            let (y2, _) = conv(&b.conv2, &y1, None, None);
+            let y2 = conv(&b.conv2, &y1, report);
             buffers::give(y1.data);
-            // The last convolution adds onto the shortcut (or the block's input, which
-            // nothing reads afterwards) in place; an identity block next reads its output
-            // tile by tile as it is made.
-            let next = self.blocks.get(i + 1).filter(|n| n.shortcut.is_none());
-            let then = next.map(|n| &n.conv1);
-            first = match shortcut {
-                Some(s) => {
-                    let (out, z) = conv(&b.conv3, &y2, Some(s), then);
-                    buffers::give(std::mem::replace(&mut x, out).data);
-                    z
-                }
+            // The last convolution adds onto the shortcut (made tile by tile alongside) or
+            // onto the block's input in place, which nothing reads afterwards; an identity
+            // block next reads its output tile by tile as it is made.
+            let then = self
+                .blocks
+                .get(i + 1)
+                .filter(|n| n.shortcut.is_none())
+                .map(|n| &n.conv1);
+            let t = std::time::Instant::now();
+            let (out, z) = match &b.shortcut {
+                Some(s) => b
+                    .conv3
+                    .forward_block_end(&y2, Residual::Shortcut(s, &x), then),
                 None => {
-                    let (out, z) = conv(&b.conv3, &y2, Some(x), then);
-                    x = out;
-                    z
+                    let input = std::mem::replace(&mut x, Maps::default());
+                    b.conv3.forward_block_end(&y2, Residual::Map(input), then)
                 }
             };
+            // `conv1x1/1 64→256 +s →64 @56x56`: with the shortcut's sums, and the next
+            // block's first convolution.
+            let c = &b.conv3;
+            let mut name = format!("conv{}x{}/{} {}→{}", c.kh, c.kw, c.stride, c.cin, c.cout);
+            let mut ops = flops(c, &out);
+            if let Some(s) = &b.shortcut {
+                name += " +s";
+                ops += flops(s, &out);
+            }
+            if let (Some(n), Some(z)) = (then, &z) {
+                name += &format!(" →{}", n.cout);
+                ops += flops(n, z);
+            }
+            report(format!("{name} @{}x{}", out.h, out.w), ops, t.elapsed());
+            buffers::give(std::mem::replace(&mut x, out).data);
+            first = z;
             buffers::give(y2.data);
         }
         let features = global_average_pool(&x);

@@ -312,7 +312,7 @@ fn profile_layers(net: &autocaption_vision::ResNet, x: &autocaption_vision::Maps
         "share",
         "GFLOP/s"
     );
-    println!("  (a→b→c: a block's last 1×1 convolution and the next block's first, fused)");
+    println!("  (a block's last 1×1: +s with its shortcut's sums, →c with the next block's first, tile by tile)");
     for (name, secs, flops) in &rows {
         println!(
             "{name:<32} {:>10.2} {:>7.1}% {:>10.1}",
