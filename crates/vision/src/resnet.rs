@@ -251,7 +251,7 @@ impl ResNet {
                     .conv3
                     .forward_block_end(&y2, Residual::Shortcut(s, &x), then),
                 None => {
-                    let input = std::mem::replace(&mut x, Maps::default());
+                    let input = std::mem::take(&mut x);
                     b.conv3.forward_block_end(&y2, Residual::Map(input), then)
                 }
             };
