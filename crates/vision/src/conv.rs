@@ -274,23 +274,49 @@ impl Conv {
         let tiles = rows > 0
             && !self.reads_padded()
             && !splits_channels(rows, packed.panels())
-            && !crate::winograd::applies(self, x.n, x.h, x.w)
-            && next.is_none_or(|n| n.pointwise() && !splits_channels(rows, n.packed().panels()))
-            && match &residual {
-                Residual::Map(_) => true,
-                Residual::Shortcut(s, _) => {
-                    !s.reads_padded() && !splits_channels(rows, s.packed().panels())
-                }
-            };
-        if !tiles {
-            let residual = match residual {
-                Residual::Map(m) => m,
-                Residual::Shortcut(s, input) => s.forward(input, None),
-            };
-            let y = self.forward_onto(x, residual);
-            let z = next.map(|n| n.forward(&y, None));
-            return (y, z);
-        }
+            && !crate::winograd::applies(self, x.n, x.h, x.w);
+        // Which of the shortcut and the next convolution join the tiles: each tile then
+        // reads every joined convolution's weights, so they must all stay in L2 together,
+        // or each be too large to stay there anyway (the 28×28 stage's do neither: there a
+        // pass of its own over the tiles reuses each convolution's weights from L2).
+        let joins = |set: &[&Conv]| {
+            let bytes = set.iter().map(|c| 4 * c.weight.len());
+            bytes.clone().sum::<usize>() <= SHARED_WEIGHTS_BYTES
+                || bytes.clone().all(|b| b > STREAMED_WEIGHTS_BYTES)
+        };
+        let mut joined = vec![self];
+        let residual = match residual {
+            Residual::Shortcut(s, input)
+                if !tiles
+                    || s.reads_padded()
+                    || splits_channels(rows, s.packed().panels())
+                    || !joins(&[self, s]) =>
+            {
+                Residual::Map(s.forward(input, None))
+            }
+            Residual::Shortcut(s, input) => {
+                joined.push(s);
+                Residual::Shortcut(s, input)
+            }
+            map => map,
+        };
+        let then = next.filter(|n| {
+            joined.push(n);
+            tiles && n.pointwise() && !splits_channels(rows, n.packed().panels()) && joins(&joined)
+        });
+        let next_apart = |y: &Maps| match then {
+            Some(_) => None,
+            None => next.map(|n| n.forward(y, None)),
+        };
+        let residual = match residual {
+            Residual::Map(m) if then.is_none() || !tiles => {
+                let y = self.forward_onto(x, m);
+                let z = next_apart(&y);
+                return (y, z);
+            }
+            r => r,
+        };
+        let next = then;
         let cout = self.cout;
         let (mut y, shortcut) = match residual {
             Residual::Map(m) => (m, None),
@@ -342,6 +368,7 @@ impl Conv {
                 .enumerate()
                 .for_each(|(t, o)| finish(t, o, None)),
         }
+        let z = z.or_else(|| next_apart(&y));
         (y, z)
     }
 
@@ -504,6 +531,14 @@ pub enum Residual<'a> {
     /// A projection shortcut: this convolution of this input, made tile by tile first.
     Shortcut(&'a Conv, &'a Maps),
 }
+
+/// Weights that stay in a core's L2 beside a row tile's maps, for every tile a thread makes
+/// (all the convolutions joined in [`Conv::forward_block_end`] together).
+const SHARED_WEIGHTS_BYTES: usize = 512 << 10;
+
+/// Weights too large to stay in L2 beside a row tile's maps: each tile reads them again
+/// anyway.
+const STREAMED_WEIGHTS_BYTES: usize = 768 << 10;
 
 /// Below this many output pixels per thread, the threads split the output channels (by
 /// panel) rather than the pixels: the last stage at batch 1 (49 pixels), whose weights are

@@ -312,7 +312,7 @@ fn profile_layers(net: &autocaption_vision::ResNet, x: &autocaption_vision::Maps
         "share",
         "GFLOP/s"
     );
-    println!("  (a block's last 1×1: +s with its shortcut's sums, →c with the next block's first, tile by tile)");
+    println!("  (a block's last 1×1 with its shortcut (+s) and the next block's first (→c): made tile by tile where that pays)");
     for (name, secs, flops) in &rows {
         println!(
             "{name:<32} {:>10.2} {:>7.1}% {:>10.1}",
