@@ -254,7 +254,9 @@ impl PanelMatrix {
     /// and a panel's outputs stay in cache until finished. A segment longer than `KC` is cut
     /// into equal slices; shorter ones are taken whole, as many to a slice as fit (balanced),
     /// and the kernel sums a slice's runs in registers: a 3×3 convolution of 64 channels
-    /// makes 5 slices, not 9, and a first layer's 7 kernel rows of 21 values make 2. The bias, residual and ReLU are applied in registers, in the first
+    /// makes 5 slices, not 9, and a first layer's 7 kernel rows of 21 values make 2. While a
+    /// slice's row groups run, the next slice of weights is fetched into L2 a share at a time
+    /// (the 7×7 stage at batch 1 streams its 60 MB of weights from memory). The bias, residual and ReLU are applied in registers, in the first
     /// and last slice. Each output is `start + Σ_k` in k order, then `+ residual`, as in
     /// [`PanelMatrix::mul`].
     #[allow(clippy::too_many_arguments)]
@@ -334,6 +336,7 @@ impl PanelMatrix {
             }
         }
         let last = slices.len() - 1;
+        let panels_end = panels.end;
         for p in panels {
             let col = p * PANEL - first;
             let width = PANEL.min(cols - col);
@@ -351,8 +354,25 @@ impl PanelMatrix {
                     },
                     relu: s == last && epilogue.relu,
                 };
+                // The next slice's weights, asked for a share at a time while this slice's
+                // row groups run: a slice is read from memory once, and its first row group
+                // would otherwise wait for it.
+                let ahead = if s < last {
+                    Some((p, slices[s + 1]))
+                } else if p + 1 < panels_end {
+                    Some((p + 1, slices[0]))
+                } else {
+                    None
+                }
+                .map(|(q, (k0, kc, _))| self.slice_bytes(q, k0, kc));
+                let groups = rows.div_ceil(MR);
                 for r0 in (0..rows).step_by(MR) {
                     let m = MR.min(rows - r0);
+                    if let Some(bytes) = ahead {
+                        let share = bytes.len().div_ceil(64).div_ceil(groups) * 64;
+                        let from = (r0 / MR * share).min(bytes.len());
+                        prefetch(&bytes[from..(from + share).min(bytes.len())]);
+                    }
                     let group = Group {
                         table: &lines[run_lines[s] + r0..],
                         stride: rows,
@@ -368,6 +388,15 @@ impl PanelMatrix {
                     }
                 }
             }
+        }
+    }
+
+    /// The bytes of rows `k0 .. k0 + kc` of panel `p`.
+    fn slice_bytes(&self, p: usize, k0: usize, kc: usize) -> &[u8] {
+        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + kc) * PANEL;
+        match &self.data {
+            Data::F32(w) => bytes_of(&w[span]),
+            Data::F16(w) => bytes_of(&w[span]),
         }
     }
 
@@ -470,6 +499,28 @@ impl Step<'_> {
             );
         }
     }
+}
+
+/// `v`'s bytes.
+fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: the element types used (f32, u16) have no padding, and any byte is a u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// Asks for every cache line of `b` to be brought into L2.
+#[inline]
+fn prefetch(b: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for x in b.iter().step_by(64) {
+        // SAFETY: a prefetch reads nothing architecturally, and `x` is a valid reference.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                (x as *const u8).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
 }
 
 /// The rows of one kernel call (1 ..= MR), `k` values each, in runs of `run` values (the
