@@ -391,9 +391,14 @@ impl PanelMatrix {
         }
     }
 
+    /// Where rows `k0 .. k0 + kc` of panel `p` lie in the packed data.
+    fn span(&self, p: usize, k0: usize, kc: usize) -> std::ops::Range<usize> {
+        (p * self.k + k0) * PANEL..(p * self.k + k0 + kc) * PANEL
+    }
+
     /// The bytes of rows `k0 .. k0 + kc` of panel `p`.
     fn slice_bytes(&self, p: usize, k0: usize, kc: usize) -> &[u8] {
-        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + kc) * PANEL;
+        let span = self.span(p, k0, kc);
         match &self.data {
             Data::F32(w) => bytes_of(&w[span]),
             Data::F16(w) => bytes_of(&w[span]),
@@ -453,7 +458,7 @@ impl PanelMatrix {
         ldo: usize,
         step: Step<'_>,
     ) {
-        let span = (p * self.k + k0) * PANEL..(p * self.k + k0 + group.k) * PANEL;
+        let span = self.span(p, k0, group.k);
         match &self.data {
             Data::F32(w) => kernel_f32(&w[span], group, o, ldo, step),
             Data::F16(w) => kernel_f16(&w[span], group, o, ldo, step),

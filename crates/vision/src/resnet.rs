@@ -210,12 +210,8 @@ impl ResNet {
         images: &Maps,
         report: &mut dyn FnMut(String, u64, Duration),
     ) -> Vec<f32> {
-        let label = |c: &Conv, y: &Maps| {
-            format!(
-                "conv{}x{}/{} {}→{} @{}x{}",
-                c.kh, c.kw, c.stride, c.cin, c.cout, y.h, y.w
-            )
-        };
+        let shape = |c: &Conv| format!("conv{}x{}/{} {}→{}", c.kh, c.kw, c.stride, c.cin, c.cout);
+        let label = |c: &Conv, y: &Maps| format!("{} @{}x{}", shape(c), y.h, y.w);
         let flops =
             |c: &Conv, y: &Maps| 2 * (y.n * y.h * y.w * c.kh * c.kw * c.cin * c.cout) as u64;
         let conv = |c: &Conv, x: &Maps, report: &mut dyn FnMut(String, u64, Duration)| {
@@ -258,8 +254,7 @@ impl ResNet {
             // `conv1x1/1 64→256 +s →64 @56x56`: with the shortcut's sums, and the next
             // block's first convolution.
             let c = &b.conv3;
-            let mut name = format!("conv{}x{}/{} {}→{}", c.kh, c.kw, c.stride, c.cin, c.cout);
-            let mut ops = flops(c, &out);
+            let (mut name, mut ops) = (shape(c), flops(c, &out));
             if let Some(s) = &b.shortcut {
                 name += " +s";
                 ops += flops(s, &out);
