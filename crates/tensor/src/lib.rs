@@ -3,6 +3,7 @@
 //! seeded random initialisers. No deep-learning framework: see DESIGN.md section 1.
 
 mod act;
+mod aligned;
 mod bf16;
 mod f16;
 mod gemm;

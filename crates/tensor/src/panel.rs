@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use crate::aligned::Aligned;
 use crate::{from_f16, to_f16};
 
 /// Columns in a panel: four AVX-512 vectors of f32.
@@ -65,10 +66,12 @@ pub struct OutOfRange {
     pub value: f32,
 }
 
+/// The packed values, each panel row (256 or 128 bytes) on cache lines of its own: the
+/// kernel's loads never straddle two lines.
 #[derive(Debug, Clone)]
 enum Data {
-    F32(Vec<f32>),
-    F16(Vec<u16>),
+    F32(Aligned<f32>),
+    F16(Aligned<u16>),
 }
 
 /// A `[k, n]` matrix packed into column panels for [`PanelMatrix::mul`].
@@ -103,29 +106,29 @@ impl PanelMatrix {
         let panels = columns.len() / PANEL;
         let value =
             |p: usize, r: usize, j: usize| columns[p * PANEL + j].map(|c| (c, w[r * n + c]));
-        let mut f32s = Vec::new();
-        let mut f16s = Vec::new();
+        let len = panels * k * PANEL;
+        let mut data = match format {
+            WeightFormat::F32 => Data::F32(Aligned::zeroed(len)),
+            WeightFormat::F16 => Data::F16(Aligned::zeroed(len)),
+        };
         for p in 0..panels {
             for r in 0..k {
                 for j in 0..PANEL {
-                    match (format, value(p, r, j)) {
-                        (WeightFormat::F32, v) => f32s.push(v.map_or(0.0, |(_, v)| v)),
-                        (WeightFormat::F16, None) => f16s.push(0),
-                        (WeightFormat::F16, Some((column, v))) => {
-                            f16s.push(to_f16(v).ok_or(OutOfRange {
+                    let at = (p * k + r) * PANEL + j;
+                    match (&mut data, value(p, r, j)) {
+                        (_, None) => {} // stays zero
+                        (Data::F32(d), Some((_, v))) => d[at] = v,
+                        (Data::F16(d), Some((column, v))) => {
+                            d[at] = to_f16(v).ok_or(OutOfRange {
                                 row: r,
                                 column,
                                 value: v,
-                            })?)
+                            })?
                         }
                     }
                 }
             }
         }
-        let data = match format {
-            WeightFormat::F32 => Data::F32(f32s),
-            WeightFormat::F16 => Data::F16(f16s),
-        };
         Ok(Self {
             k,
             width: columns.len(),
@@ -1128,6 +1131,23 @@ mod tests {
         assert_eq!(&out[..3], &[19.0, 15.0, -1.0]);
         assert_eq!(out[3], 10.0);
         assert_eq!(*seen.lock().unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn every_panel_row_starts_on_a_cache_line() {
+        let mut rng = crate::Rng::new(3);
+        for (k, n) in [(1, 1), (3, 70), (37, 130), (147, 64)] {
+            let w = random(&mut rng, k * n);
+            for format in [WeightFormat::F32, WeightFormat::F16] {
+                let m = PanelMatrix::pack(&w, k, n, format).unwrap();
+                let start = match &m.data {
+                    Data::F32(d) => d.as_ptr() as usize,
+                    Data::F16(d) => d.as_ptr() as usize,
+                };
+                let row_bytes = m.bytes() / (m.panels() * k);
+                assert_eq!((start % 64, row_bytes % 64), (0, 0), "{k}×{n} {format}");
+            }
+        }
     }
 
     #[test]
