@@ -368,27 +368,28 @@ impl PanelMatrix {
                     None
                 }
                 .map(|(q, (k0, kc, _))| self.slice_bytes(q, k0, kc));
-                let groups = rows.div_ceil(MR);
-                for r0 in (0..rows).step_by(MR) {
-                    let m = MR.min(rows - r0);
-                    if let Some(bytes) = ahead {
-                        let share = bytes.len().div_ceil(64).div_ceil(groups) * 64;
-                        let from = (r0 / MR * share).min(bytes.len());
-                        prefetch(&bytes[from..(from + share).min(bytes.len())]);
-                    }
-                    let group = Group {
-                        table: &lines[run_lines[s] + r0..],
-                        stride: rows,
-                        rows: m,
+                let table = &lines[run_lines[s]..];
+                let o = &mut out[col..];
+                if width == PANEL {
+                    let slice = Slice {
+                        table,
+                        rows,
                         run,
                         k: kc,
                     };
-                    let o = &mut out[r0 * ldo + col..];
-                    if width == PANEL {
-                        self.kernel(p, k0, group, o, ldo, step(r0));
-                    } else {
-                        self.partial(p, k0, group, o, ldo, width, step(r0));
-                    }
+                    self.kernel_slice(p, k0, slice, o, ldo, step(0), ahead);
+                    continue;
+                }
+                for r0 in (0..rows).step_by(MR) {
+                    let group = Group {
+                        table: &table[r0..],
+                        stride: rows,
+                        rows: MR.min(rows - r0),
+                        run,
+                        k: kc,
+                    };
+                    let o = &mut o[r0 * ldo..];
+                    self.partial(p, k0, group, o, ldo, width, step(r0));
                 }
             }
         }
@@ -469,6 +470,84 @@ impl PanelMatrix {
     }
 }
 
+impl PanelMatrix {
+    /// Rows `k0 .. k0 + slice.k` of full panel `p` times every row of `slice`, `MR` rows at a
+    /// time, onto `o` (row stride `ldo`), each row group started and finished as `step` says
+    /// (its residual, if any, moving on `ldr` a row). While the groups run, `ahead` (the next
+    /// slice's weights) is asked into L2 a share per group: a slice is read from memory once,
+    /// and its first row group would otherwise wait for it.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_slice(
+        &self,
+        p: usize,
+        k0: usize,
+        slice: Slice<'_>,
+        o: &mut [f32],
+        ldo: usize,
+        step: Step<'_>,
+        ahead: Option<&[u8]>,
+    ) {
+        let span = self.span(p, k0, slice.k);
+        let done = match &self.data {
+            Data::F32(w) => vectorised_slice::<false, f32>(&w[span], slice, o, ldo, step, ahead),
+            Data::F16(w) => vectorised_slice::<true, u16>(&w[span], slice, o, ldo, step, ahead),
+        };
+        if !done {
+            self.slice_by_groups(p, k0, slice, o, ldo, step, ahead);
+        }
+    }
+
+    /// [`PanelMatrix::kernel_slice`] one row group at a time, through [`PanelMatrix::kernel`]
+    /// (the way without AVX-512).
+    #[allow(clippy::too_many_arguments)]
+    fn slice_by_groups(
+        &self,
+        p: usize,
+        k0: usize,
+        slice: Slice<'_>,
+        o: &mut [f32],
+        ldo: usize,
+        step: Step<'_>,
+        ahead: Option<&[u8]>,
+    ) {
+        let groups = slice.rows.div_ceil(MR);
+        for r0 in (0..slice.rows).step_by(MR) {
+            if let Some(bytes) = ahead {
+                let share = bytes.len().div_ceil(64).div_ceil(groups) * 64;
+                let from = (r0 / MR * share).min(bytes.len());
+                prefetch(&bytes[from..(from + share).min(bytes.len())]);
+            }
+            let group = slice.group(r0);
+            let step = step.at_row(r0);
+            self.kernel(p, k0, group, &mut o[r0 * ldo..], ldo, step);
+        }
+    }
+}
+
+/// Every row of one slice of [`PanelMatrix::mul_rows`]: run `j` of row `r` is
+/// `table[j·rows + r]`, `run` values (the last what is left of `k`), each checked to hold
+/// them when the table was made.
+#[derive(Clone, Copy)]
+struct Slice<'a> {
+    table: &'a [&'a [f32]],
+    rows: usize,
+    run: usize,
+    k: usize,
+}
+
+impl<'a> Slice<'a> {
+    /// The row group from row `r0`.
+    fn group(&self, r0: usize) -> Group<'a> {
+        Group {
+            table: &self.table[r0..],
+            stride: self.rows,
+            rows: MR.min(self.rows - r0),
+            run: self.run,
+            k: self.k,
+        }
+    }
+}
+
 /// How [`PanelMatrix::mul_rows`] starts and finishes its sums.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Epilogue<'a> {
@@ -494,7 +573,15 @@ struct Step<'a> {
     relu: bool,
 }
 
-impl Step<'_> {
+impl<'a> Step<'a> {
+    /// The step for the row group from row `r0`: its residual moves down `r0` rows.
+    fn at_row(&self, r0: usize) -> Step<'a> {
+        Step {
+            residual: self.residual.map(|(r, ldr)| (&r[r0 * ldr..], ldr)),
+            ..*self
+        }
+    }
+
     /// Checks the step's slices hold what a kernel of `m` rows reads.
     fn check(&self, m: usize) {
         if let Some(b) = self.bias {
@@ -639,6 +726,56 @@ fn vectorised<const HALF: bool, T>(
     false
 }
 
+/// [`vectorised`] for every row group of a slice at once, with the prefetch of `ahead`
+/// spread over the groups; false, having done nothing, without AVX-512F.
+fn vectorised_slice<const HALF: bool, T>(
+    w: &[T],
+    slice: Slice<'_>,
+    o: &mut [f32],
+    ldo: usize,
+    step: Step<'_>,
+    ahead: Option<&[u8]>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx512() {
+        let (rows, k) = (slice.rows, slice.k);
+        assert!(rows > 0 && slice.run > 0, "a slice needs rows and runs");
+        let runs = k.div_ceil(slice.run);
+        assert!(slice.table.len() >= runs * rows, "a slice's table is short");
+        for (j, lines) in slice.table.chunks_exact(rows).take(runs).enumerate() {
+            let len = slice.run.min(k - j * slice.run);
+            assert!(lines.iter().all(|l| l.len() >= len), "a run is short");
+        }
+        step.check(rows);
+        assert_eq!(std::mem::size_of::<T>(), if HALF { 2 } else { 4 });
+        assert!(w.len() >= k * PANEL && ldo >= PANEL && o.len() >= (rows - 1) * ldo + PANEL);
+        let table = avx512::Runs {
+            table: slice.table.as_ptr(),
+            stride: rows,
+            run: slice.run,
+            k,
+        };
+        let ahead = ahead.unwrap_or(&[]);
+        // SAFETY: AVX-512F is present, `w` holds k·PANEL values of the width the kernel
+        // reads, every run of every row holds its values, and `o`, the bias and the
+        // residual hold what all `rows` rows read and write (asserted above).
+        unsafe {
+            avx512::slice::<HALF>(
+                w.as_ptr().cast(),
+                &table,
+                rows,
+                o.as_mut_ptr(),
+                ldo,
+                &step.raw(),
+                ahead,
+            )
+        };
+        return true;
+    }
+    let _ = (w, slice, o, ldo, step, ahead);
+    false
+}
+
 crate::simd_fn! {
     /// The portable f32 kernel (compiled for AVX2 + FMA too, where `mul_add` is one instruction).
     fn generic_f32(group: Group<'_>, o: &mut [f32], ldo: usize, step: Step<'_>, w: &[f32]) {
@@ -716,6 +853,54 @@ mod avx512 {
         pub stride: usize,
         pub run: usize,
         pub k: usize,
+    }
+
+    /// [`rows`] for every group of `MR` rows of `n` (the last group what is left), run `j`
+    /// of row `r` being `*a.table.add(j·a.stride + r)`; while they run, `ahead` is asked
+    /// into L2 a share per group.
+    ///
+    /// # Safety
+    /// As [`rows`] for each group: `a.table` holds every run of all `n` rows, `o` holds
+    /// `(n − 1)·ldo + PANEL` f32 and a non-null `step.residual` `(n − 1)·ldr + PANEL`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn slice<const HALF: bool>(
+        w: *const u8,
+        a: &Runs<'_>,
+        n: usize,
+        o: *mut f32,
+        ldo: usize,
+        step: &Step,
+        ahead: &[u8],
+    ) {
+        let groups = n.div_ceil(super::MR);
+        let share = ahead.len().div_ceil(64).div_ceil(groups) * 64;
+        for (g, r0) in (0..n).step_by(super::MR).enumerate() {
+            let from = (g * share).min(ahead.len());
+            for line in ahead[from..(from + share).min(ahead.len())]
+                .iter()
+                .step_by(64)
+            {
+                _mm_prefetch::<_MM_HINT_T1>((line as *const u8).cast());
+            }
+            let group = Runs {
+                table: a.table.add(r0),
+                stride: a.stride,
+                run: a.run,
+                k: a.k,
+            };
+            let at = Step {
+                fresh: step.fresh,
+                bias: step.bias,
+                residual: if step.residual.is_null() {
+                    step.residual
+                } else {
+                    step.residual.add(r0 * step.ldr)
+                },
+                ldr: step.ldr,
+                relu: step.relu,
+            };
+            rows::<HALF>(w, &group, super::MR.min(n - r0), o.add(r0 * ldo), ldo, &at);
+        }
     }
 
     /// [`panel`] for `m` (1 ..= 6) rows.
@@ -1086,6 +1271,47 @@ mod tests {
                     assert_eq!(fast, whole, "runs change nothing");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_slice_at_once_gives_the_bits_of_its_row_groups_one_by_one() {
+        // 13 rows: two full groups and one of 1; runs of 7 from separate rows; a bias in,
+        // a residual and the ReLU out; the next slice's weights asked for alongside.
+        let mut rng = crate::Rng::new(8);
+        let (rows, k, run, ldo) = (13, 31, 7, PANEL + 3);
+        let w = random(&mut rng, k * PANEL);
+        let a = random(&mut rng, rows * k);
+        let bias = random(&mut rng, PANEL);
+        let residual = random(&mut rng, rows * ldo);
+        for format in [WeightFormat::F32, WeightFormat::F16] {
+            let m = PanelMatrix::pack(&w, k, PANEL, format).unwrap();
+            let mut table: Vec<&[f32]> = Vec::new();
+            for j0 in (0..k).step_by(run) {
+                table.extend(a.chunks_exact(k).map(|r| &r[j0..]));
+            }
+            let slice = Slice {
+                table: &table,
+                rows,
+                run,
+                k,
+            };
+            let step = Step {
+                fresh: true,
+                bias: Some(&bias),
+                residual: Some((&residual, ldo)),
+                relu: true,
+            };
+            let ahead = Some(m.slice_bytes(0, 0, k));
+            let mut at_once = vec![f32::NAN; rows * ldo];
+            let mut by_groups = at_once.clone();
+            m.kernel_slice(0, 0, slice, &mut at_once, ldo, step, ahead);
+            m.slice_by_groups(0, 0, slice, &mut by_groups, ldo, step, ahead);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&at_once), bits(&by_groups), "{format}");
+            assert!(at_once
+                .chunks(ldo)
+                .all(|r| r[..PANEL].iter().all(|&x| x >= 0.0)));
         }
     }
 
