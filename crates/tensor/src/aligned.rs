@@ -31,7 +31,9 @@ pub(crate) struct Aligned<T: Plain> {
 impl<T: Plain> Aligned<T> {
     /// `len` values whose bytes are all zero (0.0 for f32).
     pub(crate) fn zeroed(len: usize) -> Self {
-        let bytes = len * std::mem::size_of::<T>();
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("buffer size overflows usize");
         Self {
             lines: vec![Line([0; 64]); bytes.div_ceil(64)],
             len,
