@@ -475,7 +475,8 @@ impl PanelMatrix {
     /// time, onto `o` (row stride `ldo`), each row group started and finished as `step` says
     /// (its residual, if any, moving on `ldr` a row). While the groups run, `ahead` (the next
     /// slice's weights) is asked into L2 a share per group: a slice is read from memory once,
-    /// and its first row group would otherwise wait for it.
+    /// and its first row group would otherwise wait for it. The same bits as each group through
+    /// [`PanelMatrix::kernel`].
     #[allow(clippy::too_many_arguments)]
     fn kernel_slice(
         &self,
@@ -492,24 +493,10 @@ impl PanelMatrix {
             Data::F32(w) => vectorised_slice::<false, f32>(&w[span], slice, o, ldo, step, ahead),
             Data::F16(w) => vectorised_slice::<true, u16>(&w[span], slice, o, ldo, step, ahead),
         };
-        if !done {
-            self.slice_by_groups(p, k0, slice, o, ldo, step, ahead);
+        if done {
+            return;
         }
-    }
-
-    /// [`PanelMatrix::kernel_slice`] one row group at a time, through [`PanelMatrix::kernel`]
-    /// (the way without AVX-512).
-    #[allow(clippy::too_many_arguments)]
-    fn slice_by_groups(
-        &self,
-        p: usize,
-        k0: usize,
-        slice: Slice<'_>,
-        o: &mut [f32],
-        ldo: usize,
-        step: Step<'_>,
-        ahead: Option<&[u8]>,
-    ) {
+        // Without AVX-512: group by group.
         let groups = slice.rows.div_ceil(MR);
         for r0 in (0..slice.rows).step_by(MR) {
             if let Some(bytes) = ahead {
@@ -1306,7 +1293,10 @@ mod tests {
             let mut at_once = vec![f32::NAN; rows * ldo];
             let mut by_groups = at_once.clone();
             m.kernel_slice(0, 0, slice, &mut at_once, ldo, step, ahead);
-            m.slice_by_groups(0, 0, slice, &mut by_groups, ldo, step, ahead);
+            for r0 in (0..rows).step_by(MR) {
+                let o = &mut by_groups[r0 * ldo..];
+                m.kernel(0, 0, slice.group(r0), o, ldo, step.at_row(r0));
+            }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&at_once), bits(&by_groups), "{format}");
             assert!(at_once
