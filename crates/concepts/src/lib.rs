@@ -7,9 +7,11 @@
 mod net;
 mod ops;
 mod train;
+mod weights;
 
 pub use net::{ConceptConfig, ConceptNet};
 pub use train::{train, Epoch, Examples, TrainOptions};
+pub use weights::ConceptWeightsError;
 
 /// An RGB image as the network's input: resized to `size × size` (bilinear, without
 /// keeping the aspect ratio) and scaled to [−0.5, 0.5], NHWC.

@@ -1,9 +1,12 @@
 //! The feature store (DESIGN.md section 5): one safetensors file holding a tensor
 //! `features` of shape `[N, D]` (f32) and, in its metadata, the `N` image names in row order
-//! (`"names"`, a JSON array). Written atomically.
+//! (`"names"`, a JSON array) and, where known, the encoder that made them (`"encoder"`, an
+//! [`EncoderSpec`] as JSON). Written atomically.
 
+mod encoder_spec;
 mod probe;
 
+pub use encoder_spec::{sha256_id, EncoderKind, EncoderSpec};
 pub use probe::linear_probe;
 
 use std::collections::HashMap;
@@ -25,15 +28,35 @@ pub enum FeatureError {
         /// What was wrong.
         message: String,
     },
+    /// Rows were asked for by name and some names are not in the store.
+    #[error("{count} image(s) have no features{source_note} (e.g. {examples}); extract features for them first", count = .names.len(), examples = .names.iter().take(3).cloned().collect::<Vec<_>>().join(", "), source_note = .file.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    Missing {
+        /// Every missing name, in the order asked.
+        names: Vec<String>,
+        /// The feature file, when the store came from one.
+        file: Option<PathBuf>,
+    },
 }
 
-/// Image features in memory: row `i` of `data` belongs to `names[i]`.
-#[derive(Debug, Clone, PartialEq)]
+/// Image features in memory: row `i` of `data` belongs to `names[i]`. Two stores are equal
+/// when their names, rows and encoder record are (wherever they were read from).
+#[derive(Debug, Clone)]
 pub struct FeatureStore {
     names: Vec<String>,
     dim: usize,
     data: Vec<f32>,
     index: HashMap<String, usize>,
+    encoder: Option<EncoderSpec>,
+    source: Option<PathBuf>,
+}
+
+impl PartialEq for FeatureStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+            && self.dim == other.dim
+            && self.data == other.data
+            && self.encoder == other.encoder
+    }
 }
 
 impl FeatureStore {
@@ -62,7 +85,65 @@ impl FeatureStore {
             dim,
             data,
             index,
+            encoder: None,
+            source: None,
         }
+    }
+
+    /// The same store, recording the encoder that made it.
+    pub fn with_encoder(mut self, encoder: EncoderSpec) -> Self {
+        self.encoder = Some(encoder);
+        self
+    }
+
+    /// The encoder that made the features, when the file records it.
+    pub fn encoder(&self) -> Option<&EncoderSpec> {
+        self.encoder.as_ref()
+    }
+
+    /// The file the store was read from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// The rows of `names`, in that order, as one `[names.len(), dim]` buffer; every missing
+    /// name is listed in the error.
+    pub fn gather<S: AsRef<str>>(&self, names: &[S]) -> Result<Vec<f32>, FeatureError> {
+        let mut out = Vec::with_capacity(names.len() * self.dim);
+        let mut missing = Vec::new();
+        for n in names {
+            match self.get(n.as_ref()) {
+                Some(row) => out.extend_from_slice(row),
+                None => missing.push(n.as_ref().to_string()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(out)
+        } else {
+            Err(FeatureError::Missing {
+                names: missing,
+                file: self.source.clone(),
+            })
+        }
+    }
+
+    /// All rows, row-major `[len, dim]`.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Appends the rows of `other` (same width; names not already here).
+    pub fn extend(&mut self, other: FeatureStore) {
+        assert_eq!(self.dim, other.dim, "features: appending rows of another width");
+        for n in other.names {
+            let i = self.names.len();
+            assert!(
+                self.index.insert(n.clone(), i).is_none(),
+                "features: image name {n:?} appended twice"
+            );
+            self.names.push(n);
+        }
+        self.data.extend_from_slice(&other.data);
     }
 
     /// Feature width.
@@ -105,15 +186,20 @@ impl FeatureStore {
         let bytes = autocaption_io::f32_to_le_bytes(&self.data);
         let view = TensorView::new(Dtype::F32, vec![self.names.len(), self.dim], &bytes)
             .expect("shape matches data");
-        // One metadata key only: safetensors writes its metadata map in HashMap order, so
-        // two keys would make the same features come out as different bytes run to run.
-        let meta: HashMap<String, String> = [(
+        let mut meta: HashMap<String, String> = [(
             "names".to_string(),
             serde_json::to_string(&self.names).expect("names serialise"),
         )]
         .into();
-        safetensors::serialize([("features", view)], Some(meta))
-            .expect("serialising in memory cannot fail")
+        if let Some(e) = &self.encoder {
+            meta.insert(
+                "encoder".into(),
+                serde_json::to_string(e).expect("the encoder record serialises"),
+            );
+        }
+        let bytes = safetensors::serialize([("features", view)], Some(meta))
+            .expect("serialising in memory cannot fail");
+        sorted_header(bytes)
     }
 
     /// Writes the store atomically.
@@ -154,13 +240,46 @@ impl FeatureStore {
         if n != names.len() {
             return Err(bad(format!("{n} feature rows but {} names", names.len())));
         }
+        let encoder = match meta.metadata().as_ref().and_then(|m| m.get("encoder")) {
+            Some(e) => Some(
+                serde_json::from_str::<EncoderSpec>(e)
+                    .map_err(|err| bad(format!("\"encoder\" is not an encoder record: {err}")))?,
+            ),
+            None => None,
+        };
+        if let Some(e) = &encoder {
+            if e.feature_dim != dim {
+                return Err(bad(format!(
+                    "the encoder record says {}-d features, the tensor is {dim}-d",
+                    e.feature_dim
+                )));
+            }
+        }
         let data: Vec<f32> = autocaption_io::f32_from_le_bytes(t.data());
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
             return Err(bad(format!("image name {dup:?} appears twice")));
         }
-        Ok(Self::new(names, dim, data))
+        let mut store = Self::new(names, dim, data);
+        store.encoder = encoder;
+        store.source = Some(path.to_path_buf());
+        Ok(store)
     }
+}
+
+/// The same safetensors bytes with the JSON header's keys sorted (metadata included), so
+/// that the same store gives the same bytes: safetensors writes its maps in `HashMap` order.
+/// Sorting keeps the header's length, so the data offsets stay valid.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
+    // serde_json's maps are ordered by key (the `preserve_order` feature is not used).
+    let mut sorted = serde_json::to_vec(&header).expect("JSON serialises");
+    assert!(sorted.len() <= n, "a sorted header is no longer than the original");
+    sorted.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&sorted);
+    bytes
 }
 
 #[cfg(test)]
@@ -194,5 +313,37 @@ mod tests {
             .to_string()
             .contains("not a feature file"));
         assert!(FeatureStore::load(&d.path().join("none")).is_err());
+    }
+
+    #[test]
+    fn encoder_record_round_trips_and_bytes_repeat() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        let spec = EncoderSpec {
+            kind: EncoderKind::Resnet50Random,
+            weights: None,
+            sha256: None,
+            seed: Some(7),
+            preprocessing: "keras".into(),
+            feature_dim: 1,
+        };
+        let s = FeatureStore::new(vec!["a".into(), "b".into()], 1, vec![1.0, 2.0])
+            .with_encoder(spec.clone());
+        let first = s.to_bytes();
+        assert!((0..50).all(|_| s.clone().to_bytes() == first));
+        s.save(&p).unwrap();
+        let back = FeatureStore::load(&p).unwrap();
+        assert_eq!(back.encoder(), Some(&spec));
+        assert_eq!(back.source(), Some(p.as_path()));
+    }
+
+    #[test]
+    fn gather_names_every_missing_row() {
+        let s = FeatureStore::new(vec!["a".into(), "b".into()], 2, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(s.gather(&["b", "a"]).unwrap(), vec![3.0, 4.0, 1.0, 2.0]);
+        match s.gather(&["a", "x", "y"]).unwrap_err() {
+            FeatureError::Missing { names, .. } => assert_eq!(names, vec!["x", "y"]),
+            e => panic!("{e}"),
+        }
     }
 }

@@ -8,6 +8,7 @@ mod checkpoint;
 mod config;
 mod dataset;
 mod error;
+pub mod files;
 mod flops;
 mod history;
 mod trainer;

@@ -12,10 +12,7 @@ use crate::{
     bucketed_batches, CaptionSet, Checkpoint, EpochRecord, FeatureScaling, TrainConfig, TrainError,
 };
 
-/// Checkpoint file inside the model directory.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-/// Best weights inside the model directory.
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
+use crate::files::{CHECKPOINT as CHECKPOINT_FILE, HISTORY, PLOT, WEIGHTS as WEIGHTS_FILE};
 
 /// Something worth telling the user about.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +92,7 @@ fn plot(dir: &Path, history: &[EpochRecord]) -> Result<(), TrainError> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| TrainError::Data(format!("cannot encode the training plot: {e}")))?;
-    write_atomic(&dir.join("training.png"), &png)?;
+    write_atomic(&dir.join(PLOT), &png)?;
     Ok(())
 }
 
@@ -256,7 +253,7 @@ fn train_here(
         }
         let history =
             serde_json::to_string_pretty(&state.history).expect("history serialises") + "\n";
-        write_atomic(&dir.join("history.json"), history.as_bytes())?;
+        write_atomic(&dir.join(HISTORY), history.as_bytes())?;
         plot(dir, &state.history)?;
         state.save(&ckpt_path, model, adam)?;
         on_event(Event::Epoch {

@@ -1,4 +1,5 @@
-//! Human-readable summaries printed by the commands.
+//! Human-readable summaries of a prepared dataset (what `prepare` prints and the demo's
+//! report holds).
 
 use std::fmt::Write as _;
 

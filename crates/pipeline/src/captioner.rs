@@ -1,0 +1,234 @@
+//! A model directory and its encoder, ready to caption photos or feature rows. Shareable
+//! across threads (`&self`, `Send + Sync`), so a server holds one for all its requests.
+
+use std::path::{Path, PathBuf};
+
+use autocaption_io::Progress;
+use autocaption_model::{DecodeOptions, Decoder, Hypothesis};
+use autocaption_tensor::WeightFormat;
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::encoder::{Encoder, EncoderSource};
+use crate::model_dir::ModelDir;
+use crate::{Error, Result};
+
+/// How captions are generated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptionOptions {
+    /// Most words in a caption.
+    pub max_words: usize,
+    /// Beam width (1: greedy).
+    pub beam: usize,
+    /// Length normalisation of beam scores: log p / length^alpha.
+    pub length_alpha: f64,
+    /// How the decoder holds the weights each word reads (f16: half the bytes, about twice
+    /// as fast at batch 1; log-probabilities move by about 1e-4).
+    pub weights: WeightFormat,
+}
+
+impl Default for CaptionOptions {
+    fn default() -> Self {
+        Self {
+            max_words: 30,
+            beam: 3,
+            length_alpha: 0.7,
+            weights: WeightFormat::F32,
+        }
+    }
+}
+
+impl CaptionOptions {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_words == 0 {
+            return Err(Error::Invalid("--max-words must be at least 1".into()));
+        }
+        if self.beam == 0 {
+            return Err(Error::Invalid("--beam must be at least 1 (1: greedy)".into()));
+        }
+        if !(self.length_alpha.is_finite() && self.length_alpha >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "--length-alpha must be a number ≥ 0, got {}",
+                self.length_alpha
+            )));
+        }
+        Ok(())
+    }
+
+    /// `greedy` or `beam N`.
+    pub fn label(&self) -> String {
+        if self.beam <= 1 {
+            "greedy".into()
+        } else {
+            format!("beam {}", self.beam)
+        }
+    }
+
+    fn decode(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_words: self.max_words,
+            beam: self.beam,
+            length_alpha: self.length_alpha,
+        }
+    }
+}
+
+/// One generated caption.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Caption {
+    /// The sentence, without start and end tokens.
+    pub text: String,
+    /// Length-normalised log-probability (higher is better).
+    pub score: f64,
+}
+
+/// What happened to one photo of [`Captioner::caption_files`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PhotoResult {
+    /// Its captions, best first (one for greedy, up to the beam width for beam search).
+    Captions(Vec<Caption>),
+    /// It could not be read: why.
+    Unreadable(String),
+}
+
+/// Images decoded together (the decoder's batch).
+const BATCH: usize = 64;
+
+/// A model directory with its encoder, ready to caption.
+#[derive(Debug, Clone)]
+pub struct Captioner {
+    model: ModelDir,
+    encoder: Option<Encoder>,
+}
+
+impl Captioner {
+    /// The model in `dir` with its encoder: `weights` where given (checked against the
+    /// model's record), else the encoder the model records (see [`Encoder::for_model`]).
+    pub fn load(dir: &Path, weights: Option<&EncoderSource>) -> Result<Self> {
+        let model = ModelDir::load(dir)?;
+        let encoder = Encoder::for_model(&model, weights)?;
+        Ok(Self {
+            model,
+            encoder: Some(encoder),
+        })
+    }
+
+    /// The model in `dir` without an encoder: it captions feature rows only.
+    pub fn load_for_features(dir: &Path) -> Result<Self> {
+        Ok(Self::from_model(ModelDir::load(dir)?))
+    }
+
+    /// A loaded model without an encoder.
+    pub fn from_model(model: ModelDir) -> Self {
+        Self {
+            model,
+            encoder: None,
+        }
+    }
+
+    /// The model directory.
+    pub fn model(&self) -> &ModelDir {
+        &self.model
+    }
+
+    /// The encoder, when photos can be captioned.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_ref()
+    }
+
+    /// Width of the features the model reads.
+    pub fn feature_dim(&self) -> usize {
+        self.model.feature_dim()
+    }
+
+    /// Captions of feature rows (`[n, feature_dim]`), in batches; `progress` counts rows.
+    pub fn caption_features(
+        &self,
+        features: &[f32],
+        opts: &CaptionOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Caption>>> {
+        opts.validate()?;
+        let dim = self.feature_dim();
+        if !features.len().is_multiple_of(dim) {
+            return Err(Error::Invalid(format!(
+                "{} feature values are not whole rows of {dim}",
+                features.len()
+            )));
+        }
+        let (start, end) = self.model.start_end();
+        let decoder = Decoder::with_format(&self.model.model, start, end, opts.weights)?;
+        let mut out = Vec::with_capacity(features.len() / dim);
+        progress.start(&format!("captions ({})", opts.label()), (features.len() / dim) as u64);
+        for chunk in features.chunks(BATCH * dim) {
+            let hyps: Vec<Vec<Hypothesis>> = if opts.beam <= 1 {
+                decoder
+                    .greedy(chunk, opts.max_words)
+                    .into_iter()
+                    .map(|h| vec![h])
+                    .collect()
+            } else {
+                decoder.beam(chunk, &opts.decode())
+            };
+            out.extend(hyps.iter().map(|hs| hs.iter().map(|h| self.caption(h)).collect()));
+            progress.advance((chunk.len() / dim) as u64);
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// Captions of decoded images.
+    pub fn caption_images(
+        &self,
+        images: &[RgbImage],
+        opts: &CaptionOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Caption>>> {
+        opts.validate()?;
+        let features = self.needs_encoder()?.encode(images, progress);
+        self.caption_features(&features, opts, progress)
+    }
+
+    /// Captions of image files; a file that cannot be read gets why, and the others go on.
+    pub fn caption_files(
+        &self,
+        paths: &[PathBuf],
+        opts: &CaptionOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<PhotoResult>> {
+        opts.validate()?;
+        let encoder = self.needs_encoder()?;
+        let mut results: Vec<PhotoResult> = vec![PhotoResult::Unreadable(String::new()); paths.len()];
+        let (mut done, mut features) = (Vec::new(), Vec::new());
+        encoder.encode_files(paths, encoder.batch_size(), progress, &mut |b| {
+            for (i, why) in b.failed {
+                results[i] = PhotoResult::Unreadable(why);
+            }
+            done.extend(b.done);
+            features.extend(b.features);
+            Ok(())
+        })?;
+        let captions = self.caption_features(&features, opts, progress)?;
+        for (i, c) in done.into_iter().zip(captions) {
+            results[i] = PhotoResult::Captions(c);
+        }
+        Ok(results)
+    }
+
+    fn needs_encoder(&self) -> Result<&Encoder> {
+        self.encoder.as_ref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: loaded without an encoder; only feature rows can be captioned",
+                self.model.path.display()
+            ))
+        })
+    }
+
+    fn caption(&self, h: &Hypothesis) -> Caption {
+        Caption {
+            text: self.model.tokenizer.decode(&h.tokens),
+            score: h.score,
+        }
+    }
+}

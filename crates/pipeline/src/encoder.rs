@@ -1,0 +1,380 @@
+//! One encoder type for every encoder (DESIGN.md section 8): ResNet-50 in both layouts,
+//! ResNet-50 with seeded random weights, and the concept CNN; images in, feature rows out,
+//! with the identity that a model records.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use autocaption_concepts::{pixels, ConceptNet};
+use autocaption_features::{sha256_id, EncoderKind, EncoderSpec};
+use autocaption_io::Progress;
+use autocaption_vision::{batch, load_rgb, Layout, Preset, ResNet, ResNetConfig};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::model_dir::{files, ModelDir};
+use crate::{Error, Result};
+
+/// The network inside an [`Encoder`].
+#[derive(Debug, Clone)]
+pub enum Network {
+    /// ResNet-50 (either layout; random or pretrained weights).
+    ResNet(ResNet),
+    /// The concept CNN.
+    Concept(ConceptNet),
+}
+
+/// Where an encoder's weights come from, as a user names them (`--weights`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderSource {
+    /// A weights file: Keras HDF5 or torchvision safetensors (ResNet-50), or the concept
+    /// CNN's safetensors; told apart by content.
+    File(PathBuf),
+    /// ResNet-50 (Keras layout) with random weights from this seed.
+    Random(u64),
+}
+
+impl EncoderSource {
+    /// `random` (with `seed`) or a file path.
+    pub fn parse(weights: &str, seed: u64) -> Self {
+        if weights == "random" {
+            Self::Random(seed)
+        } else {
+            Self::File(PathBuf::from(weights))
+        }
+    }
+}
+
+/// An image encoder and what identifies it. `Send + Sync`: one encoder serves many threads.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    net: Network,
+    spec: EncoderSpec,
+}
+
+/// What [`Encoder::encode_files`] hands over after each batch.
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    /// Indices (into the paths given) of the images encoded, in order.
+    pub done: Vec<usize>,
+    /// Their features, `[done.len(), dim]`.
+    pub features: Vec<f32>,
+    /// Indices of the images that could not be read, with why.
+    pub failed: Vec<(usize, String)>,
+}
+
+impl Encoder {
+    /// ResNet-50, Keras layout, random weights from `seed`.
+    pub fn random_resnet(seed: u64) -> Self {
+        let net = ResNet::random(ResNetConfig::resnet50(Layout::Keras), seed);
+        let spec = EncoderSpec {
+            kind: EncoderKind::Resnet50Random,
+            weights: None,
+            sha256: None,
+            seed: Some(seed),
+            preprocessing: Preset::Keras.describe().into(),
+            feature_dim: net.config.features(),
+        };
+        Self {
+            net: Network::ResNet(net),
+            spec,
+        }
+    }
+
+    /// The concept CNN, its weights saved at `weights` (whose bytes are `bytes`).
+    pub fn concept(net: ConceptNet, weights: &Path, bytes: &[u8]) -> Self {
+        let spec = EncoderSpec {
+            kind: EncoderKind::ConceptCnn,
+            weights: Some(shown(weights)),
+            sha256: Some(sha256_id(bytes)),
+            seed: None,
+            preprocessing: concept_preprocessing(net.config.size),
+            feature_dim: net.config.feature_dim(),
+        };
+        Self {
+            net: Network::Concept(net),
+            spec,
+        }
+    }
+
+    /// The encoder a source names.
+    pub fn load(source: &EncoderSource) -> Result<Self> {
+        match source {
+            EncoderSource::Random(seed) => Ok(Self::random_resnet(*seed)),
+            EncoderSource::File(path) => Self::from_file(path),
+        }
+    }
+
+    /// An encoder from a weights file, told apart by content: the concept CNN's safetensors,
+    /// Keras HDF5 or torchvision safetensors (ResNet-50).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = autocaption_io::read(path)?;
+        Self::from_bytes(bytes, path)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self> {
+        if is_concept_weights(&bytes) {
+            let net = ConceptNet::from_bytes(&bytes, path)?;
+            return Ok(Self::concept(net, path, &bytes));
+        }
+        let sha256 = Some(sha256_id(&bytes));
+        let net = autocaption_vision::load_weights(bytes, path)?;
+        let layout = net.config.layout;
+        let spec = EncoderSpec {
+            kind: match layout {
+                Layout::Keras => EncoderKind::Resnet50Keras,
+                Layout::Torchvision => EncoderKind::Resnet50Torchvision,
+            },
+            weights: Some(shown(path)),
+            sha256,
+            seed: None,
+            preprocessing: Preset::for_layout(layout).describe().into(),
+            feature_dim: net.config.features(),
+        };
+        Ok(Self {
+            net: Network::ResNet(net),
+            spec,
+        })
+    }
+
+    /// The encoder of a model: `given` (checked against the model's record), or else the one
+    /// the model records, found beside the model (`encoder.safetensors`, or a file of the
+    /// recorded name) or at its recorded path, and checked by hash.
+    pub fn for_model(model: &ModelDir, given: Option<&EncoderSource>) -> Result<Self> {
+        let recorded = model.config.encoder.as_ref();
+        let encoder = match (given, recorded) {
+            (Some(source), _) => {
+                let e = Self::load(source)?;
+                if let Some(r) = recorded {
+                    if r.kind != EncoderKind::External && !r.same_encoder(&e.spec) {
+                        return Err(Error::EncoderMismatch {
+                            model_dir: model.path.clone(),
+                            expected: r.describe(),
+                            given: e.spec.describe(),
+                        });
+                    }
+                }
+                e
+            }
+            (None, None) => {
+                return Err(Error::Invalid(format!(
+                    "{}: the model does not record its encoder (trained before autocaption \
+                     recorded it): pass --weights with the encoder its features were made with",
+                    model.path.display()
+                )))
+            }
+            (None, Some(r)) => Self::find(model, r)?,
+        };
+        if encoder.dim() != model.feature_dim() {
+            return Err(Error::Invalid(format!(
+                "the encoder gives {}-d features, but the model reads {}-d",
+                encoder.dim(),
+                model.feature_dim()
+            )));
+        }
+        Ok(encoder)
+    }
+
+    fn find(model: &ModelDir, r: &EncoderSpec) -> Result<Self> {
+        let not_found = |why: String| Error::EncoderNotFound {
+            model_dir: model.path.clone(),
+            expected: r.describe(),
+            why,
+        };
+        match r.kind {
+            EncoderKind::External => {
+                return Err(not_found(
+                    "the model was trained on features made elsewhere; caption a features \
+                     file with --features, or pass --weights"
+                        .into(),
+                ))
+            }
+            EncoderKind::Resnet50Random => {
+                let seed = r.seed.ok_or_else(|| not_found("no seed recorded".into()))?;
+                return Ok(Self::random_resnet(seed));
+            }
+            _ => {}
+        }
+        let mut candidates = vec![model.path.join(files::ENCODER)];
+        if let Some(w) = &r.weights {
+            let recorded = PathBuf::from(w);
+            if let Some(name) = recorded.file_name() {
+                candidates.push(model.path.join(name));
+            }
+            candidates.push(recorded);
+        }
+        candidates.dedup();
+        let mut looked = Vec::new();
+        for c in candidates {
+            if !c.is_file() {
+                looked.push(format!("{} (absent)", c.display()));
+                continue;
+            }
+            let bytes = autocaption_io::read(&c)?;
+            let id = sha256_id(&bytes);
+            if Some(&id) == r.sha256.as_ref() {
+                let mut e = Self::from_bytes(bytes, &c)?;
+                // The model's record stays the identity, wherever the file was found.
+                e.spec.weights.clone_from(&r.weights);
+                return Ok(e);
+            }
+            looked.push(format!("{} ({id}, other weights)", c.display()));
+        }
+        Err(not_found(format!(
+            "looked at {}; pass --weights FILE",
+            looked.join(", ")
+        )))
+    }
+
+    /// What identifies the encoder (recorded in feature files and models).
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Width of the features.
+    pub fn dim(&self) -> usize {
+        self.spec.feature_dim
+    }
+
+    /// Images a forward pass takes at once (bounded memory, full cores).
+    pub fn batch_size(&self) -> usize {
+        match self.net {
+            Network::ResNet(_) => 8,
+            Network::Concept(_) => 64,
+        }
+    }
+
+    /// One image as the network's input.
+    pub fn preprocess(&self, img: &RgbImage) -> Vec<f32> {
+        match &self.net {
+            Network::ResNet(net) => Preset::for_layout(net.config.layout).apply(img),
+            Network::Concept(net) => pixels(img, net.config.size as u32),
+        }
+    }
+
+    /// Features of preprocessed images: `[inputs.len(), dim]`.
+    pub fn forward(&self, inputs: &[Vec<f32>]) -> Vec<f32> {
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        // On a worker of the pool: the products' parallel parts then fork from a worker.
+        rayon::scope(|_| match &self.net {
+            Network::ResNet(net) => {
+                let size = Preset::for_layout(net.config.layout).size();
+                net.forward(&batch(inputs, size))
+            }
+            Network::Concept(net) => net.features(&inputs.concat(), inputs.len()),
+        })
+    }
+
+    /// Features of decoded images, `[images.len(), dim]`, in batches; `progress` counts
+    /// images.
+    pub fn encode(&self, images: &[RgbImage], progress: &dyn Progress) -> Vec<f32> {
+        progress.start("encode", images.len() as u64);
+        let mut out = Vec::with_capacity(images.len() * self.dim());
+        for chunk in images.chunks(self.batch_size()) {
+            let inputs: Vec<Vec<f32>> = chunk.par_iter().map(|i| self.preprocess(i)).collect();
+            out.extend(self.forward(&inputs));
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        out
+    }
+
+    /// Encodes image files in batches of `batch_size`: the files are decoded in parallel on
+    /// a second thread while the network runs, and `sink` gets each batch (features of the
+    /// images read, and the others with why). An error from `sink` stops the work.
+    /// `progress` counts images, read or not.
+    pub fn encode_files(
+        &self,
+        paths: &[PathBuf],
+        batch_size: usize,
+        progress: &dyn Progress,
+        sink: &mut dyn FnMut(EncodedBatch) -> Result<()>,
+    ) -> Result<()> {
+        let batch_size = batch_size.max(1);
+        progress.start("features", paths.len() as u64);
+        type Decoded = Vec<(usize, Result<Vec<f32>, String>)>;
+        let (tx, rx) = mpsc::sync_channel::<Decoded>(2);
+        let result = std::thread::scope(|s| {
+            s.spawn(move || {
+                let indexed: Vec<(usize, &PathBuf)> = paths.iter().enumerate().collect();
+                for chunk in indexed.chunks(batch_size) {
+                    let decoded: Decoded = chunk
+                        .par_iter()
+                        .map(|&(i, p)| {
+                            let r = load_rgb(p)
+                                .map(|img| self.preprocess(&img))
+                                .map_err(|e| e.to_string());
+                            (i, r)
+                        })
+                        .collect();
+                    if tx.send(decoded).is_err() {
+                        return;
+                    }
+                }
+            });
+            for decoded in rx {
+                let count = decoded.len();
+                let mut b = EncodedBatch::default();
+                let mut inputs = Vec::new();
+                for (i, r) in decoded {
+                    match r {
+                        Ok(x) => {
+                            b.done.push(i);
+                            inputs.push(x);
+                        }
+                        Err(e) => b.failed.push((i, e)),
+                    }
+                }
+                b.features = self.forward(&inputs);
+                progress.advance(count as u64);
+                // Returning drops the receiver, which stops the decoding thread.
+                sink(b)?;
+            }
+            Ok(())
+        });
+        progress.finish();
+        result
+    }
+}
+
+fn concept_preprocessing(size: usize) -> String {
+    format!("concept ({size}×{size} bilinear, RGB scaled to [-0.5, 0.5])")
+}
+
+/// The path as recorded: absolute where it can be made so.
+fn shown(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// True for safetensors whose metadata holds a concept-network configuration.
+fn is_concept_weights(bytes: &[u8]) -> bool {
+    safetensors::SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().map(|m| m.contains_key("config")))
+        .unwrap_or(false)
+        && safetensors::SafeTensors::deserialize(bytes)
+            .map(|st| st.tensor("conv0.kernel").is_ok())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoders_and_captioners_can_be_shared() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Encoder>();
+        shared::<crate::Captioner>();
+    }
+}

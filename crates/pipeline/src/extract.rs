@@ -1,0 +1,261 @@
+//! Features of a folder of images into a feature file, resumable: while it runs, every few
+//! hundred images are appended to the store as a part file of their own (a save costs the
+//! same whatever was done before it); at the end the parts are merged into the one file and
+//! removed. A killed run keeps its parts, and a rerun with the same output skips what they
+//! and the file hold.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use autocaption_features::{EncoderSpec, FeatureStore};
+use autocaption_io::Progress;
+use serde::Serialize;
+
+use crate::encoder::Encoder;
+use crate::images::list_images;
+use crate::{Error, Result};
+
+/// Settings of [`extract`].
+#[derive(Debug, Clone)]
+pub struct ExtractSettings {
+    /// Folder of images (not searched recursively).
+    pub images: PathBuf,
+    /// The feature file to write.
+    pub out: PathBuf,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Images between saves of a part.
+    pub save_every: usize,
+}
+
+impl ExtractSettings {
+    /// Checks the settings without touching disk.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Invalid("--batch-size must be at least 1".into()));
+        }
+        if self.save_every == 0 {
+            return Err(Error::Invalid("--save-every must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The folder where parts wait to be merged: `OUT.parts`.
+    pub fn parts_dir(&self) -> PathBuf {
+        let mut name = self.out.file_name().unwrap_or_default().to_os_string();
+        name.push(".parts");
+        self.out.with_file_name(name)
+    }
+}
+
+/// An image that could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// Its file name.
+    pub image: String,
+    /// Why.
+    pub error: String,
+}
+
+/// One periodic save.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Save {
+    /// Rows in the store after it.
+    pub rows_total: usize,
+    /// Rows it wrote.
+    pub rows_written: usize,
+    /// Bytes it wrote.
+    pub bytes: usize,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// What [`extract`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractReport {
+    /// Images in the folder.
+    pub images_found: usize,
+    /// Of those, already in the store (or its parts) from an earlier run.
+    pub already_done: usize,
+    /// Newly extracted.
+    pub extracted: usize,
+    /// Images that could not be read.
+    pub failed: Vec<Failure>,
+    /// The encoder.
+    pub encoder: EncoderSpec,
+    /// Rows in the written store.
+    pub rows: usize,
+    /// The periodic saves of this run.
+    pub saves: Vec<Save>,
+    /// Seconds the final merge took.
+    pub merge_seconds: f64,
+}
+
+/// Something worth telling the user while [`extract`] runs.
+#[derive(Debug, Clone)]
+pub enum ExtractEvent<'a> {
+    /// An image could not be read and is skipped.
+    Skipped(&'a Failure),
+    /// A part was saved.
+    Saved(&'a Save),
+}
+
+/// Extracts features of every image in `s.images` with `encoder` into `s.out`, resuming
+/// from what an earlier run with the same encoder left there.
+pub fn extract(
+    encoder: &Encoder,
+    s: &ExtractSettings,
+    progress: &dyn Progress,
+    on_event: &mut dyn FnMut(ExtractEvent<'_>),
+) -> Result<ExtractReport> {
+    s.validate()?;
+    let names = list_images(&s.images)?;
+    if names.is_empty() {
+        return Err(Error::file(
+            &s.images,
+            format!(
+                "no images found (looked for {})",
+                autocaption_data::IMAGE_EXTENSIONS.join(", ")
+            ),
+        ));
+    }
+    let parts_dir = s.parts_dir();
+    let spec = encoder.spec().clone();
+    let mut earlier = Vec::new();
+    if s.out.exists() {
+        earlier.push(read_same_encoder(&s.out, &spec)?);
+    }
+    let mut part_files = Vec::new();
+    if parts_dir.is_dir() {
+        part_files = parts(&parts_dir)?;
+        for p in &part_files {
+            earlier.push(read_same_encoder(p, &spec)?);
+        }
+    }
+    let done: HashSet<&str> = earlier
+        .iter()
+        .flat_map(|st| st.names().iter().map(String::as_str))
+        .collect();
+    let todo: Vec<&String> = names.iter().filter(|n| !done.contains(n.as_str())).collect();
+    let already_done = names.len() - todo.len();
+    drop(done);
+
+    let paths: Vec<PathBuf> = todo.iter().map(|n| s.images.join(n)).collect();
+    let mut failed = Vec::new();
+    let mut saves = Vec::new();
+    // Everything so far, in memory (written once at the end), and the rows not yet saved.
+    let mut all = FeatureStore::new(Vec::new(), spec.feature_dim, Vec::new()).with_encoder(spec.clone());
+    for st in earlier {
+        all.extend(st);
+    }
+    let (mut pending_names, mut pending_rows) = (Vec::new(), Vec::new());
+    let mut next_part = part_files.len();
+    encoder.encode_files(&paths, s.batch_size, progress, &mut |b| {
+        for (i, error) in b.failed {
+            let f = Failure {
+                image: todo[i].clone(),
+                error,
+            };
+            on_event(ExtractEvent::Skipped(&f));
+            failed.push(f);
+        }
+        pending_names.extend(b.done.iter().map(|&i| todo[i].clone()));
+        pending_rows.extend(b.features);
+        if pending_names.len() >= s.save_every {
+            let t = Instant::now();
+            let part = FeatureStore::new(
+                std::mem::take(&mut pending_names),
+                spec.feature_dim,
+                std::mem::take(&mut pending_rows),
+            )
+            .with_encoder(spec.clone());
+            let bytes = part.to_bytes();
+            std::fs::create_dir_all(&parts_dir)
+                .map_err(|e| Error::file(&parts_dir, format!("cannot create: {e}")))?;
+            let file = parts_dir.join(format!("part-{next_part:06}.safetensors"));
+            autocaption_io::write_atomic(&file, &bytes)?;
+            next_part += 1;
+            let rows_written = part.len();
+            all.extend(part);
+            let save = Save {
+                rows_total: all.len(),
+                rows_written,
+                bytes: bytes.len(),
+                seconds: t.elapsed().as_secs_f64(),
+            };
+            on_event(ExtractEvent::Saved(&save));
+            saves.push(save);
+        }
+        Ok(())
+    })?;
+
+    // The one file: what was there, every part, the rest; then the parts go.
+    let t = Instant::now();
+    let nothing_new = part_files.is_empty() && saves.is_empty() && pending_names.is_empty();
+    all.extend(FeatureStore::new(pending_names, spec.feature_dim, pending_rows));
+    if !(nothing_new && s.out.exists()) {
+        all.save(&s.out)?;
+    }
+    if parts_dir.exists() {
+        std::fs::remove_dir_all(&parts_dir)
+            .map_err(|e| Error::file(&parts_dir, format!("cannot remove after merging: {e}")))?;
+    }
+    Ok(ExtractReport {
+        images_found: names.len(),
+        already_done,
+        extracted: todo.len() - failed.len(),
+        failed,
+        encoder: spec,
+        rows: all.len(),
+        saves,
+        merge_seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// The part files of `dir`, in order.
+fn parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A store written earlier to the same output, which must come from the same encoder.
+fn read_same_encoder(path: &Path, spec: &EncoderSpec) -> Result<FeatureStore> {
+    let st = FeatureStore::load(path)?;
+    match st.encoder() {
+        Some(e) if e.same_encoder(spec) => Ok(st),
+        Some(e) => Err(Error::file(
+            path,
+            format!(
+                "made with another encoder ({}) than this run's ({}); choose another --out to \
+                 keep features from different encoders apart",
+                e.describe(),
+                spec.describe()
+            ),
+        )),
+        None if st.dim() != spec.feature_dim => Err(Error::file(
+            path,
+            format!(
+                "holds {}-d features, this encoder gives {}; choose another --out",
+                st.dim(),
+                spec.feature_dim
+            ),
+        )),
+        None => Err(Error::file(
+            path,
+            "does not record the encoder that made it, so it cannot be resumed safely; choose \
+             another --out (or remove it)",
+        )),
+    }
+}

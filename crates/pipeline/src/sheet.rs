@@ -1,0 +1,89 @@
+//! Contact sheets: images with their captions in a grid, written as one PNG.
+
+use std::path::{Path, PathBuf};
+
+use autocaption_io::write_atomic;
+use autocaption_viz::{contact_sheet, SheetItem, SheetOptions};
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::{Error, Result};
+
+/// An image that can go on a sheet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Shown as the cell's heading.
+    pub name: String,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its captions.
+    pub captions: Vec<String>,
+}
+
+/// What [`write_sheet`] drew.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SheetOutcome {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Images on the sheet.
+    pub images: usize,
+    /// Images that could not be decoded (skipped), with why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Decodes an image, honouring its EXIF orientation.
+fn open(path: &Path) -> Result<DynamicImage, String> {
+    let mut decoder = ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| e.to_string())?
+        .into_decoder()
+        .map_err(|e| e.to_string())?;
+    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// Decodes up to `count` of `found` (skipping any that fail), lays them out and writes the
+/// PNG atomically.
+pub fn write_sheet(
+    found: Vec<Candidate>,
+    count: usize,
+    opts: SheetOptions,
+    out: &Path,
+) -> Result<SheetOutcome> {
+    let mut items = Vec::new();
+    let mut skipped = Vec::new();
+    for c in found {
+        if items.len() == count {
+            break;
+        }
+        match open(&c.path) {
+            Ok(image) => items.push(SheetItem {
+                image,
+                title: c.name,
+                captions: c.captions,
+            }),
+            Err(e) => skipped.push((c.path, e)),
+        }
+    }
+    if items.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no image could be decoded ({} tried)",
+            skipped.len()
+        )));
+    }
+    let sheet = contact_sheet(&items, opts);
+    let mut png = Vec::new();
+    sheet
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::file(out, format!("cannot encode the contact sheet: {e}")))?;
+    write_atomic(out, &png)?;
+    Ok(SheetOutcome {
+        width: sheet.width(),
+        height: sheet.height(),
+        images: items.len(),
+        skipped,
+    })
+}
