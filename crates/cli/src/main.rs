@@ -1,11 +1,10 @@
 //! `autocaption`: the command-line front end. Raw arguments become validated settings here,
 //! the libraries do the work, and this binary is the only place that prints.
 
-mod captioner;
 mod cmd;
 mod dataset_args;
+mod decode_args;
 mod progress;
-mod report;
 
 use std::process::ExitCode;
 
@@ -74,7 +73,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd::synth::run(a, global),
         Command::Show(a) => cmd::show::run(a, global),
         Command::Features(a) => cmd::features::run(a, global),
-        Command::Concepts(a) => cmd::concepts::run(a, global).map(|_| ()),
+        Command::Concepts(a) => cmd::concepts::run(a, global),
         Command::Train(a) => cmd::train::run(a, global),
         Command::Model(a) => cmd::model::run(a, global),
         Command::Caption(a) => cmd::caption::run(a, global),

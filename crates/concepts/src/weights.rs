@@ -81,9 +81,7 @@ impl ConceptNet {
             .as_ref()
             .and_then(|m| m.get("config"))
             .ok_or_else(|| bad("no \"config\" in the metadata".into()))
-            .and_then(|c| {
-                serde_json::from_str(c).map_err(|e| bad(format!("\"config\": {e}")))
-            })?;
+            .and_then(|c| serde_json::from_str(c).map_err(|e| bad(format!("\"config\": {e}"))))?;
         if config.size < 16 || !config.size.is_multiple_of(16) || config.words == 0 {
             return Err(bad(format!(
                 "input size {} (a multiple of 16 is needed) or {} words is not a network",

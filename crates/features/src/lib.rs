@@ -134,7 +134,10 @@ impl FeatureStore {
 
     /// Appends the rows of `other` (same width; names not already here).
     pub fn extend(&mut self, other: FeatureStore) {
-        assert_eq!(self.dim, other.dim, "features: appending rows of another width");
+        assert_eq!(
+            self.dim, other.dim,
+            "features: appending rows of another width"
+        );
         for n in other.names {
             let i = self.names.len();
             assert!(
@@ -276,7 +279,10 @@ fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
         serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
     // serde_json's maps are ordered by key (the `preserve_order` feature is not used).
     let mut sorted = serde_json::to_vec(&header).expect("JSON serialises");
-    assert!(sorted.len() <= n, "a sorted header is no longer than the original");
+    assert!(
+        sorted.len() <= n,
+        "a sorted header is no longer than the original"
+    );
     sorted.resize(n, b' ');
     bytes[8..8 + n].copy_from_slice(&sorted);
     bytes

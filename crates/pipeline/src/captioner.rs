@@ -45,7 +45,9 @@ impl CaptionOptions {
             return Err(Error::Invalid("--max-words must be at least 1".into()));
         }
         if self.beam == 0 {
-            return Err(Error::Invalid("--beam must be at least 1 (1: greedy)".into()));
+            return Err(Error::Invalid(
+                "--beam must be at least 1 (1: greedy)".into(),
+            ));
         }
         if !(self.length_alpha.is_finite() && self.length_alpha >= 0.0) {
             return Err(Error::Invalid(format!(
@@ -160,7 +162,10 @@ impl Captioner {
         let (start, end) = self.model.start_end();
         let decoder = Decoder::with_format(&self.model.model, start, end, opts.weights)?;
         let mut out = Vec::with_capacity(features.len() / dim);
-        progress.start(&format!("captions ({})", opts.label()), (features.len() / dim) as u64);
+        progress.start(
+            &format!("captions ({})", opts.label()),
+            (features.len() / dim) as u64,
+        );
         for chunk in features.chunks(BATCH * dim) {
             let hyps: Vec<Vec<Hypothesis>> = if opts.beam <= 1 {
                 decoder
@@ -171,7 +176,10 @@ impl Captioner {
             } else {
                 decoder.beam(chunk, &opts.decode())
             };
-            out.extend(hyps.iter().map(|hs| hs.iter().map(|h| self.caption(h)).collect()));
+            out.extend(
+                hyps.iter()
+                    .map(|hs| hs.iter().map(|h| self.caption(h)).collect()),
+            );
             progress.advance((chunk.len() / dim) as u64);
         }
         progress.finish();
@@ -199,7 +207,8 @@ impl Captioner {
     ) -> Result<Vec<PhotoResult>> {
         opts.validate()?;
         let encoder = self.needs_encoder()?;
-        let mut results: Vec<PhotoResult> = vec![PhotoResult::Unreadable(String::new()); paths.len()];
+        let mut results: Vec<PhotoResult> =
+            vec![PhotoResult::Unreadable(String::new()); paths.len()];
         let (mut done, mut features) = (Vec::new(), Vec::new());
         encoder.encode_files(paths, encoder.batch_size(), progress, &mut |b| {
             for (i, why) in b.failed {

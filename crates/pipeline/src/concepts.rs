@@ -81,9 +81,8 @@ pub fn train_concepts(
     for im in &prepared.images {
         progress.advance(1);
         let Some(path) = &im.path else { continue };
-        let img = autocaption_vision::load_rgb(path).map_err(|e| {
-            Error::file(source, format!("image {}: {e}", im.name))
-        })?;
+        let img = autocaption_vision::load_rgb(path)
+            .map_err(|e| Error::file(source, format!("image {}: {e}", im.name)))?;
         let x = pixels(&img, config.size as u32);
         let set = match im.split {
             Some(Split::Train) => Some(0),

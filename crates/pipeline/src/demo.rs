@@ -132,12 +132,18 @@ pub fn run_demo(
     )?;
     // The features record the encoder where it will be once the report is in place.
     let mut spec = concepts.encoder.spec().clone();
-    spec.weights = Some(dest.join("features.encoder.safetensors").display().to_string());
+    spec.weights = Some(
+        dest.join("features.encoder.safetensors")
+            .display()
+            .to_string(),
+    );
     let store = concepts.features.with_encoder(spec);
     store.save(&root.join("features.safetensors"))?;
     let features_secs = t.elapsed().as_secs_f64();
     let probe = probe_encoder(&scenes, &store)?;
-    step(&format!("      what a linear probe reads from them: {probe}"));
+    step(&format!(
+        "      what a linear probe reads from them: {probe}"
+    ));
     let blind = FeatureStore::new(
         store.names().to_vec(),
         store.dim(),
@@ -156,7 +162,14 @@ pub fn run_demo(
     let blind_epochs = epochs.div_ceil(2);
     let mut evals = Vec::new();
     for (n, name, feats, file, what, epochs) in [
-        (5, "model", &store, "features.safetensors", "the model", epochs),
+        (
+            5,
+            "model",
+            &store,
+            "features.safetensors",
+            "the model",
+            epochs,
+        ),
         (
             6,
             "blind",

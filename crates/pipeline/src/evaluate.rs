@@ -91,13 +91,7 @@ pub fn evaluate(
     progress: &dyn Progress,
 ) -> Result<Evaluation> {
     s.validate()?;
-    if store.dim() != captioner.feature_dim() {
-        return Err(Error::Invalid(format!(
-            "the features are {}-d but the model reads {}-d",
-            store.dim(),
-            captioner.feature_dim()
-        )));
-    }
+    captioner.model().check_features(store)?;
     let chosen: Vec<_> = prepared
         .images
         .iter()

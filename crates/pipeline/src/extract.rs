@@ -137,7 +137,10 @@ pub fn extract(
         .iter()
         .flat_map(|st| st.names().iter().map(String::as_str))
         .collect();
-    let todo: Vec<&String> = names.iter().filter(|n| !done.contains(n.as_str())).collect();
+    let todo: Vec<&String> = names
+        .iter()
+        .filter(|n| !done.contains(n.as_str()))
+        .collect();
     let already_done = names.len() - todo.len();
     drop(done);
 
@@ -145,7 +148,8 @@ pub fn extract(
     let mut failed = Vec::new();
     let mut saves = Vec::new();
     // Everything so far, in memory (written once at the end), and the rows not yet saved.
-    let mut all = FeatureStore::new(Vec::new(), spec.feature_dim, Vec::new()).with_encoder(spec.clone());
+    let mut all =
+        FeatureStore::new(Vec::new(), spec.feature_dim, Vec::new()).with_encoder(spec.clone());
     for st in earlier {
         all.extend(st);
     }
@@ -193,7 +197,11 @@ pub fn extract(
     // The one file: what was there, every part, the rest; then the parts go.
     let t = Instant::now();
     let nothing_new = part_files.is_empty() && saves.is_empty() && pending_names.is_empty();
-    all.extend(FeatureStore::new(pending_names, spec.feature_dim, pending_rows));
+    all.extend(FeatureStore::new(
+        pending_names,
+        spec.feature_dim,
+        pending_rows,
+    ));
     if !(nothing_new && s.out.exists()) {
         all.save(&s.out)?;
     }

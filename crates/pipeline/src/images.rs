@@ -30,7 +30,10 @@ pub fn expand_photos(photos: &[PathBuf]) -> Result<Vec<PathBuf>> {
             if names.is_empty() {
                 return Err(Error::file(
                     p,
-                    format!("no images in this folder (looked for {})", IMAGE_EXTENSIONS.join(", ")),
+                    format!(
+                        "no images in this folder (looked for {})",
+                        IMAGE_EXTENSIONS.join(", ")
+                    ),
                 ));
             }
             out.extend(names.into_iter().map(|n| p.join(n)));

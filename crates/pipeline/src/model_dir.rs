@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use autocaption_features::EncoderSpec;
+use autocaption_features::{EncoderKind, EncoderSpec, FeatureStore};
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_text::Tokenizer;
 use autocaption_train::TrainConfig;
@@ -152,6 +152,36 @@ impl ModelDir {
     /// Width of the features the model reads.
     pub fn feature_dim(&self) -> usize {
         self.model.config.feature_dim
+    }
+
+    /// Checks that `store` holds features this model reads: their width, and, where both
+    /// record it, the same encoder.
+    pub fn check_features(&self, store: &FeatureStore) -> Result<()> {
+        let shown = store
+            .source()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the features".into());
+        if store.dim() != self.feature_dim() {
+            return Err(Error::Invalid(format!(
+                "{shown}: {}-d features, but the model reads {}-d ({})",
+                store.dim(),
+                self.feature_dim(),
+                self.path.display()
+            )));
+        }
+        if let (Some(model), Some(made)) = (&self.config.encoder, store.encoder()) {
+            let external =
+                model.kind == EncoderKind::External || made.kind == EncoderKind::External;
+            if !external && !model.same_encoder(made) {
+                return Err(Error::Invalid(format!(
+                    "{shown}: made with {}, but the model in {} was trained on features of {};                      its captions would be garbage",
+                    made.describe(),
+                    self.path.display(),
+                    model.describe()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The start and end token ids.

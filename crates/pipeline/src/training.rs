@@ -147,11 +147,14 @@ pub fn train_new(
     on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<TrainOutcome> {
     validate(&training)?;
-    if out.exists() && !replace {
-        return Err(Error::file(
-            out,
-            "already exists (pass --force to replace it, or --resume to continue it)",
-        ));
+    if out.exists() {
+        if !replace {
+            return Err(Error::file(
+                out,
+                "already exists (pass --force to replace it, or --resume to continue it)",
+            ));
+        }
+        refuse_foreign(out)?;
     }
     let store = data.features;
     let model = model_config(data.prepared.tokenizer.vocab.len(), store.dim(), overrides)?;
@@ -188,6 +191,32 @@ pub fn train_new(
     }
     let state = Checkpoint::start(config.run_id());
     run(config, out, &train_set, &dev_set, state, progress, on_event)
+}
+
+/// Refuses to replace `out` unless it is a model directory (or an empty one): `--force`
+/// is for an old run, not for whatever folder a typo names.
+fn refuse_foreign(out: &Path) -> Result<()> {
+    if !out.is_dir() {
+        return Err(Error::file(
+            out,
+            "exists and is not a directory; refusing to replace it",
+        ));
+    }
+    let empty = std::fs::read_dir(out)
+        .map_err(|e| Error::file(out, format!("cannot read: {e}")))?
+        .next()
+        .is_none();
+    if empty || out.join(files::CONFIG).is_file() {
+        Ok(())
+    } else {
+        Err(Error::file(
+            out,
+            format!(
+                "is not a model directory (no {}); refusing to replace it, even with --force",
+                files::CONFIG
+            ),
+        ))
+    }
 }
 
 /// The concept CNN's weights (small enough to keep beside the model), read from where the
@@ -247,7 +276,10 @@ pub fn train_resume(
     }
     let ckpt = out.join(files::CHECKPOINT);
     if !ckpt.exists() {
-        return Err(Error::file(&ckpt, "cannot resume: the checkpoint is missing"));
+        return Err(Error::file(
+            &ckpt,
+            "cannot resume: the checkpoint is missing",
+        ));
     }
     let state = Checkpoint::start(config.run_id());
     run(config, out, &train_set, &dev_set, state, progress, on_event)

@@ -77,7 +77,7 @@ fn bench_caption(args: CaptionArgs, global: Global) -> anyhow::Result<()> {
         println!(
             "bench caption: merge model, vocabulary {}, {} parameters, per-word weights in {}; {} words a caption ({} steps), best of {} repeats",
             args.vocab,
-            crate::report::thousands(model.parameter_count()),
+            autocaption_pipeline::summary::thousands(model.parameter_count()),
             args.format,
             args.words,
             steps,

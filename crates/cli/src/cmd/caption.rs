@@ -1,19 +1,23 @@
 //! `autocaption caption`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use autocaption_features::FeatureStore;
-use autocaption_model::Hypothesis;
-use autocaption_vision::{batch, load_rgb, Preset};
-use rayon::prelude::*;
+use autocaption_pipeline::{
+    expand_photos, Caption, CaptionOptions, Captioner, EncoderSource, FeatureStore, PhotoResult,
+};
 use serde::Serialize;
 
-use crate::captioner::{Captioner, DecodeArgs};
-use crate::cmd::features::{list_images, load_encoder};
+use crate::decode_args::DecodeArgs;
+use crate::progress::Bar;
 use crate::Global;
 
-/// Caption photos with a trained model: photo → ResNet-50 features → sentence.
+/// Caption photos with a trained model: photo → image features → sentence.
+///
+/// The model knows the encoder its features came from (it is recorded in its config.json,
+/// with the weights' SHA-256): it is found by itself — seeded random weights, the concept
+/// CNN saved in the model directory, or the weights file where training recorded it. Give
+/// --weights when the file has moved; weights other than the model's are refused.
 ///
 /// PHOTO may be image files or folders of images. Prints one caption per photo (with several
 /// photos, `name<TAB>caption`), or with --json one JSON object per line: image, caption, score
@@ -31,8 +35,9 @@ pub struct Args {
     #[arg(long, short)]
     model: PathBuf,
 
-    /// Encoder weights the model's features were made with (Keras HDF5 or torchvision
-    /// safetensors), or `random` with --seed.
+    /// The encoder weights the model's features were made with (Keras HDF5, torchvision
+    /// safetensors or a concept CNN's safetensors), or `random` with --seed; by default the
+    /// encoder the model records.
     #[arg(long, conflicts_with = "features")]
     weights: Option<String>,
 
@@ -64,114 +69,59 @@ pub struct Args {
 #[derive(Serialize)]
 struct Line<'a> {
     image: &'a str,
-    caption: String,
+    caption: &'a str,
     score: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    alternatives: Option<Vec<Alternative>>,
-}
-
-#[derive(Serialize)]
-struct Alternative {
-    caption: String,
-    score: f64,
-}
-
-/// Photos to caption: files as given, folders expanded to their images (sorted).
-fn expand(photos: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in photos {
-        if p.is_dir() {
-            let names = list_images(p)?;
-            if names.is_empty() {
-                bail!("{}: no images in this folder", p.display());
-            }
-            out.extend(names.into_iter().map(|n| p.join(n)));
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
+    alternatives: Option<&'a [Caption]>,
 }
 
 /// Runs `caption`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    if args.beam == 0 {
-        bail!("--beam must be at least 1 (1: greedy)");
-    }
     let opts = args.decode.options(args.beam)?;
-    let captioner = Captioner::load(&args.model)?;
-    let dim = captioner.feature_dim();
-    let (names, features, failed) = match &args.features {
-        Some(path) => {
-            let store = FeatureStore::load(path)?;
-            if store.dim() != dim {
-                bail!(
-                    "{}: {}-d features, but the model reads {dim}-d",
-                    path.display(),
-                    store.dim()
-                );
-            }
-            let wanted: Vec<String> = if args.photos.is_empty() {
-                store.names().to_vec()
-            } else {
-                args.photos
-                    .iter()
-                    .map(|p| {
-                        p.file_name()
-                            .unwrap_or(p.as_os_str())
-                            .to_string_lossy()
-                            .into_owned()
-                    })
-                    .collect()
-            };
-            let mut data = Vec::new();
-            let mut failed = 0;
-            let mut names = Vec::new();
-            for n in wanted {
-                match store.get(&n) {
-                    Some(row) => {
-                        data.extend_from_slice(row);
-                        names.push(n);
-                    }
-                    None => {
-                        eprintln!("warning: {n}: not in {}", path.display());
-                        failed += 1;
-                    }
-                }
-            }
-            (names, data, failed)
+    let bar = Bar::new(global.quiet);
+    let (names, results) = match &args.features {
+        Some(path) => caption_rows(&args, path, &opts, &bar)?,
+        None => {
+            let photos = expand_photos(&args.photos)?;
+            let weights = args
+                .weights
+                .as_deref()
+                .map(|w| EncoderSource::parse(w, args.seed));
+            let captioner = Captioner::load(&args.model, weights.as_ref())?;
+            let results = captioner.caption_files(&photos, &opts, &bar)?;
+            let names = photos.iter().map(|p| p.display().to_string()).collect();
+            (names, results)
         }
-        None => encode(&args, dim)?,
     };
-    let total = names.len() + failed;
-    if names.is_empty() {
-        bail!("none of the {total} photo(s) could be captioned");
-    }
-    let results = captioner.caption(&features, &opts, args.decode.decoder_weights, &mut |_| {})?;
-    let several = names.len() > 1;
-    for (name, hyps) in names.iter().zip(&results) {
-        let best: &Hypothesis = &hyps[0];
+    let total = names.len();
+    let several = total > 1;
+    let mut failed = 0;
+    for (name, result) in names.iter().zip(&results) {
+        let captions = match result {
+            PhotoResult::Captions(c) => c,
+            PhotoResult::Unreadable(why) => {
+                eprintln!("warning: skipping {why}");
+                failed += 1;
+                continue;
+            }
+        };
+        let best = &captions[0];
         if args.json {
             let line = Line {
                 image: name,
-                caption: captioner.text(best),
+                caption: &best.text,
                 score: best.score,
-                alternatives: args.alternatives.then(|| {
-                    hyps[1..]
-                        .iter()
-                        .map(|h| Alternative {
-                            caption: captioner.text(h),
-                            score: h.score,
-                        })
-                        .collect()
-                }),
+                alternatives: args.alternatives.then(|| &captions[1..]),
             };
             println!("{}", serde_json::to_string(&line)?);
         } else if several {
-            println!("{name}\t{}", captioner.text(best));
+            println!("{name}\t{}", best.text);
         } else {
-            println!("{}", captioner.text(best));
+            println!("{}", best.text);
         }
+    }
+    if failed == total {
+        bail!("none of the {total} photo(s) could be captioned");
     }
     if failed > 0 && !global.quiet {
         eprintln!("warning: {failed} of {total} photo(s) could not be captioned (named above)");
@@ -179,46 +129,42 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads and encodes the photos: names, features, and how many could not be read (each
-/// named in a warning).
-fn encode(args: &Args, dim: usize) -> anyhow::Result<(Vec<String>, Vec<f32>, usize)> {
-    let encoder = load_encoder(args.weights.as_deref(), args.seed)?;
-    let net = encoder.net;
-    if net.config.features() != dim {
-        bail!(
-            "the encoder gives {}-d features, but the model reads {dim}-d",
-            net.config.features()
-        );
-    }
-    let preset = Preset::for_layout(net.config.layout);
-    let photos = expand(&args.photos)?;
-    let (mut names, mut features, mut failed) = (Vec::new(), Vec::new(), 0);
-    for chunk in photos.chunks(8) {
-        let decoded: Vec<(String, Result<Vec<f32>, String>)> = chunk
-            .par_iter()
+/// Captions of the rows of a features file: all of them, or those PHOTO names.
+fn caption_rows(
+    args: &Args,
+    path: &Path,
+    opts: &CaptionOptions,
+    bar: &Bar,
+) -> anyhow::Result<(Vec<String>, Vec<PhotoResult>)> {
+    let captioner = Captioner::load_for_features(&args.model)?;
+    let store = FeatureStore::load(path)?;
+    captioner.model().check_features(&store)?;
+    let names: Vec<String> = if args.photos.is_empty() {
+        store.names().to_vec()
+    } else {
+        args.photos
+            .iter()
             .map(|p| {
-                let r = load_rgb(p)
-                    .map(|img| preset.apply(&img))
-                    .map_err(|e| e.to_string());
-                (p.display().to_string(), r)
+                p.file_name()
+                    .unwrap_or(p.as_os_str())
+                    .to_string_lossy()
+                    .into_owned()
             })
-            .collect();
-        let mut inputs = Vec::new();
-        for (name, r) in decoded {
-            match r {
-                Ok(x) => {
-                    names.push(name);
-                    inputs.push(x);
-                }
-                Err(e) => {
-                    eprintln!("warning: skipping {e}");
-                    failed += 1;
-                }
-            }
-        }
-        if !inputs.is_empty() {
-            features.extend(net.forward(&batch(&inputs, preset.size())));
-        }
-    }
-    Ok((names, features, failed))
+            .collect()
+    };
+    let present: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| store.get(n).is_some())
+        .collect();
+    let rows = store.gather(&present)?;
+    let mut captions = captioner.caption_features(&rows, opts, bar)?.into_iter();
+    let results = names
+        .iter()
+        .map(|n| match store.get(n) {
+            Some(_) => PhotoResult::Captions(captions.next().expect("one result a row")),
+            None => PhotoResult::Unreadable(format!("{n}: not in {}", path.display())),
+        })
+        .collect();
+    Ok((names, results))
 }

@@ -3,13 +3,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use autocaption_concepts::{
-    pixels, train, word_targets, ConceptConfig, ConceptNet, Epoch, Examples, TrainOptions,
-};
-use autocaption_data::{Prepared, Split};
-use autocaption_features::FeatureStore;
-use autocaption_io::Progress;
+use autocaption_data::Prepared;
+use autocaption_pipeline::{default_weights_path, train_concepts, ConceptSettings};
 
 use crate::progress::Bar;
 use crate::Global;
@@ -21,6 +16,8 @@ use crate::Global;
 /// For collections where no pretrained encoder can be had. The network is four 3×3
 /// convolutions on images shrunk to --size pixels; the features are its last map pooled to a
 /// 4×4 grid (for 64×64 inputs: 1,024 values), which keeps where things are as well as what.
+/// Its weights are saved beside the features (--encoder-out), and the features record them,
+/// so a model trained on them can caption new photos (`train` keeps a copy in the model).
 /// Each epoch prints the loss on the training images and on the dev split. The same data and
 /// --seed give the same bytes.
 #[derive(Debug, clap::Args)]
@@ -33,6 +30,10 @@ pub struct Args {
     /// Features file to write (safetensors, as `autocaption features` writes).
     #[arg(long, short)]
     out: PathBuf,
+
+    /// Where to save the network's weights; default: OUT with `.encoder.safetensors`.
+    #[arg(long, value_name = "FILE")]
+    encoder_out: Option<PathBuf>,
 
     /// Passes over the training images.
     #[arg(long, default_value_t = 20)]
@@ -47,112 +48,52 @@ pub struct Args {
     seed: u64,
 }
 
-impl Args {
-    /// The arguments the demo passes.
-    pub fn new(data: PathBuf, out: PathBuf, epochs: usize, seed: u64) -> Self {
-        Self {
-            data,
-            out,
-            epochs,
-            size: 64,
-            seed,
-        }
-    }
-}
-
-/// Runs `concepts`; returns the epochs' losses.
-pub fn run(args: Args, global: Global) -> anyhow::Result<Vec<Epoch>> {
-    if args.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if args.size < 16 || !args.size.is_multiple_of(16) {
-        bail!("--size must be a multiple of 16, got {}", args.size);
+/// Runs `concepts`.
+pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
+    let settings = ConceptSettings {
+        epochs: args.epochs,
+        size: args.size,
+        seed: args.seed,
+    };
+    settings.validate()?;
+    let weights_out = args
+        .encoder_out
+        .clone()
+        .unwrap_or_else(|| default_weights_path(&args.out));
+    if weights_out == args.out {
+        anyhow::bail!(
+            "--encoder-out and --out are the same file ({})",
+            args.out.display()
+        );
     }
     let started = Instant::now();
     let prepared = Prepared::load(&args.data)?;
-    let words = prepared.tokenizer.vocab.len();
-    let skip: Vec<u32> = [0]
-        .into_iter()
-        .chain(prepared.tokenizer.start_index())
-        .chain(prepared.tokenizer.end_index())
-        .collect();
-    let config = ConceptConfig {
-        size: args.size,
-        ..ConceptConfig::small(words)
-    };
-    let px = config.size * config.size * 3;
-    let mut names = Vec::new();
-    let mut images = Vec::new();
-    let mut sets: [(Vec<f32>, Vec<f32>, usize); 2] = Default::default();
     let bar = Bar::new(global.quiet);
-    bar.start("images", prepared.images.len() as u64);
-    for im in &prepared.images {
-        bar.advance(1);
-        let Some(path) = &im.path else { continue };
-        let img = autocaption_vision::load_rgb(path)
-            .with_context(|| format!("image {} of {}", im.name, args.data.display()))?;
-        let x = pixels(&img, config.size as u32);
-        let set = match im.split {
-            Some(Split::Train) => Some(0),
-            Some(Split::Dev) => Some(1),
-            _ => None,
-        };
-        if let Some(s) = set {
-            sets[s].0.extend_from_slice(&x);
-            sets[s].1.extend(word_targets(&im.tokens, words, &skip));
-            sets[s].2 += 1;
-        }
-        names.push(im.name.clone());
-        images.extend(x);
-    }
-    bar.finish();
-    let [(tx, tt, tn), (vx, vt, vn)] = &sets;
-    if *tn == 0 {
-        bail!(
-            "{}: no training images with files; the concept network learns from them",
-            args.data.display()
-        );
-    }
-    let mut net = ConceptNet::new(config.clone(), args.seed);
-    let opts = TrainOptions {
-        epochs: args.epochs,
-        seed: args.seed,
-        ..TrainOptions::default()
-    };
-    let val = (*vn > 0).then_some(Examples {
-        images: vx,
-        targets: vt,
-        n: *vn,
-    });
-    let train_set = Examples {
-        images: tx,
-        targets: tt,
-        n: *tn,
-    };
-    bar.start("concept epochs", args.epochs as u64);
-    let epochs = train(&mut net, train_set, val, &opts, &mut |e, ep| {
-        bar.advance(1);
-        if !global.quiet {
-            let val = ep
-                .val_loss
-                .map_or(String::new(), |v| format!(", dev {v:.4}"));
-            println!("epoch {:>3}: loss {:.4}{val}", e + 1, ep.train_loss);
-        }
-    });
-    bar.finish();
-    let mut data = Vec::with_capacity(names.len() * config.feature_dim());
-    for chunk in images.chunks(64 * px) {
-        data.extend(net.features(chunk, chunk.len() / px));
-    }
-    FeatureStore::new(names, config.feature_dim(), data).save(&args.out)?;
+    let outcome = train_concepts(
+        &prepared,
+        &args.data,
+        &settings,
+        &weights_out,
+        &bar,
+        &mut |e, ep| {
+            if !global.quiet {
+                let val = ep
+                    .val_loss
+                    .map_or(String::new(), |v| format!(", dev {v:.4}"));
+                println!("epoch {:>3}: loss {:.4}{val}", e + 1, ep.train_loss);
+            }
+        },
+    )?;
+    outcome.features.save(&args.out)?;
     if !global.quiet {
         println!(
-            "{} images, {}-d features, in {} ({:.1} s)",
-            images.len() / px,
-            config.feature_dim(),
+            "{} images, {}-d features, in {}; the network in {} ({:.1} s)",
+            outcome.features.len(),
+            outcome.features.dim(),
             args.out.display(),
+            weights_out.display(),
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(epochs)
+    Ok(())
 }

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::captioner::Captioner;
-use crate::cmd::features::load_encoder;
+use anyhow::bail;
+use autocaption_pipeline::{Encoder, EncoderSource, ModelDir, Network};
+
 use crate::Global;
 
 /// Export a trained model to ONNX, in standard ops that ONNX Runtime and `autocaption
@@ -14,8 +15,8 @@ use crate::Global;
 /// `activation_3` [N, vocab] next-word probabilities), built with the ONNX LSTM op;
 /// `decoder_step.onnx`, one incremental step (`token` [N], `features` and the six LSTM
 /// states → `log_probs` and the new states) for fast generation in other runtimes; and,
-/// with --weights, `encoder.onnx` (preprocessed images [N, 224, 224, 3] → features
-/// [N, 2048]; its large tensors in `encoder.onnx.data` beside it).
+/// with --encoder (or --weights), `encoder.onnx` (preprocessed images [N, 224, 224, 3] →
+/// features [N, 2048]; its large tensors in `encoder.onnx.data` beside it).
 #[derive(Debug, clap::Args)]
 #[command(long_about)]
 pub struct Args {
@@ -27,8 +28,12 @@ pub struct Args {
     #[arg(long, short)]
     out: PathBuf,
 
-    /// Also export the encoder with these weights (Keras HDF5, torchvision safetensors,
-    /// or `random` with --seed).
+    /// Also export the model's encoder (a ResNet-50), found as `caption` finds it.
+    #[arg(long)]
+    encoder: bool,
+
+    /// Also export the encoder, with these weights (checked against the model's record):
+    /// Keras HDF5, torchvision safetensors, or `random` with --seed.
     #[arg(long)]
     weights: Option<String>,
 
@@ -43,16 +48,29 @@ pub struct Args {
 
 /// Runs `export`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    let captioner = Captioner::load(&args.model)?;
-    let encoder = match &args.weights {
-        Some(w) => Some(load_encoder(Some(w), args.seed)?),
-        None => None,
+    if args.image_size < 32 {
+        bail!("--image-size must be at least 32, got {}", args.image_size);
+    }
+    let model = ModelDir::load(&args.model)?;
+    let encoder = if args.encoder || args.weights.is_some() {
+        let given = args
+            .weights
+            .as_deref()
+            .map(|w| EncoderSource::parse(w, args.seed));
+        Some(Encoder::for_model(&model, given.as_ref())?)
+    } else {
+        None
     };
-    let files = autocaption_export::export(
-        &captioner.model,
-        encoder.as_ref().map(|e| (&e.net, args.image_size)),
-        &args.out,
-    )?;
+    let resnet = match encoder.as_ref().map(Encoder::network) {
+        None => None,
+        Some(Network::ResNet(net)) => Some((net, args.image_size)),
+        Some(Network::Concept(_)) => bail!(
+            "{}: the model's encoder is the concept CNN, which cannot be exported to ONNX yet; \
+             export the decoder alone (leave out --encoder and --weights)",
+            args.model.display()
+        ),
+    };
+    let files = autocaption_export::export(&model.model, resnet, &args.out)?;
     if !global.quiet {
         for f in files {
             println!("wrote {}", f.display());

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use autocaption_model::{summary, MergeConfig, MergeModel};
+use autocaption_pipeline::ModelConfig;
 
 use crate::Global;
 
@@ -32,14 +32,7 @@ pub fn run(args: Args, _global: Global) -> anyhow::Result<()> {
     match args.what {
         What::Summary { model, vocab } => {
             let config = match model {
-                Some(dir) => {
-                    let p = dir.join("config.json");
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("cannot read {}", p.display()))?;
-                    let run: super::train::RunConfig = serde_json::from_str(&text)
-                        .with_context(|| format!("{}: not a model configuration", p.display()))?;
-                    run.model
-                }
+                Some(dir) => ModelConfig::read(&dir)?.model,
                 None => MergeConfig::seed(vocab),
             };
             print!("{}", summary(&MergeModel::new(config, 0)));

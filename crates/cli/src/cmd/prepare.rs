@@ -8,7 +8,9 @@ use autocaption_data::{assign_splits, PrepareOptions, Prepared, SplitFractions};
 use autocaption_text::{CleanPipeline, Stage};
 
 use crate::dataset_args::DatasetArgs;
-use crate::{report, Global};
+use autocaption_pipeline::summary as report;
+
+use crate::Global;
 
 /// Read a caption dataset, clean and tokenize its captions, build the vocabulary from the
 /// training split, and write a prepared dataset directory (manifest.json, vocab.json,

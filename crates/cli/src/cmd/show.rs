@@ -1,17 +1,16 @@
 //! `autocaption show`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use autocaption_data::{Prepared, Split};
-use autocaption_io::write_atomic;
-use autocaption_viz::{contact_sheet, SheetItem, SheetOptions};
-use image::{DynamicImage, ImageDecoder, ImageReader};
+use autocaption_pipeline::summary::thousands;
+use autocaption_pipeline::{write_sheet, Candidate};
+use autocaption_viz::SheetOptions;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::dataset_args::DatasetArgs;
-use crate::report::thousands;
 use crate::Global;
 
 /// Draw a contact sheet: a PNG grid of images with their captions rendered under each, so a
@@ -54,16 +53,6 @@ pub struct Args {
     font_size: f32,
 }
 
-/// An image that can go on a sheet.
-pub struct Candidate {
-    /// Shown as the cell's heading.
-    pub name: String,
-    /// The image file.
-    pub path: PathBuf,
-    /// Its captions.
-    pub captions: Vec<String>,
-}
-
 fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
     let mut total = 0;
     let mut out = Vec::new();
@@ -91,55 +80,6 @@ fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
     Ok((out, total))
 }
 
-/// Decodes an image, honouring its EXIF orientation.
-fn open(path: &Path) -> anyhow::Result<DynamicImage> {
-    let mut decoder = ImageReader::open(path)?
-        .with_guessed_format()?
-        .into_decoder()?;
-    let orientation = decoder.orientation()?;
-    let mut img = DynamicImage::from_decoder(decoder)?;
-    img.apply_orientation(orientation);
-    Ok(img)
-}
-
-/// Decodes up to `count` of `found` (skipping, with a warning, any that fail), lays them out
-/// and writes the PNG atomically. Returns the sheet's size and the number of images on it.
-pub fn write_sheet(
-    found: Vec<Candidate>,
-    count: usize,
-    opts: SheetOptions,
-    out: &Path,
-) -> anyhow::Result<(u32, u32, usize)> {
-    let mut items = Vec::new();
-    let mut failed = 0;
-    for c in found {
-        if items.len() == count {
-            break;
-        }
-        match open(&c.path) {
-            Ok(image) => items.push(SheetItem {
-                image,
-                title: c.name,
-                captions: c.captions,
-            }),
-            Err(e) => {
-                failed += 1;
-                eprintln!("warning: skipping {}: {e:#}", c.path.display());
-            }
-        }
-    }
-    if items.is_empty() {
-        bail!("no image could be decoded ({failed} tried)");
-    }
-    let sheet = contact_sheet(&items, opts);
-    let mut png = Vec::new();
-    sheet
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the contact sheet")?;
-    write_atomic(out, &png)?;
-    Ok((sheet.width(), sheet.height(), items.len()))
-}
-
 /// Runs `show`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if args.count == 0 || args.columns == 0 {
@@ -165,9 +105,18 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         font_px: args.font_size,
         ..SheetOptions::default()
     };
-    let (w, h, n) = write_sheet(found, args.count, opts, &args.out)?;
+    let sheet = write_sheet(found, args.count, opts, &args.out)?;
+    for (path, why) in &sheet.skipped {
+        eprintln!("warning: skipping {}: {why}", path.display());
+    }
     if !global.quiet {
-        println!("Wrote {} ({w}x{h} pixels, {n} images)", args.out.display());
+        println!(
+            "Wrote {} ({}x{} pixels, {} images)",
+            args.out.display(),
+            sheet.width,
+            sheet.height,
+            sheet.images
+        );
     }
     Ok(())
 }

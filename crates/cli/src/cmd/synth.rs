@@ -6,8 +6,8 @@ use std::time::Instant;
 use autocaption_synth::{generate, SynthOptions};
 
 use crate::progress::Bar;
-use crate::report::thousands;
 use crate::Global;
+use autocaption_pipeline::summary::thousands;
 
 /// Generate a captioned image set of coloured shapes: one shape, two shapes in a spatial
 /// relation ("a red circle above a small blue square"), or a group of the same kind ("three
