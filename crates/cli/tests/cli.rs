@@ -446,6 +446,39 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         let b = std::fs::read(t.path().join("d2").join(f)).unwrap();
         assert!(a == b, "{f} differs between runs with the same seed");
     }
+    // The demo's model captions a held-out photo by itself (its encoder is kept with it),
+    // with the caption the report shows.
+    let summary = std::fs::read_to_string(d1.join("summary.txt")).unwrap();
+    let sample = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Sample captions"))
+        .nth(1)
+        .expect("a sample caption");
+    let (name, shown) = sample.trim().split_once(' ').unwrap();
+    let photo = d1.join("data/images").join(name);
+    let out = bin()
+        .arg("caption")
+        .arg(&photo)
+        .arg("--model")
+        .arg(d1.join("model"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap().trim(), shown.trim());
+    // Other encoder weights: refused, naming both.
+    bin()
+        .args(["caption", "--weights", "random", "--model"])
+        .arg(d1.join("model"))
+        .arg(&photo)
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("concept CNN")
+                .and(predicate::str::contains("(sha256:"))
+                .and(predicate::str::contains("random weights (seed 0")),
+        );
 }
 
 #[test]
@@ -472,13 +505,26 @@ fn concepts_trains_from_the_captions_and_repeats_itself() {
                 predicate::str::contains("epoch   2: loss").and(predicate::str::contains("dev")),
             )
     };
+    // The same run into two folders: the same bytes (the features name the network's
+    // weights beside them by file name).
+    for d in ["1", "2"] {
+        std::fs::create_dir(t.path().join(d)).unwrap();
+    }
     let (a, b) = (
-        t.path().join("a.safetensors"),
-        t.path().join("b.safetensors"),
+        t.path().join("1/f.safetensors"),
+        t.path().join("2/f.safetensors"),
     );
     run(&a);
     run(&b);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let weights = t.path().join("1/f.encoder.safetensors");
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(t.path().join("2/f.encoder.safetensors")).unwrap()
+    );
+    let recorded = autocaption_features::FeatureStore::load(&a).unwrap();
+    let spec = recorded.encoder().expect("the features record the network");
+    assert_eq!(spec.weights.as_deref(), Some(weights.to_str().unwrap()));
     // 30 images, a 2×2 grid of 64 channels each.
     let meta = std::fs::read(&a).unwrap();
     let header_len = u64::from_le_bytes(meta[..8].try_into().unwrap()) as usize;
@@ -600,11 +646,17 @@ fn features_from_weight_files_match_keras_and_pick_the_preset() {
         }
     }
     let report = read_json(&t.path().join("keras.report.json"));
-    assert_eq!(report["layout"], "keras");
-    assert!(report["encoder_id"]
+    assert_eq!(report["encoder"]["kind"], "resnet50_keras");
+    assert!(report["encoder"]["sha256"]
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
+    // The file records its encoder, as the report does.
+    let recorded = store.encoder().expect("the features record their encoder");
+    assert_eq!(
+        serde_json::to_value(recorded).unwrap()["sha256"],
+        report["encoder"]["sha256"]
+    );
     // The torchvision safetensors file into the same output: refused, features differ.
     bin()
         .args(["features", "--weights"])
@@ -615,7 +667,7 @@ fn features_from_weight_files_match_keras_and_pick_the_preset() {
         .arg(&out)
         .assert()
         .failure()
-        .stderr(predicate::str::contains("other encoder weights"));
+        .stderr(predicate::str::contains("made with another encoder"));
     let out2 = t.path().join("tv.safetensors");
     bin()
         .args(["features", "-q", "--weights"])
@@ -627,8 +679,8 @@ fn features_from_weight_files_match_keras_and_pick_the_preset() {
         .assert()
         .success();
     let report = read_json(&t.path().join("tv.report.json"));
-    assert_eq!(report["layout"], "torchvision");
-    assert!(report["preprocessing"]
+    assert_eq!(report["encoder"]["kind"], "resnet50_torchvision");
+    assert!(report["encoder"]["preprocessing"]
         .as_str()
         .unwrap()
         .starts_with("torchvision"));

@@ -357,3 +357,151 @@ fn evaluates_and_captions_a_trained_model() {
         .failure()
         .stderr(predicate::str::contains("not a model directory"));
 }
+
+#[test]
+fn force_checks_everything_before_replacing() {
+    let t = TempDir::new().unwrap();
+    let (prep, features) = dataset(t.path(), 20);
+    let cfg = small_model(t.path());
+    let out = t.path().join("m");
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &out, 1))
+        .assert()
+        .success();
+    let weights = read(&out.join("weights.safetensors"));
+    let bad_config = t.path().join("bad.json");
+    std::fs::write(&bad_config, r#"{"dropout": 2.0}"#).unwrap();
+    let few = t.path().join("few.safetensors");
+    FeatureStore::new(vec!["synth_00000.png".into()], 192, vec![0.0; 192])
+        .save(&few)
+        .unwrap();
+    let with = |extra: &[&str], config: &Path, feats: &Path| {
+        let mut args = train_cmd(&prep, feats, config, &out, 1);
+        args.push("--force".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    for (args, says) in [
+        (with(&["--epochs", "0"], &cfg, &features), "--epochs"),
+        (with(&["--lr", "-1"], &cfg, &features), "--lr"),
+        (with(&[], &bad_config, &features), "dropout"),
+        (with(&[], &cfg, &few), "have no features"),
+    ] {
+        bin()
+            .args(&args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+        assert!(
+            read(&out.join("weights.safetensors")) == weights,
+            "a refused `train --force` ({says}) touched the old model"
+        );
+    }
+    // A folder that is not a model directory is never replaced.
+    let mine = t.path().join("my-photos");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("holiday.jpg"), b"precious").unwrap();
+    let mut args = train_cmd(&prep, &features, &cfg, &mine, 1);
+    args.push("--force".into());
+    bin()
+        .args(&args)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a model directory"));
+    assert_eq!(read(&mine.join("holiday.jpg")), b"precious");
+}
+
+/// `concepts` with `seed` into `dir`/f.safetensors; returns the features file.
+fn concept_features(prep: &Path, dir: &Path, seed: u64) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join("f.safetensors");
+    bin()
+        .args(["concepts", "-q", "--epochs", "1", "--size", "16", "--seed"])
+        .arg(seed.to_string())
+        .arg("--data")
+        .arg(prep)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+#[test]
+fn a_model_knows_its_encoder_and_refuses_others() {
+    let t = TempDir::new().unwrap();
+    let (prep, _) = dataset(t.path(), 24);
+    let cfg = small_model(t.path());
+    let ours = concept_features(&prep, &t.path().join("c1"), 1);
+    let theirs = concept_features(&prep, &t.path().join("c2"), 2);
+    let sha = |f: &Path| {
+        FeatureStore::load(f)
+            .unwrap()
+            .encoder()
+            .unwrap()
+            .sha256
+            .clone()
+            .unwrap()
+    };
+    let (our_sha, their_sha) = (sha(&ours), sha(&theirs));
+    assert_ne!(our_sha, their_sha);
+    let model = t.path().join("m");
+    bin()
+        .args(train_cmd(&prep, &ours, &cfg, &model, 1))
+        .assert()
+        .success();
+    let config: serde_json::Value =
+        serde_json::from_slice(&read(&model.join("config.json"))).unwrap();
+    assert_eq!(config["encoder"]["kind"], "concept_cnn");
+    assert_eq!(config["encoder"]["sha256"], our_sha.as_str());
+    // The concept CNN is small: the model keeps a copy.
+    assert!(
+        read(&model.join("encoder.safetensors"))
+            == read(&t.path().join("c1/f.encoder.safetensors"))
+    );
+
+    let photo = t.path().join("synth/images/synth_00000.png");
+    let caption = |weights: Option<&Path>| {
+        let mut cmd = bin();
+        cmd.arg("caption").arg(&photo).arg("--model").arg(&model);
+        if let Some(w) = weights {
+            cmd.arg("--weights").arg(w);
+        }
+        cmd.assert()
+    };
+    let found = caption(None).success().get_output().stdout.clone();
+    assert!(!found.is_empty());
+    let given = caption(Some(&t.path().join("c1/f.encoder.safetensors")))
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(found, given);
+    // Other weights: a non-zero exit naming both hashes.
+    caption(Some(&t.path().join("c2/f.encoder.safetensors")))
+        .failure()
+        .stderr(
+            predicate::str::contains(our_sha.as_str())
+                .and(predicate::str::contains(their_sha.as_str())),
+        );
+    // Features of another encoder are refused too.
+    bin()
+        .arg("caption")
+        .arg("--model")
+        .arg(&model)
+        .arg("--features")
+        .arg(&theirs)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("would be garbage"));
+    // With the copy gone and the original moved, the model says what it needs.
+    std::fs::remove_file(model.join("encoder.safetensors")).unwrap();
+    let moved = t.path().join("moved.safetensors");
+    std::fs::rename(t.path().join("c1/f.encoder.safetensors"), &moved).unwrap();
+    caption(None).failure().stderr(
+        predicate::str::contains("cannot find the model's encoder")
+            .and(predicate::str::contains("--weights")),
+    );
+    let again = caption(Some(&moved)).success().get_output().stdout.clone();
+    assert_eq!(found, again);
+}

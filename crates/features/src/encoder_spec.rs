@@ -39,7 +39,8 @@ pub struct EncoderSpec {
     /// What it is.
     pub kind: EncoderKind,
     /// The weights file, as an absolute path when it was recorded (absent for random
-    /// weights and external features).
+    /// weights and external features). A feature file records weights beside it by file
+    /// name alone; [`crate::FeatureStore::load`] makes that absolute again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
     /// `sha256:<hex>` of the weights file's bytes: what identifies the weights wherever the

@@ -186,6 +186,10 @@ impl FeatureStore {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.bytes_with(self.encoder.as_ref())
+    }
+
+    fn bytes_with(&self, encoder: Option<&EncoderSpec>) -> Vec<u8> {
         let bytes = autocaption_io::f32_to_le_bytes(&self.data);
         let view = TensorView::new(Dtype::F32, vec![self.names.len(), self.dim], &bytes)
             .expect("shape matches data");
@@ -194,7 +198,7 @@ impl FeatureStore {
             serde_json::to_string(&self.names).expect("names serialise"),
         )]
         .into();
-        if let Some(e) = &self.encoder {
+        if let Some(e) = encoder {
             meta.insert(
                 "encoder".into(),
                 serde_json::to_string(e).expect("the encoder record serialises"),
@@ -205,9 +209,25 @@ impl FeatureStore {
         sorted_header(bytes)
     }
 
-    /// Writes the store atomically.
+    /// Writes the store atomically. Encoder weights in the file's own directory are
+    /// recorded by file name alone (read back as a path beside the file), so that a folder
+    /// of features and weights can move, and the same run into another folder gives the
+    /// same bytes.
     pub fn save(&self, path: &Path) -> Result<(), FeatureError> {
-        autocaption_io::write_atomic(path, &self.to_bytes())?;
+        let mut encoder = self.encoder.clone();
+        if let Some(e) = encoder.as_mut() {
+            let beside = |w: &str| {
+                let w = Path::new(w);
+                let dir = std::path::absolute(path).ok()?.parent()?.to_path_buf();
+                (w.is_absolute() && w.parent() == Some(dir.as_path()))
+                    .then(|| w.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .flatten()
+            };
+            if let Some(name) = e.weights.as_deref().and_then(beside) {
+                e.weights = Some(name);
+            }
+        }
+        autocaption_io::write_atomic(path, &self.bytes_with(encoder.as_ref()))?;
         Ok(())
     }
 
@@ -243,14 +263,24 @@ impl FeatureStore {
         if n != names.len() {
             return Err(bad(format!("{n} feature rows but {} names", names.len())));
         }
-        let encoder = match meta.metadata().as_ref().and_then(|m| m.get("encoder")) {
+        let mut encoder = match meta.metadata().as_ref().and_then(|m| m.get("encoder")) {
             Some(e) => Some(
                 serde_json::from_str::<EncoderSpec>(e)
                     .map_err(|err| bad(format!("\"encoder\" is not an encoder record: {err}")))?,
             ),
             None => None,
         };
-        if let Some(e) = &encoder {
+        if let Some(e) = encoder.as_mut() {
+            // A weights path recorded by name alone is beside the file.
+            if let Some(w) = e.weights.as_mut() {
+                if Path::new(w.as_str()).is_relative() {
+                    let dir = std::path::absolute(path)
+                        .ok()
+                        .and_then(|p| p.parent().map(Path::to_path_buf))
+                        .unwrap_or_default();
+                    *w = dir.join(w.as_str()).display().to_string();
+                }
+            }
             if e.feature_dim != dim {
                 return Err(bad(format!(
                     "the encoder record says {}-d features, the tensor is {dim}-d",
@@ -341,6 +371,42 @@ mod tests {
         let back = FeatureStore::load(&p).unwrap();
         assert_eq!(back.encoder(), Some(&spec));
         assert_eq!(back.source(), Some(p.as_path()));
+    }
+
+    #[test]
+    fn weights_beside_the_file_are_recorded_by_name() {
+        let spec_in = |dir: &Path| EncoderSpec {
+            kind: crate::EncoderKind::ConceptCnn,
+            weights: Some(dir.join("f.encoder.safetensors").display().to_string()),
+            sha256: Some("sha256:00".into()),
+            seed: None,
+            preprocessing: "pixels".into(),
+            feature_dim: 1,
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let save = |dir: &Path| {
+            let p = dir.join("f.safetensors");
+            FeatureStore::new(vec!["x".into()], 1, vec![1.0])
+                .with_encoder(spec_in(dir))
+                .save(&p)
+                .unwrap();
+            p
+        };
+        let (pa, pb) = (save(a.path()), save(b.path()));
+        // The same run in two folders: the same bytes, and each reads back its own path.
+        assert_eq!(std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap());
+        assert_eq!(
+            FeatureStore::load(&pb).unwrap().encoder(),
+            Some(&spec_in(b.path()))
+        );
+        // Weights elsewhere keep their absolute path.
+        let elsewhere =
+            FeatureStore::new(vec!["x".into()], 1, vec![1.0]).with_encoder(spec_in(b.path()));
+        elsewhere.save(&pa).unwrap();
+        assert_eq!(
+            FeatureStore::load(&pa).unwrap().encoder(),
+            Some(&spec_in(b.path()))
+        );
     }
 
     #[test]

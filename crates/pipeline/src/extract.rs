@@ -267,3 +267,99 @@ fn read_same_encoder(path: &Path, spec: &EncoderSpec) -> Result<FeatureStore> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autocaption_concepts::{ConceptConfig, ConceptNet};
+    use autocaption_io::NoProgress;
+
+    fn encoder(seed: u64, dir: &Path) -> Encoder {
+        let config = ConceptConfig {
+            size: 16,
+            channels: [4, 4, 4, 4],
+            words: 3,
+        };
+        let net = ConceptNet::new(config, seed);
+        let bytes = net.weights_bytes();
+        let path = dir.join(format!("concepts-{seed}.safetensors"));
+        std::fs::write(&path, &bytes).unwrap();
+        Encoder::concept(net, &path, &bytes)
+    }
+
+    fn images(dir: &Path, n: u8) -> PathBuf {
+        let images = dir.join("images");
+        std::fs::create_dir(&images).unwrap();
+        for i in 0..n {
+            image::RgbImage::from_fn(20, 20, |x, y| {
+                image::Rgb([i * 40, x as u8 * 9, y as u8 * 9])
+            })
+            .save(images.join(format!("im{i}.png")))
+            .unwrap();
+        }
+        images
+    }
+
+    #[test]
+    fn saves_parts_and_resumes_to_the_same_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let enc = encoder(1, t.path());
+        let dir = images(t.path(), 5);
+        let s = |out: &str| ExtractSettings {
+            images: dir.clone(),
+            out: t.path().join(out),
+            batch_size: 1,
+            save_every: 2,
+        };
+        let full = s("full.safetensors");
+        let r = extract(&enc, &full, &NoProgress, &mut |_| {}).unwrap();
+        assert_eq!((r.extracted, r.rows, r.saves.len()), (5, 5, 2));
+        assert_eq!(
+            r.saves.iter().map(|s| s.rows_written).collect::<Vec<_>>(),
+            vec![2, 2],
+            "each save writes only its own rows"
+        );
+        assert!(!full.parts_dir().exists(), "merged parts are removed");
+        let whole = FeatureStore::load(&full.out).unwrap();
+        assert_eq!(whole.encoder(), Some(enc.spec()));
+
+        // A run killed after its first save left one part: the rerun keeps it and does
+        // the rest, to the same bytes.
+        let resumed = s("resumed.safetensors");
+        std::fs::create_dir(resumed.parts_dir()).unwrap();
+        let first = FeatureStore::new(
+            whole.names()[..2].to_vec(),
+            whole.dim(),
+            whole.data()[..2 * whole.dim()].to_vec(),
+        )
+        .with_encoder(enc.spec().clone());
+        std::fs::write(
+            resumed.parts_dir().join("part-000000.safetensors"),
+            first.to_bytes(),
+        )
+        .unwrap();
+        let r = extract(&enc, &resumed, &NoProgress, &mut |_| {}).unwrap();
+        assert_eq!((r.already_done, r.extracted), (2, 3));
+        assert_eq!(
+            std::fs::read(&resumed.out).unwrap(),
+            std::fs::read(&full.out).unwrap()
+        );
+        assert!(!resumed.parts_dir().exists());
+
+        // Another encoder's features are never mixed in.
+        let other = encoder(2, t.path());
+        let e = extract(&other, &full, &NoProgress, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("made with another encoder"), "{e}");
+        // A file that does not record its encoder is not resumed.
+        let legacy = s("legacy.safetensors");
+        FeatureStore::new(
+            vec!["im0.png".into()],
+            whole.dim(),
+            whole.data()[..whole.dim()].to_vec(),
+        )
+        .save(&legacy.out)
+        .unwrap();
+        let e = extract(&enc, &legacy, &NoProgress, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("does not record the encoder"), "{e}");
+    }
+}

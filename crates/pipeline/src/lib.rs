@@ -24,6 +24,7 @@
 //!
 //! Libraries report progress through [`autocaption_io::Progress`] and never print.
 
+pub mod bench;
 mod captioner;
 mod concepts;
 mod demo;
