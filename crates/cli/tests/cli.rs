@@ -544,7 +544,7 @@ fn concepts_trains_from_the_captions_and_repeats_itself() {
         .assert()
         .failure()
         .stderr(predicate::str::contains(
-            "--size must be a multiple of 16, got 40",
+            "--size must be a multiple of 16 from 16 to 1024, got 40",
         ));
     assert!(!t.path().join("c.safetensors").exists());
 }

@@ -383,7 +383,7 @@ fn force_checks_everything_before_replacing() {
     };
     for (args, says) in [
         (with(&["--epochs", "0"], &cfg, &features), "--epochs"),
-        (with(&["--lr", "-1"], &cfg, &features), "--lr"),
+        (with(&["--lr=-1"], &cfg, &features), "--lr"),
         (with(&[], &bad_config, &features), "dropout"),
         (with(&[], &cfg, &few), "have no features"),
     ] {

@@ -130,15 +130,22 @@ pub fn run_demo(
         progress,
         &mut |_, _| {},
     )?;
-    // The features record the encoder where it will be once the report is in place.
+    // The feature file records the encoder beside it by name (so that runs into other
+    // folders give the same bytes); the model records where it will be once the report is
+    // in place.
     let mut spec = concepts.encoder.spec().clone();
+    spec.weights = Some("features.encoder.safetensors".into());
+    concepts
+        .features
+        .clone()
+        .with_encoder(spec.clone())
+        .save(&root.join("features.safetensors"))?;
     spec.weights = Some(
         dest.join("features.encoder.safetensors")
             .display()
             .to_string(),
     );
     let store = concepts.features.with_encoder(spec);
-    store.save(&root.join("features.safetensors"))?;
     let features_secs = t.elapsed().as_secs_f64();
     let probe = probe_encoder(&scenes, &store)?;
     step(&format!(
