@@ -8,7 +8,7 @@
 //! The model finds its own encoder (recorded in its config.json); one `Captioner` can be
 //! shared between threads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use autocaption_io::NoProgress;
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(model: &PathBuf, photos: &[PathBuf]) -> autocaption_pipeline::Result<()> {
+fn run(model: &Path, photos: &[PathBuf]) -> autocaption_pipeline::Result<()> {
     let captioner = Captioner::load(model, None)?;
     let photos = expand_photos(photos)?;
     let results = captioner.caption_files(&photos, &CaptionOptions::default(), &NoProgress)?;
