@@ -446,9 +446,27 @@ fn demo_quick_writes_a_report_and_is_reproducible() {
         let b = std::fs::read(t.path().join("d2").join(f)).unwrap();
         assert!(a == b, "{f} differs between runs with the same seed");
     }
+    // Nothing in the report names the folder it was written in before it was put in place.
+    let summary = std::fs::read_to_string(d1.join("summary.txt")).unwrap();
+    for f in [
+        "summary.txt",
+        "prepared/manifest.json",
+        "prepared/captions.jsonl",
+    ] {
+        let text = std::fs::read_to_string(d1.join(f)).unwrap();
+        assert!(
+            !text.contains(".partial"),
+            "{f} names the unfinished folder"
+        );
+    }
+    bin()
+        .args(["show", "-n", "2", "--out"])
+        .arg(t.path().join("sheet.png"))
+        .arg(d1.join("prepared"))
+        .assert()
+        .success();
     // The demo's model captions a held-out photo by itself (its encoder is kept with it),
     // with the caption the report shows.
-    let summary = std::fs::read_to_string(d1.join("summary.txt")).unwrap();
     let sample = summary
         .lines()
         .skip_while(|l| !l.starts_with("Sample captions"))

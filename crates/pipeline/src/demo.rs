@@ -83,7 +83,18 @@ pub fn run_demo(
     step("[2/8] prepare: clean, tokenize, vocabulary from the training split");
     let ds = load(&data, &LoadOptions::default())?;
     let prepared = Prepared::build(&ds, &PrepareOptions::default())?;
-    prepared.write(&root.join("prepared"), false)?;
+    // The prepared directory on disk names the files where they will be once the report is
+    // in place; the run reads them where they are now.
+    let moved = |p: &Path| {
+        p.strip_prefix(&root)
+            .map_or_else(|_| p.to_path_buf(), |rel| dest.join(rel))
+    };
+    let mut on_disk = prepared.clone();
+    on_disk.manifest.source.path = moved(&on_disk.manifest.source.path);
+    for image in &mut on_disk.images {
+        image.path = image.path.as_deref().map(moved);
+    }
+    on_disk.write(&root.join("prepared"), false)?;
 
     let resnet = format!(
         "ResNet-50, Keras layout, seeded random weights (seed {})",
@@ -265,7 +276,7 @@ pub fn run_demo(
     write_sheet(candidates, 8, sheet_opts, &root.join("test_samples.png"))?;
 
     step("[8/8] report");
-    let mut text = summary::prepared(&prepared.manifest);
+    let mut text = summary::prepared(&on_disk.manifest);
     let _ = writeln!(
         text,
         "\nEncoder: {encoder}; trained and run in {features_secs:.1} s. No pretrained weights are\n\
