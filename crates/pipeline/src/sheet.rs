@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use autocaption_data::Split;
 use autocaption_io::write_atomic;
 use autocaption_viz::{contact_sheet, SheetItem, SheetOptions};
 use image::{DynamicImage, ImageDecoder, ImageReader};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 
 use crate::{Error, Result};
 
@@ -17,6 +20,35 @@ pub struct Candidate {
     pub path: PathBuf,
     /// Its captions.
     pub captions: Vec<String>,
+}
+
+/// The images of a dataset (or prepared directory) that can go on a sheet: those of `split`
+/// (all where `None`) whose file was found, in order, or shuffled with `seed`. Also returns
+/// how many images `split` holds, found or not.
+pub fn pick_for_sheet(
+    images: impl IntoIterator<Item = (String, Option<PathBuf>, Option<Split>, Vec<String>)>,
+    split: Option<Split>,
+    seed: Option<u64>,
+) -> (Vec<Candidate>, usize) {
+    let mut total = 0;
+    let mut found = Vec::new();
+    for (name, path, image_split, captions) in images {
+        if split.is_some() && image_split != split {
+            continue;
+        }
+        total += 1;
+        if let Some(path) = path {
+            found.push(Candidate {
+                name,
+                path,
+                captions,
+            });
+        }
+    }
+    if let Some(seed) = seed {
+        found.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    }
+    (found, total)
 }
 
 /// What [`write_sheet`] drew.

@@ -5,10 +5,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use autocaption_data::{Prepared, Split};
 use autocaption_pipeline::summary::thousands;
-use autocaption_pipeline::{write_sheet, Candidate};
+use autocaption_pipeline::{pick_for_sheet, write_sheet};
 use autocaption_viz::SheetOptions;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::dataset_args::DatasetArgs;
 use crate::Global;
@@ -53,31 +51,24 @@ pub struct Args {
     font_size: f32,
 }
 
-fn candidates(args: &Args) -> anyhow::Result<(Vec<Candidate>, usize)> {
-    let mut total = 0;
-    let mut out = Vec::new();
-    let mut offer = |name: String, path: Option<PathBuf>, split: Option<Split>, captions| {
-        if args.split.is_none() || split == args.split {
-            total += 1;
-            if let Some(path) = path {
-                out.push(Candidate {
-                    name,
-                    path,
-                    captions,
-                });
-            }
-        }
-    };
-    if Prepared::is_prepared_dir(&args.dataset.dataset) {
-        for i in Prepared::load(&args.dataset.dataset)?.images {
-            offer(i.name, i.path, i.split, i.captions);
-        }
+/// The images of DATASET with their split, as the pipeline picks from them.
+type Offered = (String, Option<PathBuf>, Option<Split>, Vec<String>);
+
+fn offered(args: &Args) -> anyhow::Result<Vec<Offered>> {
+    Ok(if Prepared::is_prepared_dir(&args.dataset.dataset) {
+        Prepared::load(&args.dataset.dataset)?
+            .images
+            .into_iter()
+            .map(|i| (i.name, i.path, i.split, i.captions))
+            .collect()
     } else {
-        for i in args.dataset.load()?.images {
-            offer(i.name, i.path, i.split, i.captions);
-        }
-    }
-    Ok((out, total))
+        args.dataset
+            .load()?
+            .images
+            .into_iter()
+            .map(|i| (i.name, i.path, i.split, i.captions))
+            .collect()
+    })
 }
 
 /// Runs `show`.
@@ -88,16 +79,13 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if !(16..=4096).contains(&args.thumb) || !(4.0..=200.0).contains(&args.font_size) {
         bail!("--thumb must be 16 to 4096 pixels and --font-size 4 to 200");
     }
-    let (mut found, total) = candidates(&args)?;
+    let (found, total) = pick_for_sheet(offered(&args)?, args.split, args.seed);
     if found.is_empty() {
         bail!(
             "none of the {} images of {} has an image file that could be found; pass --images DIR",
             thousands(total),
             args.dataset.dataset.display()
         );
-    }
-    if let Some(seed) = args.seed {
-        found.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     }
     let opts = SheetOptions {
         columns: args.columns,
