@@ -174,7 +174,8 @@ impl ModelDir {
                 model.kind == EncoderKind::External || made.kind == EncoderKind::External;
             if !external && !model.same_encoder(made) {
                 return Err(Error::Invalid(format!(
-                    "{shown}: made with {}, but the model in {} was trained on features of {};                      its captions would be garbage",
+                    "{shown}: made with {}, but the model in {} was trained on features of {}; \
+                     its captions would be garbage",
                     made.describe(),
                     self.path.display(),
                     model.describe()
