@@ -4,7 +4,7 @@
 //! document frequencies from the evaluated images' references, hypothesis weights clipped to
 //! the reference's, a Gaussian length penalty (σ = 6), the mean over n and references, × 10.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::rouge::mean;
 use crate::{ngram_counts, Sample};
@@ -12,9 +12,10 @@ use crate::{ngram_counts, Sample};
 const SIGMA: f64 = 6.0;
 
 /// TF-IDF vectors of one caption, one map per n, their norms, and coco-caption's "length"
-/// (which counts the caption's bigrams, not its words: a quirk kept for parity).
+/// (which counts the caption's bigrams, not its words: a quirk kept for parity). Sums run
+/// in the n-grams' sorted order, so a score is the same to the last bit on every run.
 struct Vector<'t, 'a> {
-    weights: [HashMap<&'t [&'a str], f64>; 4],
+    weights: [BTreeMap<&'t [&'a str], f64>; 4],
     norms: [f64; 4],
     length: f64,
 }
@@ -24,7 +25,7 @@ fn vector<'t, 'a>(
     df: &HashMap<&[&str], f64>,
     log_images: f64,
 ) -> Vector<'t, 'a> {
-    let mut weights: [HashMap<&[&str], f64>; 4] = Default::default();
+    let mut weights: [BTreeMap<&[&str], f64>; 4] = Default::default();
     let mut norms = [0.0f64; 4];
     let mut length = 0.0;
     for (g, tf) in ngram_counts(tokens, 4) {
@@ -94,4 +95,58 @@ pub fn cider_d(samples: &[Sample]) -> (f64, Vec<f64>) {
         })
         .collect();
     (mean(&per), per)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_captions_score_the_same_bits() {
+        // Forty images, five references each, from a small vocabulary: many shared n-grams
+        // with unequal weights.
+        let words = [
+            "a", "dog", "runs", "on", "the", "grass", "brown", "is", "in", "field", "two", "play",
+            "ball", "with", "red", "man", "boy", "water", "jumps", "over",
+        ];
+        let mut state = 7u64;
+        let mut sentence = |len: usize| {
+            (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    words[(state >> 33) as usize % words.len()]
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let texts: Vec<(String, Vec<String>)> = (0..40)
+            .map(|i| {
+                (
+                    sentence(6 + i % 7),
+                    (0..5).map(|j| sentence(7 + j)).collect(),
+                )
+            })
+            .collect();
+        let samples: Vec<Sample> = texts
+            .iter()
+            .map(|(h, r)| {
+                let refs: Vec<&str> = r.iter().map(String::as_str).collect();
+                Sample::new(h, &refs)
+            })
+            .collect();
+        let first = cider_d(&samples);
+        // Hash maps are seeded afresh each time: sums in their order would differ in the
+        // last bits from run to run.
+        for _ in 0..20 {
+            let again = cider_d(&samples);
+            assert_eq!(first.0.to_bits(), again.0.to_bits());
+            assert!(first
+                .1
+                .iter()
+                .zip(&again.1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! Captions are compared as whitespace-separated tokens (cleaned, lower-case captions, as
 //! coco-caption compares them after its tokenizer).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 mod bleu;
 mod cider;
@@ -73,8 +73,8 @@ pub fn score(samples: &[Sample]) -> Scores {
 pub(crate) fn ngram_counts<'t, 'a>(
     tokens: &'t [&'a str],
     max_n: usize,
-) -> HashMap<&'t [&'a str], usize> {
-    let mut counts = HashMap::new();
+) -> BTreeMap<&'t [&'a str], usize> {
+    let mut counts = BTreeMap::new();
     for n in 1..=max_n {
         for g in tokens.windows(n) {
             *counts.entry(g).or_insert(0) += 1;

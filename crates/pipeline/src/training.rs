@@ -6,12 +6,18 @@ use std::path::{Path, PathBuf};
 use autocaption_data::{Prepared, Split};
 use autocaption_features::{sha256_id, EncoderKind, EncoderSpec, FeatureStore};
 use autocaption_io::Progress;
+use autocaption_metrics::{score, Sample};
+use autocaption_model::Decoder;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::Adam;
 use autocaption_tensor::Precision;
-use autocaption_train::{train, CaptionSet, Checkpoint, Event, TrainConfig};
+use autocaption_text::Tokenizer;
+use autocaption_train::{
+    best_epoch, train, CaptionSet, Checkpoint, DevScorer, DevScores, EpochRecord, Event,
+    TrainConfig, TrainError,
+};
 
-use crate::model_dir::{files, Counts, ModelConfig};
+use crate::model_dir::{files, reference_words, Counts, ModelConfig};
 use crate::{Error, Result};
 
 /// Something worth telling the user about a run.
@@ -39,6 +45,8 @@ pub struct TrainOutcome {
     pub dir: PathBuf,
     /// The best validation loss.
     pub best_val_loss: Option<f64>,
+    /// The epoch whose weights were kept (best by the run's selection measure).
+    pub best: Option<EpochRecord>,
     /// Its configuration as saved.
     pub config: ModelConfig,
 }
@@ -72,7 +80,88 @@ pub fn validate(training: &TrainConfig) -> Result<()> {
             "--lr must be a positive number, got {lr}"
         )));
     }
-    Ok(())
+    training
+        .lr_schedule
+        .validate(lr, training.epochs)
+        .map_err(Error::Invalid)
+}
+
+/// Words in a dev caption at most, as `evaluate` caps them.
+const DEV_MAX_WORDS: usize = 30;
+
+/// Greedy captions of the dev split scored against its references: what selects a run's
+/// weights by BLEU-4 or CIDEr-D.
+struct DevCaptions {
+    tokenizer: Tokenizer,
+    start: u32,
+    end: u32,
+    /// Each dev image's references (cleaned as training captions), in the order of the dev
+    /// caption set's feature rows.
+    references: Vec<Vec<String>>,
+}
+
+impl DevCaptions {
+    fn new(prepared: &Prepared) -> Result<Self> {
+        let tokenizer = prepared.tokenizer.clone();
+        let (Some(start), Some(end)) = (tokenizer.start_index(), tokenizer.end_index()) else {
+            return Err(Error::Invalid(
+                "the tokenizer has no start and end tokens; captions cannot be generated".into(),
+            ));
+        };
+        let references = prepared
+            .images
+            .iter()
+            .filter(|i| i.split == Some(Split::Dev))
+            .map(|i| {
+                i.captions
+                    .iter()
+                    .map(|c| reference_words(&tokenizer, c).join(" "))
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            tokenizer,
+            start,
+            end,
+            references,
+        })
+    }
+}
+
+impl DevScorer for DevCaptions {
+    fn score(
+        &self,
+        model: &MergeModel,
+        features: &[f32],
+    ) -> std::result::Result<DevScores, TrainError> {
+        let decoder = Decoder::new(model, self.start, self.end);
+        let dim = model.config.feature_dim;
+        let mut texts = Vec::with_capacity(self.references.len());
+        for chunk in features.chunks(256 * dim) {
+            for h in decoder.greedy(chunk, DEV_MAX_WORDS) {
+                texts.push(self.tokenizer.decode(&h.tokens));
+            }
+        }
+        let samples: Vec<Sample> = texts
+            .iter()
+            .zip(&self.references)
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(t, r)| {
+                let refs: Vec<&str> = r.iter().map(String::as_str).collect();
+                Sample::new(t, &refs)
+            })
+            .collect();
+        if samples.is_empty() {
+            return Err(TrainError::Data(
+                "the dev split has no reference captions to score".into(),
+            ));
+        }
+        let s = score(&samples);
+        Ok(DevScores {
+            bleu4: s.bleu.corpus[3],
+            cider: s.cider_d,
+        })
+    }
 }
 
 /// Layer-size overrides of the seed's model from a JSON file, checked against a model of
@@ -160,6 +249,7 @@ pub fn train_new(
     let model = model_config(data.prepared.tokenizer.vocab.len(), store.dim(), overrides)?;
     let train_set = CaptionSet::from_prepared(data.prepared, Split::Train, store)?;
     let dev_set = CaptionSet::from_prepared(data.prepared, Split::Dev, store)?;
+    let scorer = DevCaptions::new(data.prepared)?;
     let encoder = store
         .encoder()
         .cloned()
@@ -190,7 +280,8 @@ pub fn train_new(
         autocaption_io::write_atomic(&out.join(files::ENCODER), &bytes)?;
     }
     let state = Checkpoint::start(config.run_id());
-    run(config, out, &train_set, &dev_set, state, progress, on_event)
+    let sets = (&train_set, &dev_set, &scorer);
+    run(config, out, sets, state, progress, on_event)
 }
 
 /// Refuses to replace `out` unless it is a model directory (or an empty one): `--force`
@@ -281,16 +372,22 @@ pub fn train_resume(
             "cannot resume: the checkpoint is missing",
         ));
     }
+    let scorer = DevCaptions::new(&prepared)?;
     let state = Checkpoint::start(config.run_id());
-    run(config, out, &train_set, &dev_set, state, progress, on_event)
+    run(
+        config,
+        out,
+        (&train_set, &dev_set, &scorer),
+        state,
+        progress,
+        on_event,
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     config: ModelConfig,
     out: &Path,
-    train_set: &CaptionSet,
-    dev_set: &CaptionSet,
+    (train_set, dev_set, scorer): (&CaptionSet, &CaptionSet, &DevCaptions),
     fresh: Checkpoint,
     progress: &dyn Progress,
     on_event: &mut (dyn FnMut(TrainEvent) + Send),
@@ -323,14 +420,18 @@ fn run(
         &config.training,
         train_set,
         dev_set,
+        Some(scorer),
         out,
         state,
         progress,
         &mut |e| on_event(TrainEvent::Progress(e)),
     )?;
+    let select = config.training.select;
+    let best = best_epoch(&outcome.checkpoint.history, select).cloned();
     Ok(TrainOutcome {
         dir: out.to_path_buf(),
         best_val_loss: outcome.checkpoint.best_val_loss,
+        best,
         config,
     })
 }

@@ -15,9 +15,9 @@ mod trainer;
 
 pub use batching::bucketed_batches;
 pub use checkpoint::Checkpoint;
-pub use config::TrainConfig;
+pub use config::{LrSchedule, Select, TrainConfig};
 pub use dataset::{CaptionSet, FeatureScaling};
 pub use error::TrainError;
 pub use flops::train_flops_per_batch;
-pub use history::{EpochRecord, History};
-pub use trainer::{evaluate, train, Event, Outcome};
+pub use history::{best_epoch, EpochRecord, History};
+pub use trainer::{evaluate, train, DevScorer, DevScores, Event, Outcome};

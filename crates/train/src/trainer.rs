@@ -9,10 +9,28 @@ use autocaption_tensor::{Precision, Rng};
 use autocaption_viz::{line_charts, Panel, Series};
 
 use crate::{
-    bucketed_batches, CaptionSet, Checkpoint, EpochRecord, FeatureScaling, TrainConfig, TrainError,
+    best_epoch, bucketed_batches, CaptionSet, Checkpoint, EpochRecord, FeatureScaling, Select,
+    TrainConfig, TrainError,
 };
 
 use crate::files::{CHECKPOINT as CHECKPOINT_FILE, HISTORY, PLOT, WEIGHTS as WEIGHTS_FILE};
+
+/// Caption metrics of the dev split after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DevScores {
+    /// Corpus BLEU-4.
+    pub bleu4: f64,
+    /// CIDEr-D.
+    pub cider: f64,
+}
+
+/// Captions the dev split with the model as it stands and scores the captions; given by the
+/// caller, who holds the vocabulary and the references.
+pub trait DevScorer: Sync {
+    /// Scores `model` on the dev images' feature rows (`[images, dim]`, in the order of
+    /// the dev [`CaptionSet`], already mapped as the model sees them in training).
+    fn score(&self, model: &MergeModel, features: &[f32]) -> Result<DevScores, TrainError>;
+}
 
 /// Something worth telling the user about.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,14 +39,16 @@ pub enum Event {
     Epoch {
         /// Its metrics.
         record: EpochRecord,
-        /// The validation loss is the best so far (the weights were saved).
+        /// The selection measure is the best so far (the weights were saved).
         improved: bool,
         /// Training captions per second over the epoch's batches run in this process.
         captions_per_second: f64,
+        /// Seconds spent captioning and scoring the dev split, where it was.
+        dev_caption_seconds: Option<f64>,
     },
     /// Early stopping ended the run.
     EarlyStop {
-        /// The epoch with the best validation loss.
+        /// The epoch with the best selection measure.
         best_epoch: usize,
     },
 }
@@ -45,6 +65,14 @@ fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The best value of `select` over `history` (higher is better).
+fn best_value(select: Select, history: &[EpochRecord]) -> Option<f64> {
+    history
+        .iter()
+        .map(|r| select.value(r).unwrap_or(f64::NEG_INFINITY))
+        .reduce(f64::max)
 }
 
 /// Loss and accuracy over a whole split, without dropout.
@@ -88,7 +116,25 @@ fn plot(dir: &Path, history: &[EpochRecord]) -> Result<(), TrainError> {
             ],
         },
     ];
-    let img = line_charts(&panels, 1100, 420);
+    let mut panels = panels.to_vec();
+    if history.iter().any(|r| r.val_cider.is_some()) {
+        panels.push(Panel {
+            title: "dev captions (greedy)".into(),
+            x_label: "epoch".into(),
+            series: vec![
+                series("CIDEr-D", &|r| r.val_cider.unwrap_or(f64::NAN)),
+                series("BLEU-4", &|r| r.val_bleu4.unwrap_or(f64::NAN)),
+            ],
+        });
+    }
+    if history.iter().any(|r| r.lr.is_some()) {
+        panels.push(Panel {
+            title: "learning rate".into(),
+            x_label: "epoch".into(),
+            series: vec![series("rate", &|r| r.lr.unwrap_or(f64::NAN))],
+        });
+    }
+    let img = line_charts(&panels, 550 * panels.len() as u32, 420);
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| TrainError::Data(format!("cannot encode the training plot: {e}")))?;
@@ -100,7 +146,8 @@ fn plot(dir: &Path, history: &[EpochRecord]) -> Result<(), TrainError> {
 /// the best weights (`weights.safetensors`), `history.json`, `training.png`, and
 /// `checkpoint.safetensors` every `checkpoint_every` batches and at each epoch's end.
 /// `state` is where to start: [`Checkpoint::start`] or a loaded checkpoint (with `model`
-/// and `adam` restored from it).
+/// and `adam` restored from it). With `scorer`, every epoch also captions and scores the dev
+/// split (needed for `cfg.select` other than the loss).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &mut MergeModel,
@@ -108,6 +155,7 @@ pub fn train(
     cfg: &TrainConfig,
     train_set: &CaptionSet,
     dev: &CaptionSet,
+    scorer: Option<&dyn DevScorer>,
     dir: &Path,
     state: Checkpoint,
     progress: &dyn Progress,
@@ -123,10 +171,20 @@ pub fn train(
         Some((t, d)) => (t, d),
         None => (train_set, dev),
     };
+    if cfg.select != Select::Loss && scorer.is_none() {
+        return Err(TrainError::Data(format!(
+            "selecting by {} needs the dev split captioned and scored, and no scorer was given",
+            cfg.select.as_str()
+        )));
+    }
+    cfg.lr_schedule
+        .validate(cfg.adam.lr, cfg.epochs)
+        .map_err(TrainError::Data)?;
     let sets = Sets {
         train: train_set,
         dev,
         scaling: scaling.as_ref(),
+        scorer,
     };
     rayon::scope(|_| train_here(model, adam, cfg, sets, dir, state, progress, on_event))
 }
@@ -137,6 +195,7 @@ struct Sets<'a> {
     train: &'a CaptionSet,
     dev: &'a CaptionSet,
     scaling: Option<&'a FeatureScaling>,
+    scorer: Option<&'a dyn DevScorer>,
 }
 
 /// Saves `model`'s weights with `scaling` folded into them (the model itself is unchanged).
@@ -200,12 +259,19 @@ fn train_here(
         progress.advance(done as u64);
         let started = std::time::Instant::now();
         let mut run_here = 0usize;
+        let rate = |k: usize| {
+            let at = (epoch, k, batches.len());
+            cfg.lr_schedule
+                .rate(cfg.adam.lr, cfg.epochs, cfg.select, &state.history, at)
+        };
+        let rates: Vec<f32> = (0..batches.len()).map(rate).collect();
         for k in state.next_batch..batches.len() {
             // Dropout draws depend only on (seed, epoch, batch): a resumed run draws the same.
             let mut rng = Rng::new(mix(mix(cfg.seed, epoch as u64), k as u64 + 1));
             let (caps, feats) = train_set.batch(&batches[k]);
             model.zero_grad();
             let ce = model.train_batch(&caps, &feats, &mut rng);
+            adam.config.lr = rates[k];
             adam.update(&mut model.params_mut());
             state.loss_sum += ce.loss_sum;
             state.correct += ce.correct;
@@ -226,17 +292,31 @@ fn train_here(
 
         model.set_precision(Precision::F32);
         let val = evaluate(model, dev, cfg.batch_size);
+        let scored_at = std::time::Instant::now();
+        let scores = sets
+            .scorer
+            .map(|s| s.score(model, &dev.features))
+            .transpose()?;
+        let caption_seconds = scores.map(|_| scored_at.elapsed().as_secs_f64());
         model.set_precision(cfg.precision);
+        let mean_rate =
+            rates.iter().map(|&r| f64::from(r)).sum::<f64>() / rates.len().max(1) as f64;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: state.loss_sum / state.rows.max(1) as f64,
             train_accuracy: state.correct as f64 / state.rows.max(1) as f64,
             val_loss: val.loss_sum / val.rows.max(1) as f64,
             val_accuracy: val.correct as f64 / val.rows.max(1) as f64,
+            val_bleu4: scores.map(|s| s.bleu4),
+            val_cider: scores.map(|s| s.cider),
+            lr: Some(mean_rate),
         };
-        let improved = state.best_val_loss.is_none_or(|b| record.val_loss < b);
-        if improved {
+        let value = cfg.select.value(&record).unwrap_or(f64::NEG_INFINITY);
+        let improved = best_value(cfg.select, &state.history).is_none_or(|b| value > b);
+        if state.best_val_loss.is_none_or(|b| record.val_loss < b) {
             state.best_val_loss = Some(record.val_loss);
+        }
+        if improved {
             state.epochs_without_improvement = 0;
             save_weights(model, sets.scaling, &dir.join(WEIGHTS_FILE))?;
         } else {
@@ -260,13 +340,10 @@ fn train_here(
             record,
             improved,
             captions_per_second: run_here as f64 / seconds.max(1e-9),
+            dev_caption_seconds: caption_seconds,
         });
         if state.stopped_early {
-            let best_epoch = state
-                .history
-                .iter()
-                .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
-                .map_or(0, |r| r.epoch);
+            let best_epoch = best_epoch(&state.history, cfg.select).map_or(0, |r| r.epoch);
             on_event(Event::EarlyStop { best_epoch });
         }
     }

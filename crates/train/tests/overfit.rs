@@ -63,6 +63,7 @@ fn fit(
         checkpoint_every: 0,
         precision,
         standardize_features,
+        ..TrainConfig::default()
     };
     let mut model = MergeModel::new(small_config(vocab, data.dim), cfg.seed);
     let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
@@ -74,6 +75,7 @@ fn fit(
         &cfg,
         data,
         data,
+        None,
         dir.path(),
         Checkpoint::start("t".into()),
         &NoProgress,
@@ -151,4 +153,80 @@ fn standardised_features_train_and_fold_into_the_saved_weights() {
         (raw - best).abs() < 1e-3 * best.max(1e-2),
         "{raw} vs {best}"
     );
+}
+
+/// Scores epochs from a script, one value an epoch.
+struct Scripted(std::sync::Mutex<Vec<f64>>);
+
+impl autocaption_train::DevScorer for Scripted {
+    fn score(
+        &self,
+        _: &MergeModel,
+        features: &[f32],
+    ) -> Result<autocaption_train::DevScores, autocaption_train::TrainError> {
+        assert!(!features.is_empty());
+        let cider = self.0.lock().unwrap().remove(0);
+        Ok(autocaption_train::DevScores {
+            bleu4: cider / 4.0,
+            cider,
+        })
+    }
+}
+
+#[test]
+fn selection_by_cider_keeps_its_best_epoch_and_stops_on_it() {
+    use autocaption_train::{Event, Select};
+    let data = task(32, 20, 8, 5);
+    let cfg = TrainConfig {
+        epochs: 10,
+        batch_size: 16,
+        patience: 2,
+        seed: 3,
+        checkpoint_every: 0,
+        select: Select::Cider,
+        ..TrainConfig::default()
+    };
+    let run = |scorer: Option<&dyn autocaption_train::DevScorer>, dir: &std::path::Path| {
+        let mut model = MergeModel::new(small_config(20, 8), cfg.seed);
+        let sizes: Vec<usize> = model.params_mut().iter().map(|p| p.len()).collect();
+        let mut adam = Adam::new(cfg.adam, &sizes);
+        let mut events = Vec::new();
+        let out = train(
+            &mut model,
+            &mut adam,
+            &cfg,
+            &data,
+            &data,
+            scorer,
+            dir,
+            Checkpoint::start("t".into()),
+            &NoProgress,
+            &mut |e| events.push(e),
+        );
+        (out, events)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The loss falls every epoch here; CIDEr peaks at epoch 2, so that epoch is kept.
+    let scorer = Scripted(vec![0.1, 0.5, 0.2, 0.3, 0.9].into());
+    let (out, events) = run(Some(&scorer), dir.path());
+    let out = out.unwrap();
+    let improved: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Epoch { improved, .. } => Some(*improved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(improved, [true, true, false, false]);
+    assert!(events.contains(&Event::EarlyStop { best_epoch: 2 }));
+    let h = &out.checkpoint.history;
+    assert_eq!(h.len(), 4);
+    assert!(
+        h[3].val_loss < h[1].val_loss,
+        "the loss alone would pick a later epoch"
+    );
+    assert_eq!(h[1].val_cider, Some(0.5));
+    // Selecting by CIDEr without a scorer is refused before any epoch.
+    let (refused, events) = run(None, dir.path());
+    assert!(refused.is_err() && events.is_empty());
 }

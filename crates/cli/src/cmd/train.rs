@@ -11,7 +11,7 @@ use autocaption_pipeline::{
     TrainEvent, TrainOutcome,
 };
 use autocaption_tensor::{bf16_is_faster, Precision};
-use autocaption_train::{Event, TrainConfig};
+use autocaption_train::{Event, LrSchedule, Select, TrainConfig};
 
 use crate::progress::Bar;
 use crate::Global;
@@ -19,9 +19,10 @@ use crate::Global;
 /// Train the merge caption model on a prepared dataset and its image features.
 ///
 /// Each caption is one training sequence with the loss at every word (the seed's prefix
-/// samples, done in one pass). Validation loss and accuracy are measured on the dev split
-/// after every epoch; the best weights are kept; training stops early when validation has not
-/// improved for --patience epochs. MODEL_DIR receives config.json (which records the encoder
+/// samples, done in one pass). After every epoch the dev split is measured: loss and
+/// next-word accuracy, and the CIDEr-D and BLEU-4 of its greedy captions. The weights of the
+/// best epoch by --select are kept; training stops early when that has not improved for
+/// --patience epochs. --lr-schedule lowers the rate on a plateau or along a cosine. MODEL_DIR receives config.json (which records the encoder
 /// the features came from), vocab.json, weights.safetensors, history.json, training.png and
 /// checkpoint.safetensors; a killed run continues exactly where it stopped with --resume.
 /// Every argument and the data are checked before an existing MODEL_DIR is replaced.
@@ -57,9 +58,37 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
 
-    /// Stop after this many epochs without a better validation loss (0: never).
+    /// Stop after this many epochs without a better --select measure (0: never).
     #[arg(long, default_value_t = 3)]
     patience: usize,
+
+    /// What picks the weights kept (and what --patience waits for): CIDEr-D or BLEU-4 of
+    /// greedy captions of the dev split, or the dev loss.
+    #[arg(long, default_value = "cider", value_parser = ["cider", "bleu4", "loss"])]
+    select: String,
+
+    /// How the learning rate moves: `constant`; `plateau` (multiply by --lr-factor after
+    /// --lr-patience epochs without a better --select measure, down to --lr-floor); `cosine`
+    /// (linear warm-up over --warmup epochs, then half a cosine down to --lr-floor at the
+    /// last epoch). The rate of every epoch is in history.json.
+    #[arg(long, default_value = "constant", value_parser = ["constant", "plateau", "cosine"])]
+    lr_schedule: String,
+
+    /// Plateau schedule: epochs without improvement before the rate is cut.
+    #[arg(long, default_value_t = 1, value_name = "EPOCHS")]
+    lr_patience: usize,
+
+    /// Plateau schedule: what a cut multiplies the rate by.
+    #[arg(long, default_value_t = 0.5)]
+    lr_factor: f32,
+
+    /// Plateau and cosine schedules: the lowest rate (default: --lr / 20).
+    #[arg(long)]
+    lr_floor: Option<f32>,
+
+    /// Cosine schedule: epochs of linear warm-up.
+    #[arg(long, default_value_t = 1.0, value_name = "EPOCHS")]
+    warmup: f32,
 
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
@@ -115,6 +144,26 @@ impl Args {
                 _ => Precision::F32,
             },
             standardize_features: !self.raw_features,
+            select: match self.select.as_str() {
+                "bleu4" => Select::Bleu4,
+                "loss" => Select::Loss,
+                _ => Select::Cider,
+            },
+            lr_schedule: {
+                let floor = self.lr_floor.unwrap_or(self.lr / 20.0);
+                match self.lr_schedule.as_str() {
+                    "plateau" => LrSchedule::Plateau {
+                        patience: self.lr_patience,
+                        factor: self.lr_factor,
+                        floor,
+                    },
+                    "cosine" => LrSchedule::Cosine {
+                        warmup_epochs: self.warmup,
+                        floor,
+                    },
+                    _ => LrSchedule::Constant,
+                }
+            },
         }
     }
 }
@@ -166,9 +215,21 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         )?
     };
     if say {
-        let best = outcome.best_val_loss.unwrap_or(f64::NAN);
+        let kept = match &outcome.best {
+            Some(r) => format!(
+                "kept epoch {} by {}: dev loss {:.4}{}",
+                r.epoch,
+                outcome.config.training.select.as_str(),
+                r.val_loss,
+                match (r.val_cider, r.val_bleu4) {
+                    (Some(c), Some(b)) => format!(", CIDEr-D {c:.4}, BLEU-4 {b:.4} (greedy)"),
+                    _ => String::new(),
+                }
+            ),
+            None => "no epoch run".into(),
+        };
         println!(
-            "Done. Best validation loss {best:.4}; model in {} (weights.safetensors, history.json, training.png)",
+            "Done: {kept}; model in {} (weights.safetensors, history.json, training.png)",
             outcome.dir.display()
         );
     }
@@ -199,26 +260,43 @@ fn print_event(e: &TrainEvent) {
                 println!("Resuming after epoch {epoch}, batch {batch}");
             }
             println!(
-                "{:>5}  {:>10} {:>9}  {:>10} {:>9}  {:>10}",
-                "epoch", "loss", "accuracy", "val loss", "val acc", "captions/s"
+                "{:>5}  {:>8} {:>8}  {:>8} {:>8} {:>8} {:>8}  {:>9} {:>10} {:>7}",
+                "epoch",
+                "loss",
+                "accuracy",
+                "val loss",
+                "val acc",
+                "CIDEr-D",
+                "BLEU-4",
+                "rate",
+                "captions/s",
+                "dev s"
             );
         }
         TrainEvent::Progress(Event::Epoch {
             record: r,
             improved,
             captions_per_second,
-        }) => println!(
-            "{:>5}  {:>10.4} {:>9.4}  {:>10.4} {:>9.4}  {:>10.0}{}",
-            r.epoch,
-            r.train_loss,
-            r.train_accuracy,
-            r.val_loss,
-            r.val_accuracy,
-            captions_per_second,
-            if *improved { "  *" } else { "" }
-        ),
+            dev_caption_seconds,
+        }) => {
+            let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+            println!(
+                "{:>5}  {:>8.4} {:>8.4}  {:>8.4} {:>8.4} {:>8} {:>8}  {:>9} {:>10.0} {:>7}{}",
+                r.epoch,
+                r.train_loss,
+                r.train_accuracy,
+                r.val_loss,
+                r.val_accuracy,
+                opt(r.val_cider),
+                opt(r.val_bleu4),
+                r.lr.map_or("-".into(), |v| format!("{v:.2e}")),
+                captions_per_second,
+                dev_caption_seconds.map_or("-".into(), |s| format!("{s:.1}")),
+                if *improved { "  *" } else { "" }
+            )
+        }
         TrainEvent::Progress(Event::EarlyStop { best_epoch }) => {
-            println!("Early stop: no better validation loss since epoch {best_epoch}")
+            println!("Early stop: nothing better since epoch {best_epoch}")
         }
     }
 }
