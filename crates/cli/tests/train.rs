@@ -323,6 +323,56 @@ fn evaluates_and_captions_a_trained_model() {
     let html = String::from_utf8(read(&e1.join("samples.html"))).unwrap();
     assert!(html.contains("Worst by CIDEr-D") && html.contains("data:image/png;base64,"));
 
+    // A sweep: greedy and every beam width with every length normalisation, in one table
+    // and one results file each; its beam-2, α 0.7 row is the single run's.
+    let sweep = t.path().join("sweep");
+    let out = bin()
+        .args([
+            "evaluate",
+            "--beam",
+            "1,2",
+            "--length-alpha",
+            "0,0.7",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--data")
+        .arg(&prep)
+        .arg("--features")
+        .arg(&features)
+        .arg("--out")
+        .arg(&sweep)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(out).unwrap();
+    let labels: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("greedy") || l.starts_with("beam"))
+        .map(|l| l.split("  ").next().unwrap().trim())
+        .collect();
+    assert_eq!(labels, ["greedy", "beam 2 α0", "beam 2 α0.7"], "{table}");
+    assert!(table.contains("Best CIDEr-D: "), "{table}");
+    assert!(
+        read(&sweep.join("results_beam2_alpha0.7.json")) == read(&e1.join("results_beam2.json"))
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&read(&sweep.join("metrics.json"))).unwrap();
+    assert_eq!(metrics["decoders"][1]["length_alpha"], 0.0);
+    assert_eq!(metrics["decoders"][2]["beam"], 2);
+    bin()
+        .args(["caption", "--length-alpha", "0,1", "--features"])
+        .arg(&features)
+        .arg("--model")
+        .arg(&model)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--length-alpha takes one value here",
+        ));
+
     // caption: from the features file, JSON lines with beam alternatives.
     let out = bin()
         .args([

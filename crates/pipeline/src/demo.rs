@@ -10,7 +10,7 @@ use autocaption_data::{load, LoadOptions, PrepareOptions, Prepared, Split};
 use autocaption_features::{EncoderSpec, FeatureStore};
 use autocaption_io::{AtomicDir, Progress};
 use autocaption_synth::{generate, SynthOptions};
-use autocaption_tensor::{bf16_is_faster, Precision, WeightFormat};
+use autocaption_tensor::{bf16_is_faster, Precision};
 use autocaption_train::TrainConfig;
 use autocaption_viz::SheetOptions;
 
@@ -235,13 +235,7 @@ pub fn run_demo(
             &mut |_| {},
         )?;
         let cap = Captioner::from_model(ModelDir::load(&model_dir)?);
-        let settings = EvalSettings {
-            split: Split::Test,
-            beam: 3,
-            max_words: 20,
-            length_alpha: 0.7,
-            decoder_weights: WeightFormat::F32,
-        };
+        let settings = EvalSettings::single(Split::Test, 3, 0.7, 20);
         let e = evaluate(&cap, &prepared, feats, &settings, progress)?;
         let eval_dir = model_dir.join("eval-test");
         std::fs::create_dir_all(&eval_dir)

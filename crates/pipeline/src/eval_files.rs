@@ -32,6 +32,8 @@ impl Evaluation {
         #[derive(Serialize)]
         struct MetricsRow<'a> {
             decoder: &'a str,
+            beam: usize,
+            length_alpha: f64,
             bleu: [f64; 4],
             nltk_bleu: [f64; 4],
             cider_d: f64,
@@ -42,6 +44,8 @@ impl Evaluation {
             .iter()
             .map(|r| MetricsRow {
                 decoder: &r.label,
+                beam: r.options.beam,
+                length_alpha: r.options.length_alpha,
                 bleu: r.scores.bleu.corpus,
                 nltk_bleu: r.scores.bleu_nltk,
                 cider_d: r.scores.cider_d,
@@ -53,7 +57,7 @@ impl Evaluation {
             "split": s.split.as_str(),
             "images": self.images.len(),
             "max_words": s.max_words,
-            "length_alpha": s.length_alpha,
+            "length_alphas": s.length_alphas,
             "decoder_weights": s.decoder_weights,
             "metrics": "BLEU-1..4, CIDEr-D and ROUGE-L as coco-caption computes them; nltk_bleu: NLTK corpus_bleu, uniform weights, no smoothing",
             "decoders": list,

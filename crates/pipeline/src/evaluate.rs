@@ -15,32 +15,79 @@ use crate::captioner::{Caption, CaptionOptions, Captioner};
 use crate::{Error, Result};
 
 /// Settings of [`evaluate`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalSettings {
     /// The split to caption.
     pub split: Split,
-    /// Beam width of the beam-search row (0 or 1: greedy only).
-    pub beam: usize,
+    /// Beam widths to decode with besides greedy (widths of 0 or 1 add nothing: greedy
+    /// always runs).
+    pub beams: Vec<usize>,
+    /// Length normalisations of beam scores to try with each beam width.
+    pub length_alphas: Vec<f64>,
     /// Most words in a caption.
     pub max_words: usize,
-    /// Length normalisation of beam scores.
-    pub length_alpha: f64,
     /// How the decoder holds its per-word weights.
     pub decoder_weights: WeightFormat,
 }
 
 impl EvalSettings {
-    /// Checks the limits.
-    pub fn validate(&self) -> Result<()> {
-        self.options(1).validate()
+    /// Greedy and one beam width with one length normalisation.
+    pub fn single(split: Split, beam: usize, length_alpha: f64, max_words: usize) -> Self {
+        Self {
+            split,
+            beams: vec![beam],
+            length_alphas: vec![length_alpha],
+            max_words,
+            decoder_weights: WeightFormat::F32,
+        }
     }
 
-    fn options(&self, beam: usize) -> CaptionOptions {
-        CaptionOptions {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.length_alphas.is_empty() {
+            return Err(Error::Invalid(
+                "--length-alpha needs at least one value".into(),
+            ));
+        }
+        for o in self.decoders() {
+            o.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Every decoder to run: greedy, then each beam width (ascending, once) with each
+    /// length normalisation.
+    pub fn decoders(&self) -> Vec<CaptionOptions> {
+        let options = |beam, length_alpha| CaptionOptions {
             max_words: self.max_words,
             beam,
-            length_alpha: self.length_alpha,
+            length_alpha,
             weights: self.decoder_weights,
+        };
+        let mut beams: Vec<usize> = self.beams.iter().copied().filter(|&b| b > 1).collect();
+        beams.sort_unstable();
+        beams.dedup();
+        let mut alphas = self.length_alphas.clone();
+        alphas.dedup();
+        let mut out = vec![options(1, alphas.first().copied().unwrap_or(0.7))];
+        for b in beams {
+            out.extend(alphas.iter().map(|&a| options(b, a)));
+        }
+        out
+    }
+
+    /// A decoder's name in tables and file names: `greedy`, `beam 3`, and with several
+    /// length normalisations `beam 3 α0.7`.
+    fn names(&self, o: &CaptionOptions) -> (String, String) {
+        let label = o.label();
+        let key = label.replace(' ', "");
+        if o.beam > 1 && self.length_alphas.len() > 1 {
+            (
+                format!("{label} α{}", o.length_alpha),
+                format!("{key}_alpha{}", o.length_alpha),
+            )
+        } else {
+            (label, key)
         }
     }
 }
@@ -61,10 +108,12 @@ pub struct EvalImage {
 /// One decoder's captions and scores.
 #[derive(Debug, Clone)]
 pub struct EvalRow {
-    /// `greedy` or `beam 3`.
+    /// `greedy`, `beam 3`, or in a sweep of length normalisations `beam 3 α0.7`.
     pub label: String,
-    /// File-name form of the label: `greedy`, `beam3`.
+    /// File-name form of the label: `greedy`, `beam3`, `beam3_alpha0.7`.
     pub key: String,
+    /// How its captions were generated.
+    pub options: CaptionOptions,
     /// The best caption of each image.
     pub captions: Vec<Caption>,
     /// Scores over the split, and per image.
@@ -119,13 +168,8 @@ pub fn evaluate(
                 .collect(),
         })
         .collect();
-    let mut beams = vec![1];
-    if s.beam > 1 {
-        beams.push(s.beam);
-    }
     let mut rows = Vec::new();
-    for beam in beams {
-        let opts = s.options(beam);
+    for opts in s.decoders() {
         let captions: Vec<Caption> = captioner
             .caption_features(&features, &opts, progress)?
             .into_iter()
@@ -140,15 +184,17 @@ pub fn evaluate(
             })
             .collect();
         let scores = score(&samples);
+        let (label, key) = s.names(&opts);
         rows.push(EvalRow {
-            label: opts.label(),
-            key: opts.label().replace(' ', ""),
+            label,
+            key,
+            options: opts,
             captions,
             scores,
         });
     }
     Ok(Evaluation {
-        settings: *s,
+        settings: s.clone(),
         images,
         rows,
     })
@@ -163,17 +209,33 @@ impl Evaluation {
             .fold(0.0, f64::max)
     }
 
+    /// The row with the highest CIDEr-D (the earliest of equals).
+    pub fn best_by_cider(&self) -> &EvalRow {
+        self.rows
+            .iter()
+            .rev()
+            .max_by(|a, b| a.scores.cider_d.total_cmp(&b.scores.cider_d))
+            .expect("greedy at least")
+    }
+
     /// The metrics table, one row per decoder.
     pub fn table(&self) -> String {
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(10);
         let mut s = format!(
-            "{:<10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>12}\n",
+            "{:<w$} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>12}\n",
             "decoder", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D", "ROUGE-L", "NLTK BLEU-4"
         );
         for r in &self.rows {
             let b = r.scores.bleu.corpus;
             let _ = writeln!(
                 s,
-                "{:<10} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>8.4} {:>8.4} {:>12.4}",
+                "{:<w$} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>8.4} {:>8.4} {:>12.4}",
                 r.label,
                 b[0],
                 b[1],

@@ -14,10 +14,13 @@ use crate::Global;
 ///
 /// Decodes every image of the split greedily and with beam search, prints BLEU-1..4,
 /// CIDEr-D and ROUGE-L (coco-caption's definitions; NLTK's corpus BLEU-4 beside them) for
-/// both, and writes into --out: metrics.json, COCO result files (results_greedy.json,
+/// each, and writes into --out: metrics.json, COCO result files (results_greedy.json,
 /// results_beam3.json: [{"image_id", "caption"}]), captions.jsonl (each image's generated
 /// and reference captions with its scores) and samples.html (the best and worst images by
 /// CIDEr-D, generated against reference captions).
+///
+/// Lists compare decoders in one table: `--beam 1,3,5 --length-alpha 0,0.7,1` runs greedy and
+/// every beam width with every length normalisation (tune on --split dev, report test).
 #[derive(Debug, clap::Args)]
 #[command(long_about)]
 pub struct Args {
@@ -37,9 +40,9 @@ pub struct Args {
     #[arg(long, default_value = "test")]
     split: Split,
 
-    /// Beam width of the beam-search row (0: greedy only).
-    #[arg(long, default_value_t = 3)]
-    beam: usize,
+    /// Beam widths besides greedy, comma-separated (0 or 1: greedy only).
+    #[arg(long, default_value = "3", value_delimiter = ',', num_args = 1)]
+    beam: Vec<usize>,
 
     #[command(flatten)]
     decode: DecodeArgs,
@@ -59,13 +62,12 @@ pub struct Args {
 
 /// Runs `evaluate`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    let limits = args.decode.options(1)?;
     let settings = EvalSettings {
         split: args.split,
-        beam: args.beam,
-        max_words: limits.max_words,
-        length_alpha: limits.length_alpha,
-        decoder_weights: limits.weights,
+        beams: args.beam.clone(),
+        length_alphas: args.decode.length_alphas().to_vec(),
+        max_words: args.decode.max_words(),
+        decoder_weights: args.decode.weights(),
     };
     settings.validate()?;
     let cap = Captioner::load_for_features(&args.model)?;
@@ -85,6 +87,10 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let out = dir.commit()?;
     println!("{} split, {} images", args.split, e.images.len());
     print!("{}", e.table());
+    if e.rows.len() > 2 {
+        let best = e.best_by_cider();
+        println!("Best CIDEr-D: {} ({:.4})", best.label, best.scores.cider_d);
+    }
     if !global.quiet {
         println!(
             "Wrote {}/ (metrics.json, results_*.json, captions.jsonl, samples.html)",
