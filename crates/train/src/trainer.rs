@@ -67,14 +67,6 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The best value of `select` over `history` (higher is better).
-fn best_value(select: Select, history: &[EpochRecord]) -> Option<f64> {
-    history
-        .iter()
-        .map(|r| select.value(r).unwrap_or(f64::NEG_INFINITY))
-        .reduce(f64::max)
-}
-
 /// Loss and accuracy over a whole split, without dropout.
 pub fn evaluate(model: &mut MergeModel, set: &CaptionSet, batch_size: usize) -> CrossEntropy {
     let mut order: Vec<usize> = (0..set.captions.len()).collect();
@@ -161,6 +153,15 @@ pub fn train(
     progress: &dyn Progress,
     on_event: &mut (dyn FnMut(Event) + Send),
 ) -> Result<Outcome, TrainError> {
+    if cfg.select != Select::Loss && scorer.is_none() {
+        return Err(TrainError::Data(format!(
+            "selecting by {} needs the dev split captioned and scored, and no scorer was given",
+            cfg.select.as_str()
+        )));
+    }
+    cfg.lr_schedule
+        .validate(cfg.adam.lr, cfg.epochs)
+        .map_err(TrainError::Data)?;
     // Run on a worker of the thread pool: the products' parallel parts then fork from a
     // worker instead of waking the pool from outside for each product (14% faster here).
     let scaling = cfg
@@ -171,15 +172,6 @@ pub fn train(
         Some((t, d)) => (t, d),
         None => (train_set, dev),
     };
-    if cfg.select != Select::Loss && scorer.is_none() {
-        return Err(TrainError::Data(format!(
-            "selecting by {} needs the dev split captioned and scored, and no scorer was given",
-            cfg.select.as_str()
-        )));
-    }
-    cfg.lr_schedule
-        .validate(cfg.adam.lr, cfg.epochs)
-        .map_err(TrainError::Data)?;
     let sets = Sets {
         train: train_set,
         dev,
@@ -312,7 +304,8 @@ fn train_here(
             lr: Some(mean_rate),
         };
         let value = cfg.select.value(&record).unwrap_or(f64::NEG_INFINITY);
-        let improved = best_value(cfg.select, &state.history).is_none_or(|b| value > b);
+        let best = best_epoch(&state.history, cfg.select).and_then(|r| cfg.select.value(r));
+        let improved = best.is_none_or(|b| value > b);
         if state.best_val_loss.is_none_or(|b| record.val_loss < b) {
             state.best_val_loss = Some(record.val_loss);
         }
