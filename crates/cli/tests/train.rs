@@ -58,6 +58,19 @@ fn dataset(dir: &Path, count: usize) -> (PathBuf, PathBuf) {
     (prep, features)
 }
 
+/// A synthetic dataset of `count` images with its features, a small model config, and a
+/// model trained on them for `epochs` into `dir/name`.
+fn trained(dir: &Path, count: usize, epochs: usize, name: &str) -> [PathBuf; 4] {
+    let (prep, features) = dataset(dir, count);
+    let cfg = small_model(dir);
+    let model = dir.join(name);
+    bin()
+        .args(train_cmd(&prep, &features, &cfg, &model, epochs))
+        .assert()
+        .success();
+    [prep, features, cfg, model]
+}
+
 fn small_model(dir: &Path) -> PathBuf {
     let p = dir.join("small.json");
     std::fs::write(
@@ -272,13 +285,7 @@ fn resume_refuses_other_data_and_missing_runs() {
 #[test]
 fn evaluates_and_captions_a_trained_model() {
     let t = TempDir::new().unwrap();
-    let (prep, features) = dataset(t.path(), 60);
-    let cfg = small_model(t.path());
-    let model = t.path().join("m");
-    bin()
-        .args(train_cmd(&prep, &features, &cfg, &model, 3))
-        .assert()
-        .success();
+    let [prep, features, _, model] = trained(t.path(), 60, 3, "m");
     let eval = |out: &Path| {
         bin()
             .args(["evaluate", "-q", "--beam", "2", "--model"])
@@ -424,13 +431,7 @@ fn evaluates_and_captions_a_trained_model() {
 #[test]
 fn force_checks_everything_before_replacing() {
     let t = TempDir::new().unwrap();
-    let (prep, features) = dataset(t.path(), 20);
-    let cfg = small_model(t.path());
-    let out = t.path().join("m");
-    bin()
-        .args(train_cmd(&prep, &features, &cfg, &out, 1))
-        .assert()
-        .success();
+    let [prep, features, cfg, out] = trained(t.path(), 20, 1, "m");
     let weights = read(&out.join("weights.safetensors"));
     let bad_config = t.path().join("bad.json");
     std::fs::write(&bad_config, r#"{"dropout": 2.0}"#).unwrap();

@@ -102,6 +102,16 @@ pub enum LrSchedule {
     },
 }
 
+fn check_floor(floor: f32, lr: f32) -> Result<(), String> {
+    if floor >= 0.0 && floor <= lr {
+        Ok(())
+    } else {
+        Err(format!(
+            "the learning-rate floor must be from 0 to the rate {lr}, got {floor}"
+        ))
+    }
+}
+
 impl LrSchedule {
     /// Checks the values, naming the wrong one.
     pub fn validate(&self, lr: f32, epochs: usize) -> Result<(), String> {
@@ -118,12 +128,8 @@ impl LrSchedule {
                     Err(format!(
                         "the plateau factor must be in (0, 1), got {factor}"
                     ))
-                } else if !(floor >= 0.0 && floor <= lr) {
-                    Err(format!(
-                        "the learning-rate floor must be from 0 to the rate {lr}, got {floor}"
-                    ))
                 } else {
-                    Ok(())
+                    check_floor(floor, lr)
                 }
             }
             Self::Cosine {
@@ -134,12 +140,8 @@ impl LrSchedule {
                     Err(format!(
                         "the warm-up must be from 0 to fewer than the {epochs} epochs, got {warmup_epochs}"
                     ))
-                } else if !(floor >= 0.0 && floor <= lr) {
-                    Err(format!(
-                        "the learning-rate floor must be from 0 to the rate {lr}, got {floor}"
-                    ))
                 } else {
-                    Ok(())
+                    check_floor(floor, lr)
                 }
             }
         }
