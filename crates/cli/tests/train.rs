@@ -286,16 +286,16 @@ fn resume_refuses_other_data_and_missing_runs() {
 fn evaluates_and_captions_a_trained_model() {
     let t = TempDir::new().unwrap();
     let [prep, features, _, model] = trained(t.path(), 60, 3, "m");
+    // `evaluate` of the model on its data, into `out`, with `extra` arguments.
+    let evaluate = |out: &Path, extra: &[&str]| {
+        let mut c = bin();
+        c.arg("evaluate").args(extra).arg("--model").arg(&model);
+        c.arg("--data").arg(&prep).arg("--features").arg(&features);
+        c.arg("--out").arg(out);
+        c
+    };
     let eval = |out: &Path| {
-        bin()
-            .args(["evaluate", "-q", "--beam", "2", "--model"])
-            .arg(&model)
-            .arg("--data")
-            .arg(&prep)
-            .arg("--features")
-            .arg(&features)
-            .arg("--out")
-            .arg(out)
+        evaluate(out, &["-q", "--beam", "2"])
             .assert()
             .success()
             .stdout(predicate::str::contains("BLEU-4").and(predicate::str::contains("beam 2")))
@@ -333,22 +333,7 @@ fn evaluates_and_captions_a_trained_model() {
     // A sweep: greedy and every beam width with every length normalisation, in one table
     // and one results file each; its beam-2, α 0.7 row is the single run's.
     let sweep = t.path().join("sweep");
-    let out = bin()
-        .args([
-            "evaluate",
-            "--beam",
-            "1,2",
-            "--length-alpha",
-            "0,0.7",
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--data")
-        .arg(&prep)
-        .arg("--features")
-        .arg(&features)
-        .arg("--out")
-        .arg(&sweep)
+    let out = evaluate(&sweep, &["--beam", "1,2", "--length-alpha", "0,0.7"])
         .assert()
         .success()
         .get_output()
