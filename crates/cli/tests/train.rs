@@ -364,6 +364,33 @@ fn evaluates_and_captions_a_trained_model() {
         .stderr(predicate::str::contains(
             "--length-alpha takes one value here",
         ));
+    // Widths and lengths that would only exhaust memory are refused up front.
+    for (args, says) in [
+        (
+            ["--beam", "100000"],
+            "--beam must be from 1 (greedy) to 64, got 100000",
+        ),
+        (
+            ["--max-words", "0"],
+            "--max-words must be from 1 to 200, got 0",
+        ),
+    ] {
+        bin()
+            .arg("caption")
+            .args(args)
+            .arg("--features")
+            .arg(&features)
+            .arg("--model")
+            .arg(&model)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+        evaluate(&t.path().join("never"), &args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+        assert!(!t.path().join("never").exists());
+    }
 
     // caption: from the features file, JSON lines with beam alternatives.
     let out = bin()

@@ -13,6 +13,13 @@ use crate::encoder::{Encoder, EncoderSource};
 use crate::model_dir::ModelDir;
 use crate::{Error, Result};
 
+/// The widest beam: each image keeps this many hypotheses, each with its LSTM states and a
+/// vocabulary of scores a word (wider beams score worse here; see README).
+pub const MAX_BEAM: usize = 64;
+
+/// The most words a caption may have (the seed's captions have at most 34 tokens).
+pub const MAX_WORDS: usize = 200;
+
 /// How captions are generated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaptionOptions {
@@ -41,13 +48,17 @@ impl Default for CaptionOptions {
 impl CaptionOptions {
     /// Checks the limits.
     pub fn validate(&self) -> Result<()> {
-        if self.max_words == 0 {
-            return Err(Error::Invalid("--max-words must be at least 1".into()));
+        if !(1..=MAX_WORDS).contains(&self.max_words) {
+            return Err(Error::Invalid(format!(
+                "--max-words must be from 1 to {MAX_WORDS}, got {}",
+                self.max_words
+            )));
         }
-        if self.beam == 0 {
-            return Err(Error::Invalid(
-                "--beam must be at least 1 (1: greedy)".into(),
-            ));
+        if !(1..=MAX_BEAM).contains(&self.beam) {
+            return Err(Error::Invalid(format!(
+                "--beam must be from 1 (greedy) to {MAX_BEAM}, got {}",
+                self.beam
+            )));
         }
         if !(self.length_alpha.is_finite() && self.length_alpha >= 0.0) {
             return Err(Error::Invalid(format!(

@@ -1,7 +1,8 @@
 //! Training the merge model (DESIGN.md section 2): one pass per caption with the loss at
 //! every real position, batches of similar lengths so padded positions cost nothing, Adam
-//! with Keras' defaults, validation each epoch, early stopping, atomic checkpoints and an
-//! exact resume.
+//! with Keras' defaults, validation each epoch (loss, and with a [`DevScorer`] the CIDEr-D
+//! and BLEU-4 of greedy dev captions), weights kept and early stopping by the [`Select`]ed
+//! measure, learning-rate schedules ([`LrSchedule`]), atomic checkpoints and an exact resume.
 
 mod batching;
 mod checkpoint;
