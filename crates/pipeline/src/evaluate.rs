@@ -12,6 +12,7 @@ use autocaption_metrics::{score, Sample, Scores};
 use autocaption_tensor::WeightFormat;
 
 use crate::captioner::{Caption, CaptionOptions, Captioner};
+use crate::model_dir::references;
 use crate::{Error, Result};
 
 /// Settings of [`evaluate`].
@@ -131,6 +132,17 @@ pub struct Evaluation {
     pub rows: Vec<EvalRow>,
 }
 
+/// The metrics of generated captions, each with its image's references.
+pub(crate) fn score_against<'a>(pairs: impl Iterator<Item = (&'a str, &'a [String])>) -> Scores {
+    let samples: Vec<Sample> = pairs
+        .map(|(text, refs)| {
+            let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+            Sample::new(text, &refs)
+        })
+        .collect();
+    score(&samples)
+}
+
 /// Captions `s.split` of `prepared` from `store`'s features and scores it.
 pub fn evaluate(
     captioner: &Captioner,
@@ -161,11 +173,7 @@ pub fn evaluate(
             name: i.name.clone(),
             id: i.id,
             path: i.path.clone(),
-            references: i
-                .captions
-                .iter()
-                .map(|c| model.reference_words(c).join(" "))
-                .collect(),
+            references: references(&model.tokenizer, &i.captions),
         })
         .collect();
     let mut rows = Vec::new();
@@ -175,15 +183,12 @@ pub fn evaluate(
             .into_iter()
             .map(|mut c| c.swap_remove(0))
             .collect();
-        let samples: Vec<Sample> = captions
-            .iter()
-            .zip(&images)
-            .map(|(c, i)| {
-                let refs: Vec<&str> = i.references.iter().map(String::as_str).collect();
-                Sample::new(&c.text, &refs)
-            })
-            .collect();
-        let scores = score(&samples);
+        let scores = score_against(
+            captions
+                .iter()
+                .zip(&images)
+                .map(|(c, i)| (c.text.as_str(), i.references.as_slice())),
+        );
         let (label, key) = s.names(&opts);
         rows.push(EvalRow {
             label,

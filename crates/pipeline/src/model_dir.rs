@@ -113,12 +113,7 @@ impl ModelDir {
                 ),
             ));
         }
-        let (Some(start), Some(end)) = (tokenizer.start_index(), tokenizer.end_index()) else {
-            return Err(Error::file(
-                &vocab,
-                "the tokenizer has no start and end tokens; captions cannot be generated",
-            ));
-        };
+        let (start, end) = start_end(&tokenizer).map_err(|m| Error::file(&vocab, m))?;
         if let Some(e) = &config.encoder {
             if e.feature_dim != config.model.feature_dim {
                 return Err(Error::file(
@@ -211,5 +206,21 @@ pub fn reference_words(tokenizer: &Tokenizer, raw: &str) -> Vec<String> {
         .words(raw)
         .into_iter()
         .filter(|w| wrap.is_none_or(|(s, e)| w != s && w != e))
+        .collect()
+}
+
+/// The ids of the tokens that start and end a caption.
+pub(crate) fn start_end(tokenizer: &Tokenizer) -> std::result::Result<(u32, u32), &'static str> {
+    match (tokenizer.start_index(), tokenizer.end_index()) {
+        (Some(start), Some(end)) => Ok((start, end)),
+        _ => Err("the tokenizer has no start and end tokens; captions cannot be generated"),
+    }
+}
+
+/// An image's captions as the metrics compare them (see [`reference_words`]).
+pub(crate) fn references(tokenizer: &Tokenizer, captions: &[String]) -> Vec<String> {
+    captions
+        .iter()
+        .map(|c| reference_words(tokenizer, c).join(" "))
         .collect()
 }

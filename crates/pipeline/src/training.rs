@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use autocaption_data::{Prepared, Split};
 use autocaption_features::{sha256_id, EncoderKind, EncoderSpec, FeatureStore};
 use autocaption_io::Progress;
-use autocaption_metrics::{score, Sample};
 use autocaption_model::Decoder;
 use autocaption_model::{MergeConfig, MergeModel};
 use autocaption_nn::Adam;
@@ -17,7 +16,8 @@ use autocaption_train::{
     TrainConfig, TrainError,
 };
 
-use crate::model_dir::{files, reference_words, Counts, ModelConfig};
+use crate::evaluate::score_against;
+use crate::model_dir::{files, references, start_end, Counts, ModelConfig};
 use crate::{Error, Result};
 
 /// Something worth telling the user about a run.
@@ -103,21 +103,12 @@ struct DevCaptions {
 impl DevCaptions {
     fn new(prepared: &Prepared) -> Result<Self> {
         let tokenizer = prepared.tokenizer.clone();
-        let (Some(start), Some(end)) = (tokenizer.start_index(), tokenizer.end_index()) else {
-            return Err(Error::Invalid(
-                "the tokenizer has no start and end tokens; captions cannot be generated".into(),
-            ));
-        };
+        let (start, end) = start_end(&tokenizer).map_err(|m| Error::Invalid(m.into()))?;
         let references = prepared
             .images
             .iter()
             .filter(|i| i.split == Some(Split::Dev))
-            .map(|i| {
-                i.captions
-                    .iter()
-                    .map(|c| reference_words(&tokenizer, c).join(" "))
-                    .collect()
-            })
+            .map(|i| references(&tokenizer, &i.captions))
             .collect();
         Ok(Self {
             tokenizer,
@@ -142,21 +133,17 @@ impl DevScorer for DevCaptions {
                 texts.push(self.tokenizer.decode(&h.tokens));
             }
         }
-        let samples: Vec<Sample> = texts
+        let pairs = texts
             .iter()
             .zip(&self.references)
             .filter(|(_, r)| !r.is_empty())
-            .map(|(t, r)| {
-                let refs: Vec<&str> = r.iter().map(String::as_str).collect();
-                Sample::new(t, &refs)
-            })
-            .collect();
-        if samples.is_empty() {
+            .map(|(t, r)| (t.as_str(), r.as_slice()));
+        if pairs.clone().next().is_none() {
             return Err(TrainError::Data(
                 "the dev split has no reference captions to score".into(),
             ));
         }
-        let s = score(&samples);
+        let s = score_against(pairs);
         Ok(DevScores {
             bleu4: s.bleu.corpus[3],
             cider: s.cider_d,
