@@ -35,12 +35,13 @@ static void put_int(int type, void *buf, size_t i, uint64_t v)
 
 /* Fills buf with count elements of ONNX type `type` from `path`: a TensorProto (.pb) or
  * raw little-endian bytes. Returns 0 on success, prints the reason otherwise. */
-static int read_tensor(const char *path, int type, size_t count, size_t elem, void *buf)
+/* Reads a whole file into a malloc'd buffer (NULL, said on stderr, on failure). */
+static void *read_all(const char *path, size_t *bytes)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "%s: cannot open\n", path);
-        return 1;
+        return NULL;
     }
     size_t cap = 1 << 16, len = 0;
     unsigned char *data = (unsigned char *)malloc(cap);
@@ -48,14 +49,25 @@ static int read_tensor(const char *path, int type, size_t count, size_t elem, vo
         if (!data) {
             fclose(f);
             fprintf(stderr, "%s: out of memory\n", path);
-            return 1;
+            return NULL;
         }
         len += fread(data + len, 1, cap - len, f);
         if (len < cap) break;
         cap *= 2;
-        data = (unsigned char *)realloc(data, cap);
+        unsigned char *grown = (unsigned char *)realloc(data, cap);
+        if (!grown) free(data);
+        data = grown;
     }
     fclose(f);
+    *bytes = len;
+    return data;
+}
+
+static int read_tensor(const char *path, int type, size_t count, size_t elem, void *buf)
+{
+    size_t len = 0;
+    unsigned char *data = (unsigned char *)read_all(path, &len);
+    if (!data) return 1;
     size_t plen = strlen(path);
     if (plen < 3 || strcmp(path + plen - 3, ".pb") != 0) {
         if (len != count * elem) {

@@ -5,16 +5,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use crate::dtype::{c_literal, DType};
+use crate::dtype::DType;
 use crate::graph::Graph;
 use crate::ops::{NodeIo, Operand};
+use crate::weights::{Constants, WeightStorage};
 use crate::CompileError;
 
 /// Byte alignment of every arena block (and the arena itself must be at least 8-aligned).
 const ALIGN: usize = 16;
 
 /// Error codes the generated entry point returns, with their meaning.
-pub const ERROR_CODES: [(&str, i32, &str); 4] = [
+pub const ERROR_CODES: [(&str, i32, &str); 5] = [
     ("OK", 0, "success"),
     ("ERR_INDEX", 1, "an index input (Gather) is out of range"),
     (
@@ -27,11 +28,17 @@ pub const ERROR_CODES: [(&str, i32, &str); 4] = [
         3,
         "no arena was given and the static one was compiled out",
     ),
+    (
+        "ERR_WEIGHTS",
+        4,
+        "the weights blob is not this code's: a wrong magic, version, size or checksum, a truncated or corrupted blob, or one not 8-byte aligned",
+    ),
 ];
 
 /// Collects the body of the entry point and the helper functions it calls.
 pub struct Emitter {
     prefix: String,
+    consts: Constants,
     body: String,
     helpers: Vec<String>,
     helper_names: HashSet<String>,
@@ -41,6 +48,7 @@ impl Emitter {
     fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_string(),
+            consts: Constants::default(),
             body: String::new(),
             helpers: Vec::new(),
             helper_names: HashSet::new(),
@@ -53,6 +61,13 @@ impl Emitter {
         if !code.ends_with('\n') {
             self.body.push('\n');
         }
+    }
+
+    /// Adds constant data the code reads (packed or quantised weights): its C element type
+    /// and little-endian bytes. Returns the pointer expression to use; data no code
+    /// mentions is left out of the weights.
+    pub fn constant(&mut self, c_type: &'static str, bytes: Vec<u8>) -> String {
+        self.consts.add(c_type, bytes)
     }
 
     /// The statement returning error `code` (one of [`ERROR_CODES`]).
@@ -97,8 +112,21 @@ pub struct CSources {
     pub makefile: String,
     /// Bytes of scratch arena the entry point needs.
     pub arena_bytes: usize,
-    /// Bytes of constant data.
+    /// Bytes of constant data (the weights image).
     pub const_bytes: usize,
+    /// With external weights, the blob `NAME.weights`.
+    pub blob: Option<Vec<u8>>,
+    /// The entry point's inputs and outputs, in order: name and bytes.
+    pub interface: Interface,
+}
+
+/// The entry point's inputs and outputs, in order: name and bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Interface {
+    /// Inputs.
+    pub inputs: Vec<(String, usize)>,
+    /// Outputs.
+    pub outputs: Vec<(String, usize)>,
 }
 
 fn c_ident(name: &str, taken: &mut HashSet<String>) -> String {
@@ -153,7 +181,12 @@ impl Arena {
 }
 
 /// Emits the C sources of `g` under the identifier prefix `name`.
-pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, CompileError> {
+pub fn emit(
+    g: &Graph,
+    name: &str,
+    model_label: &str,
+    storage_mode: WeightStorage,
+) -> Result<CSources, CompileError> {
     let nv = g.values.len();
     let mut storage: Vec<Option<Storage>> = vec![None; nv];
     for (k, &id) in g.inputs.iter().enumerate() {
@@ -229,11 +262,10 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
 
     let upper = name.to_uppercase();
     let mut taken = HashSet::new();
-    // Constants are defined only if the code reads them (some decide shapes only).
-    let mut consts: Vec<(String, String, usize)> = Vec::new();
-    let mut const_bytes = 0;
+    let mut e = Emitter::new(name);
     let mut ptr: Vec<String> = vec![String::new(); nv];
-    // Constants, only those read.
+    // Constants the code reads become placeholders; only those still mentioned once the
+    // code is written go into the weights image.
     let mut read: HashSet<usize> = g
         .nodes
         .iter()
@@ -245,31 +277,12 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
             continue;
         };
         let data = v.fact.value.as_ref().expect("constant");
-        let cname = format!("{name}_{}", c_ident(&v.name, &mut taken));
         let ty = v.fact.dtype.c_type();
-        if data.is_empty() {
-            ptr[id] = format!("(({ty} *)0)");
-            continue;
-        }
-        let mut src = String::new();
-        let _ = write!(
-            src,
-            "/* '{}' {} {} */\nstatic const {ty} {cname}[{}] = {{",
-            v.name.replace("*/", "* /"),
-            v.fact.dtype,
-            dims_text(&v.fact.shape),
-            data.len()
-        );
-        for i in 0..data.len() {
-            if i % 8 == 0 {
-                src.push_str("\n    ");
-            }
-            src.push_str(&c_literal(data, i));
-            src.push_str(", ");
-        }
-        src.push_str("\n};\n\n");
-        consts.push((cname.clone(), src, data.len() * v.fact.dtype.size()));
-        ptr[id] = cname;
+        ptr[id] = if data.is_empty() {
+            format!("(({ty} *)0)")
+        } else {
+            e.constant(ty, crate::weights::le_bytes(data))
+        };
     }
 
     // The entry point's parameters.
@@ -290,6 +303,9 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
         out_names.push((k, id, p));
     }
     params.push("void *arena".into());
+    if storage_mode == WeightStorage::External {
+        params.insert(0, "const void *weights".into());
+    }
     let signature = format!("int {name}_run({})", params.join(", "));
 
     let mut body = String::new();
@@ -317,7 +333,6 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
             }
         }
     }
-    let mut e = Emitter::new(name);
     for (step, n) in g.nodes.iter().enumerate() {
         let operand = |id: usize| Operand {
             ptr: ptr[id].clone(),
@@ -369,16 +384,44 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
         );
     }
 
+    let (code, image) = e.consts.layout(&e.body, "wb");
+    e.body = code;
+    let sum = crate::weights::fnv1a(&image);
     let mut source = format!(
         "/* {name}.c: generated by autocaption compile from {model_label}. C99, no heap, no I/O. */\n\
          #include \"{name}.h\"\n#include <math.h>\n#include <string.h>\n\n"
     );
-    for (cname, text, bytes) in &consts {
-        if mentions(&e.body, cname) {
-            source.push_str(text);
-            const_bytes += bytes;
+    let mut prologue = String::new();
+    match storage_mode {
+        WeightStorage::Embed if !image.is_empty() => {
+            let _ = writeln!(
+                source,
+                "#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__\n\
+                 #error \"{name}.c holds its weights little-endian; compile the model with --weights external on a big-endian target\"\n\
+                 #endif\n\
+                 #if defined(__GNUC__)\n#define {upper}_ALIGNED __attribute__((aligned(64)))\n#else\n#define {upper}_ALIGNED\n#endif\n\n\
+                 /* The weights: {} bytes, little-endian 64-bit words (FNV-1a 64 0x{sum:x}). */\n\
+                 static const uint64_t {name}_weights[{}] {upper}_ALIGNED = {{\n{}}};\n",
+                image.len(),
+                image.len() / 8,
+                crate::weights::hex_words(&image)
+            );
+            let _ = writeln!(
+                prologue,
+                "    const unsigned char *wb = (const unsigned char *){name}_weights;"
+            );
+        }
+        WeightStorage::Embed => {}
+        WeightStorage::External => {
+            source.push_str(&crate::weights::check_code(name, image.len(), sum));
+            let _ = writeln!(
+                prologue,
+                "    if (!{name}_header_ok((const unsigned char *)weights)) return {upper}_ERR_WEIGHTS;\n    const unsigned char *wb = (const unsigned char *)weights + {};\n    (void)wb;",
+                crate::weights::HEADER_BYTES
+            );
         }
     }
+    let const_bytes = image.len();
     for h in &e.helpers {
         source.push_str(h);
         source.push('\n');
@@ -389,7 +432,7 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
             "#ifndef {upper}_NO_STATIC_ARENA\nstatic double {name}_static_arena[({upper}_ARENA_BYTES + 7) / 8];\n#endif\n"
         );
     }
-    let _ = writeln!(source, "{signature}\n{{\n{body}");
+    let _ = writeln!(source, "{signature}\n{{\n{prologue}{body}");
     for line in e.body.lines() {
         if line.starts_with('#') || line.is_empty() {
             let _ = writeln!(source, "{line}");
@@ -413,6 +456,17 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
     for (code, value, what) in ERROR_CODES {
         let _ = writeln!(header, "#define {upper}_{code} {value} /* {what} */");
     }
+    if storage_mode == WeightStorage::External {
+        let _ = writeln!(
+            header,
+            "\n/* Bytes of the weights blob {name}.weights (a {}-byte header, then the weights). */\n#define {upper}_WEIGHTS_BYTES {}\n\n\
+             /* Checks a weights blob whole: header, size and checksum (reads every byte once).\n \
+             * Returns {upper}_OK or {upper}_ERR_WEIGHTS. Call it once after loading the blob. */\n\
+             int {name}_check_weights(const void *weights, size_t bytes);",
+            crate::weights::HEADER_BYTES,
+            crate::weights::HEADER_BYTES + const_bytes
+        );
+    }
     let _ = writeln!(
         header,
         "\n#define {upper}_NUM_INPUTS {}\n#define {upper}_NUM_OUTPUTS {}\n",
@@ -423,6 +477,14 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
         header,
         "/*\n * Runs the model. Inputs and outputs are dense row-major arrays:"
     );
+    if storage_mode == WeightStorage::External {
+        let _ = writeln!(
+            header,
+            " *   weights: the blob {name}.weights, 8-byte aligned (64 for the fastest loads), read\n \
+             *     from a file, memory-mapped or in flash; its header is checked on every call\n \
+             *     ({upper}_ERR_WEIGHTS), its checksum by {name}_check_weights."
+        );
+    }
     for (_, id, p) in &in_names {
         let f = &g.values[*id].fact;
         let _ = writeln!(
@@ -459,13 +521,25 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
         "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {upper}_H */"
     );
 
-    let main = main_c(g, name, &in_names, &out_names);
+    let main = main_c(g, name, &in_names, &out_names, storage_mode);
     let makefile = format!(
         "# Builds the command-line runner of {name} (generated by autocaption compile).\n\
          CC ?= cc\nCFLAGS ?= -std=c99 -O2 -Wall -Werror\n\n\
          {name}: {name}.c {name}.h main.c\n\t$(CC) $(CFLAGS) -o $@ {name}.c main.c -lm\n\n\
          clean:\n\trm -f {name}\n\n.PHONY: clean\n"
     );
+    let bytes_of = |id: usize| g.values[id].fact.len() * g.values[id].fact.dtype.size();
+    let interface = Interface {
+        inputs: in_names
+            .iter()
+            .map(|(_, id, _)| (g.values[*id].name.clone(), bytes_of(*id)))
+            .collect(),
+        outputs: out_names
+            .iter()
+            .map(|(_, id, _)| (g.values[*id].name.clone(), bytes_of(*id)))
+            .collect(),
+    };
+    let blob = (storage_mode == WeightStorage::External).then(|| crate::weights::blob(&image));
     Ok(CSources {
         source,
         header,
@@ -473,16 +547,8 @@ pub fn emit(g: &Graph, name: &str, model_label: &str) -> Result<CSources, Compil
         makefile,
         arena_bytes: arena.high,
         const_bytes,
-    })
-}
-
-/// Whether `code` uses the identifier `name` (not merely a longer one starting with it).
-fn mentions(code: &str, name: &str) -> bool {
-    code.match_indices(name).any(|(i, _)| {
-        let after = code[i + name.len()..].chars().next();
-        let before = code[..i].chars().next_back();
-        !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        blob,
+        interface,
     })
 }
 
@@ -499,8 +565,11 @@ fn main_c(
     name: &str,
     ins: &[(usize, usize, String)],
     outs: &[(usize, usize, String)],
+    storage_mode: WeightStorage,
 ) -> String {
     let upper = name.to_uppercase();
+    let external = storage_mode == WeightStorage::External;
+    let first = usize::from(external) + 1;
     let mut m = format!(
         "/* main.c: command-line runner for {name} (generated by autocaption compile).\n\
          * usage: {name} INPUT... with one file per input, in order: an ONNX TensorProto (.pb)\n\
@@ -509,17 +578,27 @@ fn main_c(
     );
     m.push_str(include_str!("../c/main_support.c"));
     let _ = writeln!(m, "\nint main(int argc, char **argv)\n{{");
-    let usage: Vec<String> = ins
+    let mut usage: Vec<String> = ins
         .iter()
         .map(|(_, id, _)| g.values[*id].name.clone())
         .collect();
+    if external {
+        usage.insert(0, format!("{name}.weights"));
+    }
     let _ = writeln!(
         m,
         "    if (argc != {}) {{\n        fprintf(stderr, \"usage: %s{}\\n\", argv[0]);\n        return 2;\n    }}",
-        ins.len() + 1,
+        usage.len() + 1,
         usage.iter().map(|u| format!(" {}", u.replace(['"', '\\'], "_").to_uppercase())).collect::<String>()
     );
     let mut call = Vec::new();
+    if external {
+        let _ = writeln!(
+            m,
+            "    size_t wbytes = 0;\n    void *weights = read_all(argv[1], &wbytes);\n    if (!weights) return 1;\n    if ({name}_check_weights(weights, wbytes) != {upper}_OK) {{\n        fprintf(stderr, \"%s: not the weights of this code (error %d: truncated, corrupted or another model's)\\n\", argv[1], {upper}_ERR_WEIGHTS);\n        return 1;\n    }}"
+        );
+        call.push("weights".to_string());
+    }
     for (k, id, _) in ins {
         let f = &g.values[*id].fact;
         let ty = f.dtype.c_type();
@@ -527,7 +606,7 @@ fn main_c(
             m,
             "    {ty} *x{k} = ({ty} *)malloc({} + 1);\n    if (!x{k} || read_tensor(argv[{}], {}, {}, sizeof({ty}), x{k})) return 1;",
             f.len() * f.dtype.size(),
-            k + 1,
+            k + first,
             f.dtype.onnx_code(),
             f.len()
         );

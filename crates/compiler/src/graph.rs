@@ -71,19 +71,33 @@ fn input_fact(vi: &ValueInfoProto, opts: &Options) -> Result<Fact, CompileError>
     })?;
     let shape = t.shape.as_ref().ok_or_else(|| bad("has no shape".into()))?;
     let mut dims = Vec::new();
-    for d in &shape.dim {
+    for (k, d) in shape.dim.iter().enumerate() {
         use autocaption_onnx::proto::tensor_shape_proto::dimension::Value as D;
+        let batch = opts.batch.filter(|_| k == 0);
         match &d.value {
             Some(D::DimValue(v)) if *v >= 0 => dims.push(*v as usize),
-            Some(D::DimParam(p)) => match opts.dims.get(p) {
-                Some(&v) => dims.push(v),
-                None => {
+            Some(D::DimParam(p)) => match (opts.dims.get(p), batch) {
+                (Some(&v), _) | (None, Some(v)) => dims.push(v),
+                (None, None) if k == 0 => {
+                    return Err(bad(format!(
+                        "has symbolic dimension '{p}': give its size (--batch N, or --dim {p}=N)"
+                    )))
+                }
+                (None, None) => {
                     return Err(bad(format!(
                         "has symbolic dimension '{p}': give its size (--dim {p}=N)"
                     )))
                 }
             },
-            _ => return Err(bad("has a dimension of unknown size".into())),
+            _ => match batch {
+                Some(v) => dims.push(v),
+                None if k == 0 => {
+                    return Err(bad(
+                        "has a leading dimension of unknown size: give it with --batch N".into(),
+                    ))
+                }
+                None => return Err(bad("has a dimension of unknown size".into())),
+            },
         }
     }
     Ok(Fact::new(dtype, dims))

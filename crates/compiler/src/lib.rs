@@ -13,6 +13,7 @@ pub mod graph;
 mod loops;
 pub mod ops;
 pub mod passes;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +22,9 @@ use autocaption_onnx::proto::ModelProto;
 use autocaption_onnx::Tensor;
 
 pub use dtype::DType;
-pub use emit::CSources;
+pub use emit::{CSources, Interface};
 pub use passes::PassStats;
+pub use weights::WeightStorage;
 
 /// Settings of one compilation.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct Options {
     pub dims: HashMap<String, usize>,
     /// Inputs fixed at compile time (an input deciding a shape must be).
     pub fixed: HashMap<String, Tensor>,
+    /// Size of every symbolic (or unknown) leading dimension not named in `dims`.
+    pub batch: Option<usize>,
+    /// Where the weights go.
+    pub weights: WeightStorage,
 }
 
 impl Default for Options {
@@ -41,6 +47,8 @@ impl Default for Options {
             name: "model".into(),
             dims: HashMap::new(),
             fixed: HashMap::new(),
+            batch: None,
+            weights: WeightStorage::Embed,
         }
     }
 }
@@ -158,7 +166,7 @@ pub fn compile(model: &ModelProto, opts: &Options, label: &str) -> Result<Compil
     let mut g = graph::import(model, opts)?;
     let onnx_nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
     let passes = passes::simplify(&mut g);
-    let sources = emit::emit(&g, &opts.name, label)?;
+    let sources = emit::emit(&g, &opts.name, label, opts.weights)?;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for n in &g.nodes {
         *counts.entry(&n.op_type).or_default() += 1;
@@ -179,8 +187,8 @@ pub fn compile(model: &ModelProto, opts: &Options, label: &str) -> Result<Compil
 }
 
 impl Compiled {
-    /// Writes `NAME.c` and `NAME.h` (and `main.c` and `Makefile` with `with_main`) into
-    /// `dir`, each atomically.
+    /// Writes `NAME.c` and `NAME.h` (with external weights `NAME.weights`, and `main.c` and
+    /// `Makefile` with `with_main`) into `dir`, each atomically.
     pub fn write(
         &self,
         dir: &Path,
@@ -192,18 +200,21 @@ impl Compiled {
             error,
         };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut files = vec![
-            (format!("{name}.c"), &self.sources.source),
-            (format!("{name}.h"), &self.sources.header),
+        let mut files: Vec<(String, &[u8])> = vec![
+            (format!("{name}.c"), self.sources.source.as_bytes()),
+            (format!("{name}.h"), self.sources.header.as_bytes()),
         ];
+        if let Some(blob) = &self.sources.blob {
+            files.push((format!("{name}.weights"), blob));
+        }
         if with_main {
-            files.push(("main.c".into(), &self.sources.main));
-            files.push(("Makefile".into(), &self.sources.makefile));
+            files.push(("main.c".into(), self.sources.main.as_bytes()));
+            files.push(("Makefile".into(), self.sources.makefile.as_bytes()));
         }
         let mut written = Vec::new();
-        for (file, text) in files {
+        for (file, bytes) in files {
             let path = dir.join(file);
-            autocaption_io::write_atomic(&path, text.as_bytes()).map_err(|e| match e {
+            autocaption_io::write_atomic(&path, bytes).map_err(|e| match e {
                 autocaption_io::IoError::Io { path, error } => CompileError::Io { path, error },
                 other => io(&path, std::io::Error::other(other.to_string())),
             })?;

@@ -124,11 +124,34 @@ fn symbolic_dimensions_and_shape_inputs_must_be_given() {
         .to_string();
     assert_eq!(
         err,
-        "'x' has symbolic dimension 'N': give its size (--dim N=N)"
+        "'x' has symbolic dimension 'N': give its size (--batch N, or --dim N=N)"
     );
     let mut opts = Options::default();
     opts.dims.insert("N".into(), 4);
     assert!(compile(&relu, &opts, "test").is_ok());
+    // --batch sizes every symbolic leading dimension; --dim wins over it.
+    let batched = Options {
+        batch: Some(2),
+        ..Options::default()
+    };
+    let c = compile(&relu, &batched, "test").unwrap();
+    assert_eq!(c.sources.interface.inputs, [("x".to_string(), 2 * 3 * 4)]);
+    let mut both = batched.clone();
+    both.dims.insert("N".into(), 5);
+    let c = compile(&relu, &both, "test").unwrap();
+    assert_eq!(c.sources.interface.inputs, [("x".to_string(), 5 * 3 * 4)]);
+    // Only the leading dimension is the batch.
+    let inner = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![],
+        vec![info("x", 1, &[3, -1])],
+        vec![info("y", 1, &[3, -1])],
+    );
+    let err = compile(&inner, &batched, "test").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "'x' has symbolic dimension 'N': give its size (--dim N=N)"
+    );
 
     let reshape = model(
         vec![node("Reshape", "rs", &["x", "shape"], &["y"])],
@@ -237,6 +260,86 @@ fn passes_and_generated_code() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pb: cannot open"));
 }
 
+/// The same model with `--weights external`: the blob gives the same numbers; a truncated
+/// or corrupted blob, or another model's, is refused with the documented error code, by
+/// `model_check_weights` and (header) by `model_run` itself.
+#[test]
+fn external_weights_are_checked() {
+    let mk = |w: Vec<f32>| {
+        model(
+            vec![node("MatMul", "mm", &["x", "w"], &["y"])],
+            vec![("w", Tensor::new(vec![2, 2], TensorData::F32(w)))],
+            vec![info("x", 1, &[1, 2])],
+            vec![info("y", 1, &[1, 2])],
+        )
+    };
+    let opts = Options {
+        weights: autocaption_compiler::WeightStorage::External,
+        ..Options::default()
+    };
+    let c = compile(&mk(vec![1.0, 2.0, 3.0, 4.0]), &opts, "test").unwrap();
+    let blob = c.sources.blob.clone().unwrap();
+    assert_eq!(&blob[..8], b"ACWEIGHT");
+    assert_eq!(blob.len(), 64 + c.sources.const_bytes);
+    assert!(c.sources.header.contains("#define MODEL_ERR_WEIGHTS 4"));
+    let embedded = compile(&mk(vec![1.0, 2.0, 3.0, 4.0]), &Options::default(), "test").unwrap();
+    assert!(embedded.sources.blob.is_none());
+    let Some((dir, exe, text)) = run_c(&c, &[&[1.0, -1.0]]) else {
+        return;
+    };
+    assert_eq!(text, "output y 1 1 2\n-2\n-2\n", "x·W = [1-3, 2-4]");
+    assert_eq!(run_c(&embedded, &[&[1.0, -1.0]]).unwrap().2, text);
+    let input = dir.path().join("in0.bin");
+    let refused = |bytes: &[u8], what: &str| {
+        let f = dir.path().join("bad.weights");
+        std::fs::write(&f, bytes).unwrap();
+        let out = Command::new(&exe).arg(&f).arg(&input).output().unwrap();
+        assert!(!out.status.success(), "{what} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not the weights of this code (error 4"),
+            "{what}: {err}"
+        );
+    };
+    refused(&blob[..blob.len() - 1], "a truncated blob");
+    refused(&blob[..10], "a header cut short");
+    let mut bad = blob.clone();
+    bad[64] ^= 1;
+    refused(&bad, "a flipped weight bit");
+    let other = compile(&mk(vec![1.0, 2.0, 3.0, 5.0]), &opts, "test").unwrap();
+    refused(other.sources.blob.as_ref().unwrap(), "another model's blob");
+    // model_run checks the header itself: a blob of another model is refused there too.
+    let driver = dir.path().join("driver.c");
+    std::fs::write(
+        &driver,
+        "#include \"model.h\"\n#include <stdio.h>\n#include <string.h>\n\
+         static unsigned long long good[64], bad[64];\n\
+         int main(int argc, char **argv) { (void)argc;\n\
+         FILE *f = fopen(argv[1], \"rb\"); size_t n = fread(good, 1, sizeof good, f); fclose(f);\n\
+         memcpy(bad, good, n); ((unsigned char *)bad)[24] ^= 1;\n\
+         float x[2] = {1, -1}, y[2]; static double arena[64];\n\
+         printf(\"%d %d %d %d %d\\n\", model_check_weights(good, n), model_check_weights(good, n - 1),\n\
+         model_run(good, x, y, arena), model_run(bad, x, y, arena), model_run((const char *)good + 1, x, y, arena));\n\
+         return 0; }\n",
+    )
+    .unwrap();
+    let drv = dir.path().join("driver");
+    let status = Command::new("cc")
+        .args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&drv)
+        .arg(dir.path().join("model.c"))
+        .arg(&driver)
+        .arg("-lm")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(&drv)
+        .arg(dir.path().join("model.weights"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 4 0 4 4\n");
+}
+
 /// Builds the compiled model with the strict flags and runs it on raw f32 inputs: the
 /// temporary directory, the executable and its output; None without a C compiler.
 fn run_c(
@@ -264,6 +367,9 @@ fn run_c(
         .unwrap();
     assert!(status.success());
     let mut files = Vec::new();
+    if c.sources.blob.is_some() {
+        files.push(dir.path().join("model.weights"));
+    }
     for (k, x) in inputs.iter().enumerate() {
         let f = dir.path().join(format!("in{k}.bin"));
         std::fs::write(

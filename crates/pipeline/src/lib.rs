@@ -25,6 +25,7 @@
 //! Libraries report progress through [`autocaption_io::Progress`] and never print.
 
 pub mod bench;
+pub mod bench_compiled;
 mod captioner;
 mod concepts;
 mod demo;

@@ -30,6 +30,166 @@ enum What {
     /// weights, every caption run to its full length): ms per caption greedy and beam-3 at
     /// batch 1, captions/s at batch 64, and photo → caption end to end.
     Caption(CaptionArgs),
+    /// Generated C against ONNX Runtime and our engine on the same model and inputs:
+    /// compiles each model, builds it with --cc and --cflags, times a call (best and median),
+    /// and times ONNX Runtime (1 intra-op thread and its default) through a Python that has
+    /// `onnxruntime`, and our engine where it runs the same model; prints the ratios.
+    Compiled(CompiledArgs),
+}
+
+/// Options of `bench compiled`.
+#[derive(Debug, clap::Args)]
+struct CompiledArgs {
+    /// What to run: `decoder` (the seed's decoder.onnx at N=1), `step` (a greedy caption
+    /// through decoder_step.onnx), `encoder` (ResNet-50 encoder.onnx), or an ONNX file
+    /// (repeatable; default: decoder and step).
+    #[arg(long = "model", value_name = "WHICH|FILE.onnx")]
+    models: Vec<String>,
+
+    /// Where the weights go: embed (in the C file) or external (a NAME.weights blob).
+    #[arg(long, default_value = "embed")]
+    weights: autocaption_compiler::WeightStorage,
+
+    /// The C compiler.
+    #[arg(long, default_value = "cc")]
+    cc: String,
+
+    /// Flags for the C compiler, one string (e.g. "-O2 -march=native").
+    #[arg(long, default_value = "-std=c99 -O2", allow_hyphen_values = true)]
+    cflags: String,
+
+    /// Timed calls (after one untimed); best and median are reported.
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+
+    /// Words of the greedy caption (one more step checks for the end, as the engine does).
+    #[arg(long, default_value_t = 10)]
+    words: usize,
+
+    /// Vocabulary of the seed's merge model.
+    #[arg(long, default_value_t = 4487)]
+    vocab: usize,
+
+    /// Leading symbolic dimension of an ONNX file's inputs.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+
+    /// A Python with `onnxruntime` for the reference (default: python3, then skipped if it
+    /// lacks onnxruntime).
+    #[arg(long, default_value = "python3")]
+    python: String,
+
+    /// Keep the generated code, harness and inputs here (default: a temporary folder).
+    #[arg(long)]
+    keep: Option<PathBuf>,
+}
+
+fn compiled(args: CompiledArgs, global: Global) -> anyhow::Result<()> {
+    use autocaption_pipeline::bench_compiled::{bench_compiled, CompiledBench, CompiledModel};
+    if args.repeats == 0 || args.repeats > 100_000 {
+        anyhow::bail!("--repeats {}: expected 1 to 100000", args.repeats);
+    }
+    if args.words == 0 || args.words > 200 {
+        anyhow::bail!("--words {}: expected 1 to 200", args.words);
+    }
+    if !(3..=1_000_000).contains(&args.vocab) {
+        anyhow::bail!("--vocab {}: expected 3 to 1000000", args.vocab);
+    }
+    if args.batch == 0 || args.batch > 4096 {
+        anyhow::bail!("--batch {}: expected 1 to 4096", args.batch);
+    }
+    let names = if args.models.is_empty() {
+        vec!["decoder".to_string(), "step".to_string()]
+    } else {
+        args.models.clone()
+    };
+    let mut models = Vec::new();
+    for m in &names {
+        models.push(match m.as_str() {
+            "decoder" => CompiledModel::Decoder,
+            "step" => CompiledModel::Step,
+            "encoder" => CompiledModel::Encoder,
+            file => {
+                let p = PathBuf::from(file);
+                if !p.is_file() {
+                    anyhow::bail!(
+                        "--model {file}: not decoder, step, encoder or an existing ONNX file"
+                    );
+                }
+                CompiledModel::File(p)
+            }
+        });
+    }
+    let temp;
+    let work = match &args.keep {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let s = CompiledBench {
+        models,
+        vocab: args.vocab,
+        words: args.words,
+        repeats: args.repeats,
+        cc: args.cc.clone(),
+        cflags: args.cflags.split_whitespace().map(String::from).collect(),
+        weights: args.weights,
+        batch: args.batch,
+        python: Some(args.python.clone()),
+        work,
+    };
+    if !global.quiet {
+        println!(
+            "bench compiled: {} {}, weights {}, best and median of {} calls, seconds as ms",
+            args.cc, args.cflags, args.weights, args.repeats
+        );
+    }
+    let r = bench_compiled(&s)?;
+    if let Some(why) = &r.ort_skipped {
+        println!("onnxruntime: not timed ({why})");
+    }
+    let ms = |t: &autocaption_pipeline::bench_compiled::Timing| {
+        format!("{:>8.3} {:>8.3}", t.best * 1e3, t.median * 1e3)
+    };
+    for row in &r.rows {
+        println!(
+            "{}: generated {:.1} s, cc {:.1} s, source {:.1} MB for {:.1} MB of weights ({:.2}×){}",
+            row.model,
+            row.generate,
+            row.cc,
+            row.source_bytes as f64 / 1e6,
+            row.weight_bytes as f64 / 1e6,
+            row.source_bytes as f64 / row.weight_bytes.max(1) as f64,
+            row.blob_bytes
+                .map(|b| format!(", blob {b} bytes"))
+                .unwrap_or_default()
+        );
+        println!(
+            "  {:<28} {:>8} {:>8} {:>9}",
+            "", "best", "median", "C ÷ this"
+        );
+        println!("  {:<28} {}", "generated C", ms(&row.c));
+        let others = [
+            (
+                format!(
+                    "onnxruntime {} 1 thread",
+                    r.ort_version.as_deref().unwrap_or("")
+                ),
+                row.ort_1,
+            ),
+            ("onnxruntime default".to_string(), row.ort_default),
+            ("our engine, 1 thread".to_string(), row.engine_1),
+            ("our engine, default".to_string(), row.engine_default),
+        ];
+        for (label, t) in others {
+            if let Some(t) = t {
+                println!("  {:<28} {} {:>8.2}×", label, ms(&t), row.c.best / t.best);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Options of `bench caption`.
@@ -291,5 +451,6 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         What::Train(a) => train(a, global),
         What::Encode(a) => encode(a, global),
         What::Caption(a) => caption(a, global),
+        What::Compiled(a) => compiled(a, global),
     }
 }

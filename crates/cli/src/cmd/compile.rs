@@ -10,7 +10,8 @@ use crate::Global;
 
 /// Compile an ONNX model ahead of time into dependency-free C99.
 ///
-/// Writes NAME.c and NAME.h into OUT: the weights as `static const` arrays, no heap (one
+/// Writes NAME.c and NAME.h into OUT: the weights in one aligned `static const` image (or
+/// NAME.weights with --weights external), no heap (one
 /// scratch arena, its size in the header as NAME_ARENA_BYTES, caller-provided or static),
 /// no file I/O, nothing beyond the C99 standard library and libm. The entry point
 /// `int NAME_run(inputs..., outputs..., void *arena)` returns NAME_OK or an error code.
@@ -32,6 +33,18 @@ pub struct Args {
     /// Identifier prefix and file name of the generated code.
     #[arg(long, default_value = "model")]
     name: String,
+
+    /// Size of every symbolic (or unknown) leading dimension not given by --dim: the batch
+    /// the code is built for.
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+
+    /// Where the weights go: `embed` (in NAME.c, as 64-bit hexadecimal words) or `external`
+    /// (NAME.weights: a 64-byte header with magic, version, size and checksum, then the
+    /// weights; NAME_run takes it as its first argument and returns NAME_ERR_WEIGHTS when it
+    /// does not match, NAME_check_weights verifies it whole).
+    #[arg(long, default_value = "embed")]
+    weights: autocaption_compiler::WeightStorage,
 
     /// Size of a symbolic dimension, `NAME=SIZE` (repeatable).
     #[arg(long = "dim", value_name = "NAME=SIZE")]
@@ -63,6 +76,9 @@ fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
 
 /// Runs `compile`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
+    if args.batch.is_some_and(|b| b == 0 || b > 1 << 20) {
+        bail!("--batch {}: expected 1 to 1048576", args.batch.unwrap_or(0));
+    }
     let mut dims = HashMap::new();
     for d in &args.dims {
         let (k, v) = pair(d, "--dim")?;
@@ -82,6 +98,8 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         name: args.name.clone(),
         dims,
         fixed,
+        batch: args.batch,
+        weights: args.weights,
     };
     let label = args
         .model
