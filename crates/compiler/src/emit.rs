@@ -408,7 +408,7 @@ pub fn emit(
             );
             let _ = writeln!(
                 prologue,
-                "    const unsigned char *wb = (const unsigned char *){name}_weights;"
+                "    /* Read through a volatile once a call: the compiler then treats the weights as\n     * memory, never as constants to fold or to bound-check unreachable loads against. */\n    const unsigned char *volatile wbv = (const unsigned char *){name}_weights;\n    const unsigned char *wb = wbv;"
             );
         }
         WeightStorage::Embed => {}

@@ -346,19 +346,40 @@ fn run_c(
     c: &autocaption_compiler::Compiled,
     inputs: &[&[f32]],
 ) -> Option<(tempfile::TempDir, std::path::PathBuf, String)> {
-    if !Command::new("cc")
+    let raw: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|x| x.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    run_c_with(c, &raw, &[])
+}
+
+fn has_cc() -> bool {
+    let ok = Command::new("cc")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
+        .is_ok_and(|o| o.status.success());
+    if !ok {
         eprintln!("skipped running the C: no C compiler");
+    }
+    ok
+}
+
+/// `run_c` with raw input bytes and extra C compiler flags.
+fn run_c_with(
+    c: &autocaption_compiler::Compiled,
+    inputs: &[Vec<u8>],
+    flags: &[&str],
+) -> Option<(tempfile::TempDir, std::path::PathBuf, String)> {
+    if !has_cc() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     c.write(dir.path(), "model", true).unwrap();
     let exe = dir.path().join("model");
     let status = Command::new("cc")
-        .args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
+        .args(["-std=c99", "-O2", "-Wall", "-Werror"])
+        .args(flags)
+        .arg("-o")
         .arg(&exe)
         .arg(dir.path().join("model.c"))
         .arg(dir.path().join("main.c"))
@@ -372,11 +393,7 @@ fn run_c(
     }
     for (k, x) in inputs.iter().enumerate() {
         let f = dir.path().join(format!("in{k}.bin"));
-        std::fs::write(
-            &f,
-            x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-        )
-        .unwrap();
+        std::fs::write(&f, x).unwrap();
         files.push(f);
     }
     let out = Command::new(&exe).args(&files).output().unwrap();
@@ -387,6 +404,178 @@ fn run_c(
     );
     let text = String::from_utf8(out.stdout).unwrap();
     Some((dir, exe, text))
+}
+
+/// The C flag sets the kernels' paths need: the portable C, the vector extensions, and
+/// AVX2 + FMA where this CPU has them.
+fn kernel_paths() -> Vec<Vec<&'static str>> {
+    let mut v = vec![vec!["-DAUTOCAPTION_PORTABLE"], vec![]];
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if cfg!(target_arch = "x86_64") && cpu.contains(" avx2") && cpu.contains(" fma") {
+        v.push(vec!["-mavx2", "-mfma"]);
+    } else {
+        eprintln!("the AVX2 path is not run: this CPU lacks AVX2 or FMA");
+    }
+    v
+}
+
+/// Compares two runner outputs: the same header lines, numbers within `tol`.
+fn assert_close(got: &str, want: &str, tol: f64, what: &str) {
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    assert_eq!(g.len(), w.len(), "{what}");
+    let mut worst = 0.0f64;
+    for (a, b) in g.iter().zip(&w) {
+        match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => worst = worst.max((x - y).abs()),
+            _ => assert_eq!(a, b, "{what}"),
+        }
+    }
+    assert!(worst <= tol, "{what}: max |Δ| = {worst:e} > {tol:e}");
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn f32s(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+}
+
+fn bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// The fused LSTM (constant weights: packed, gate-interleaved, one product a step) against
+/// the general kernel (the same weights as graph inputs), on every kernel path: forward,
+/// reverse and bidirectional, both layouts, batches of 1 and 3, hidden sizes that are and
+/// are not multiples of 16, sequence lengths and initial states. Tolerance 1e-5.
+#[test]
+fn fused_lstm_matches_the_general_kernel() {
+    if !has_cc() {
+        return;
+    }
+    let mut rng = Lcg(11);
+    let cases = [
+        ("forward", 0, 1, 16, false, false),
+        ("reverse", 0, 3, 20, true, true),
+        ("bidirectional", 1, 3, 48, true, false),
+        ("forward", 1, 2, 7, false, true),
+    ];
+    for (direction, layout, b, h, lens, init) in cases {
+        let (t, i) = (5usize, 6usize);
+        let d = if direction == "bidirectional" { 2 } else { 1 };
+        let w = rng.f32s(d * 4 * h * i, 0.5);
+        let r = rng.f32s(d * 4 * h * h, 0.5);
+        let bias = rng.f32s(d * 8 * h, 0.5);
+        let x = rng.f32s(t * b * i, 1.0);
+        let x_dims: Vec<i64> = if layout == 0 {
+            vec![t as i64, b as i64, i as i64]
+        } else {
+            vec![b as i64, t as i64, i as i64]
+        };
+        let s_dims: Vec<i64> = if layout == 0 {
+            vec![d as i64, b as i64, h as i64]
+        } else {
+            vec![b as i64, d as i64, h as i64]
+        };
+        let y_dims: Vec<i64> = if layout == 0 {
+            vec![t as i64, d as i64, b as i64, h as i64]
+        } else {
+            vec![b as i64, t as i64, d as i64, h as i64]
+        };
+        let seq: Vec<i32> = (0..b).map(|k| (t - k % 3) as i32).collect();
+        let h0 = rng.f32s(d * b * h, 1.0);
+        let c0 = rng.f32s(d * b * h, 1.0);
+        let build = |constant: bool| {
+            let mut n = node(
+                "LSTM",
+                "lstm",
+                &[
+                    "x",
+                    "w",
+                    "r",
+                    "b",
+                    if lens { "lens" } else { "" },
+                    if init { "h0" } else { "" },
+                    if init { "c0" } else { "" },
+                ],
+                &["y", "yh", "yc"],
+            );
+            n.attribute.push(attr_int("hidden_size", h as i64));
+            n.attribute.push(attr_int("layout", layout));
+            n.attribute.push(AttributeProto {
+                name: Some("direction".into()),
+                r#type: Some(AttributeType::String as i32),
+                s: Some(direction.as_bytes().to_vec()),
+                ..Default::default()
+            });
+            let weights = [
+                ("w", vec![d, 4 * h, i], &w),
+                ("r", vec![d, 4 * h, h], &r),
+                ("b", vec![d, 8 * h], &bias),
+            ];
+            let mut inits = Vec::new();
+            let mut inputs = vec![info("x", 1, &x_dims)];
+            let mut raw = vec![bytes(&x)];
+            for (name, dims, v) in weights {
+                if constant {
+                    inits.push((name, Tensor::new(dims, TensorData::F32(v.clone()))));
+                } else {
+                    let dims: Vec<i64> = dims.iter().map(|&k| k as i64).collect();
+                    inputs.push(info(name, 1, &dims));
+                    raw.push(bytes(v));
+                }
+            }
+            if lens {
+                inputs.push(info("lens", 6, &[b as i64]));
+                raw.push(seq.iter().flat_map(|v| v.to_le_bytes()).collect());
+            }
+            if init {
+                inputs.push(info("h0", 1, &s_dims));
+                inputs.push(info("c0", 1, &s_dims));
+                raw.push(bytes(&h0));
+                raw.push(bytes(&c0));
+            }
+            let m = model(
+                vec![n],
+                inits,
+                inputs,
+                vec![
+                    info("y", 1, &y_dims),
+                    info("yh", 1, &s_dims),
+                    info("yc", 1, &s_dims),
+                ],
+            );
+            (compile(&m, &Options::default(), "test").unwrap(), raw)
+        };
+        let (fused, fused_in) = build(true);
+        let (general, general_in) = build(false);
+        assert!(fused.sources.source.contains("model_lstmf_f32("));
+        assert!(!general.sources.source.contains("model_lstmf_f32("));
+        let want = run_c_with(&general, &general_in, &[]).unwrap().2;
+        for flags in kernel_paths() {
+            let got = run_c_with(&fused, &fused_in, &flags).unwrap().2;
+            let what = format!("{direction}, layout {layout}, batch {b}, hidden {h}, {flags:?}");
+            assert_close(&got, &want, 1e-5, &what);
+        }
+    }
 }
 
 /// Pad in its four modes (the node-test set has no Pad tests): numbers worked out by hand
@@ -431,5 +620,82 @@ fn pad_modes() {
         };
         let got: Vec<f64> = text.lines().skip(1).map(|l| l.parse().unwrap()).collect();
         assert_eq!(got, want.map(f64::from), "mode {mode}");
+    }
+}
+
+/// The packed product (a constant B: MatMul, MatMul + bias, Gemm with transB) against the
+/// general one (B a graph input), on every kernel path, across tile edges: rows 1 to 9
+/// (4-row tiles and lone rows), columns 1 to 40 (partial panels), depths crossing the
+/// 256-deep blocks. Tolerance 1e-4 relative to the depth.
+#[test]
+fn packed_products_match_the_general_kernel() {
+    if !has_cc() {
+        return;
+    }
+    let mut rng = Lcg(5);
+    for (m, k, n, gemm) in [
+        (1, 5, 1, false),
+        (3, 300, 17, false),
+        (4, 16, 16, true),
+        (9, 513, 40, false),
+        (6, 7, 33, true),
+    ] {
+        let a = rng.f32s(m * k, 1.0);
+        let bmat = rng.f32s(k * n, 1.0);
+        let bias = rng.f32s(n, 1.0);
+        let build = |constant: bool| {
+            let mut nodes = Vec::new();
+            let b_dims = if gemm {
+                [n as i64, k as i64]
+            } else {
+                [k as i64, n as i64]
+            };
+            if gemm {
+                let mut g = node("Gemm", "g", &["a", "b", "c"], &["y"]);
+                g.attribute.push(attr_int("transB", 1));
+                nodes.push(g);
+            } else {
+                nodes.push(node("MatMul", "mm", &["a", "b"], &["p"]));
+                nodes.push(node("Add", "add", &["p", "c"], &["y"]));
+            }
+            let mut inits = vec![("c", Tensor::new(vec![n], TensorData::F32(bias.clone())))];
+            let mut inputs = vec![info("a", 1, &[m as i64, k as i64])];
+            let mut raw = vec![bytes(&a)];
+            // Gemm reads B as [N, K]: the same numbers, transposed.
+            let bv: Vec<f32> = if gemm {
+                (0..n * k).map(|x| bmat[(x % k) * n + x / k]).collect()
+            } else {
+                bmat.clone()
+            };
+            if constant {
+                inits.push((
+                    "b",
+                    Tensor::new(
+                        b_dims.iter().map(|&d| d as usize).collect(),
+                        TensorData::F32(bv),
+                    ),
+                ));
+            } else {
+                inputs.push(info("b", 1, &b_dims));
+                raw.push(bytes(&bv));
+            }
+            let mdl = model(
+                nodes,
+                inits,
+                inputs,
+                vec![info("y", 1, &[m as i64, n as i64])],
+            );
+            (compile(&mdl, &Options::default(), "test").unwrap(), raw)
+        };
+        let (packed, packed_in) = build(true);
+        let (general, general_in) = build(false);
+        assert!(packed.sources.source.contains("model_mm_f32("));
+        assert!(!general.sources.source.contains("model_mm_f32("));
+        let want = run_c_with(&general, &general_in, &[]).unwrap().2;
+        for flags in kernel_paths() {
+            let got = run_c_with(&packed, &packed_in, &flags).unwrap().2;
+            let what = format!("{m}×{k}·{k}×{n}, gemm {gemm}, {flags:?}");
+            assert_close(&got, &want, 1e-6 * k as f64 + 1e-6, &what);
+        }
     }
 }

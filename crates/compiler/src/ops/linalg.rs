@@ -2,13 +2,42 @@
 //! fused row bias) and Gemm.
 
 use super::{
-    broadcast, broadcast_strides, req, unsupported, InferError, Inputs, NodeIo, Op, Registry,
+    broadcast, broadcast_strides, req, unsupported, InferError, Inputs, NodeIo, Op, Operand,
+    Registry,
 };
 use crate::dtype::DType;
 use crate::emit::Emitter;
 use crate::loops::{nest, Access};
 
 const GEMM: &str = include_str!("../../c/gemm.c");
+/// The register-tiled float32 product (`$P_mm_f32`), shared by MatMul, Gemm, Conv and LSTM.
+pub(crate) const MM: &str = include_str!("../../c/mm.c");
+
+/// Packs a K×N float32 matrix, element (k, j) given by `at`, into the panels `mm.c` reads
+/// for a constant right operand: 16 columns a panel, row k of panel p at `(p*K + k)*16`,
+/// the last panel zero-padded. Returns the little-endian bytes.
+pub(crate) fn pack_panels(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<u8> {
+    let panels = n.div_ceil(16);
+    let mut out = Vec::with_capacity(panels * k * 16 * 4);
+    for p in 0..panels {
+        for kk in 0..k {
+            for l in 0..16 {
+                let j = p * 16 + l;
+                let v = if j < n { at(kk, j) } else { 0.0 };
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// The elements of a constant float32 operand.
+pub(crate) fn f32_values(o: &Operand) -> Option<&[f32]> {
+    match o.value.as_deref() {
+        Some(autocaption_onnx::TensorData::F32(v)) => Some(v),
+        _ => None,
+    }
+}
 
 pub(super) fn register(r: &mut Registry) {
     r.add("MatMul", |_| Ok(Box::new(MatMul { bias: false })));
@@ -107,6 +136,27 @@ impl Op for MatMul {
         let p = plan(&a.shape, &b.shape)?;
         if y.is_empty() {
             return Ok(());
+        }
+        // A constant 2-D float B: packed at compile time, every row of A in one product.
+        if let (Some(bv), 2, DType::F32) = (f32_values(b), b.shape.len(), y.dtype) {
+            let rows = a.len() / p.k.max(1);
+            if p.k > 0 {
+                let f = e.helper("mm", MM, DType::F32);
+                let n = p.n;
+                let packed = e.constant("float", pack_panels(p.k, n, |k, j| bv[k * n + j]));
+                let cb = if self.bias {
+                    io.input(2)?.ptr.clone()
+                } else {
+                    "0".into()
+                };
+                e.push(&format!(
+                    "{f}({rows}, {n}, {k}, {}, {k}, {packed}, 0, 0, {cb}, 0, 0, 0, {}, {n});",
+                    a.ptr,
+                    y.ptr,
+                    k = p.k
+                ));
+                return Ok(());
+            }
         }
         let f = e.helper("gemm", GEMM, y.dtype);
         let ty = y.dtype.c_type();
@@ -211,6 +261,35 @@ impl Op for Gemm {
         };
         let (m, k, n) = self.mkn(&a.shape, &b.shape)?;
         if y.is_empty() {
+            return Ok(());
+        }
+        // A constant float B, unscaled, with no C or a row bias C: the packed product.
+        let c = io.inputs.get(2).and_then(Option::as_ref);
+        let row_bias = c.is_none_or(|c| c.len() == n && c.shape.last() == Some(&n) || c.is_empty());
+        if let (Some(bv), DType::F32, true, 1.0, 1.0, false, true) = (
+            f32_values(b),
+            y.dtype,
+            k > 0,
+            self.alpha,
+            self.beta,
+            self.trans_a,
+            row_bias,
+        ) {
+            let f = e.helper("mm", MM, DType::F32);
+            let packed = if self.trans_b {
+                pack_panels(k, n, |kk, j| bv[j * k + kk])
+            } else {
+                pack_panels(k, n, |kk, j| bv[kk * n + j])
+            };
+            let packed = e.constant("float", packed);
+            let cb = match c {
+                Some(c) if !c.is_empty() => c.ptr.clone(),
+                _ => "0".into(),
+            };
+            e.push(&format!(
+                "{f}({m}, {n}, {k}, {}, {k}, {packed}, 0, 0, {cb}, 0, 0, 0, {}, {n});",
+                a.ptr, y.ptr
+            ));
             return Ok(());
         }
         let f = e.helper("gemm", GEMM, y.dtype);

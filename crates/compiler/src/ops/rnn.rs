@@ -10,6 +10,7 @@ const ACT: &str = include_str!("../../c/act.c");
 const LSTM: &str = include_str!("../../c/lstm.c");
 const GRU: &str = include_str!("../../c/gru.c");
 const RNN: &str = include_str!("../../c/rnn.c");
+const LSTM_FAST: &str = include_str!("../../c/lstm_fast.c");
 
 pub(super) fn register(r: &mut Registry) {
     r.add("LSTM", |cx| Recurrent::read(cx, Kind::Lstm));
@@ -200,6 +201,151 @@ impl Recurrent {
     }
 }
 
+impl Recurrent {
+    /// Whether the fused path applies: an LSTM with the default activations, no clip, no
+    /// coupled gates, no peepholes, constant float weights.
+    fn fast(&self, inputs: &Inputs) -> bool {
+        let constant = |k: usize| super::opt(inputs, k).is_some_and(|f| f.value.is_some());
+        let absent = |k: usize| super::opt(inputs, k).is_none_or(|f| f.is_empty());
+        self.kind == Kind::Lstm
+            && self
+                .acts
+                .iter()
+                .all(|a| a.len() == 3 && a[0].0 == 0 && a[1].0 == 1 && a[2].0 == 1)
+            && self.clip == 0.0
+            && !self.input_forget
+            && constant(1)
+            && constant(2)
+            && (absent(3) || constant(3))
+            && absent(7)
+    }
+
+    /// The fused LSTM: weights packed gate-interleaved, one product a step.
+    fn emit_fast(
+        &self,
+        e: &mut Emitter,
+        io: &NodeIo,
+        dims: (usize, usize, usize, usize),
+    ) -> Result<(), String> {
+        let (t, b, i, h) = dims;
+        let hp = h.div_ceil(16) * 16;
+        let x = io.input(0)?;
+        let (w, r) = (io.input(1)?, io.input(2)?);
+        let (Some(wv), Some(rv)) = (super::linalg::f32_values(w), super::linalg::f32_values(r))
+        else {
+            return Err("LSTM weights are not constant floats".into());
+        };
+        let bias = io
+            .inputs
+            .get(3)
+            .and_then(Option::as_ref)
+            .filter(|o| !o.is_empty());
+        let bv = match bias {
+            Some(o) => Some(super::linalg::f32_values(o).ok_or("LSTM bias is not constant")?),
+            None => None,
+        };
+        e.helper("mm", super::linalg::MM, DType::F32);
+        let f = e.helper("lstmf", LSTM_FAST, DType::F32);
+        let scratch = io.scratch.clone().ok_or("no scratch memory")?;
+        // Column 64u + 16g + l of the packed matrices is gate g of unit 16u + l.
+        let unit = |col: usize| {
+            let (u, g, l) = (col / 64, (col % 64) / 16, col % 16);
+            (g, 16 * u + l)
+        };
+        let ptr = |k: usize| {
+            io.inputs
+                .get(k)
+                .and_then(Option::as_ref)
+                .map(|o| o.ptr.clone())
+        };
+        let out = |k: usize| {
+            io.outputs
+                .get(k)
+                .and_then(Option::as_ref)
+                .map(|o| o.ptr.clone())
+        };
+        let at =
+            |p: Option<String>, off: usize| p.map_or("0".to_string(), |p| format!("{p} + {off}"));
+        if let Some(y) = out(0) {
+            if t * b * self.directions * h > 0 {
+                e.push(&format!(
+                    "memset({y}, 0, {});",
+                    t * b * self.directions * h * 4
+                ));
+            }
+        }
+        let d = self.directions;
+        let (xt, xb) = if self.batch_first {
+            (i, t * i)
+        } else {
+            (b * i, i)
+        };
+        let (yt, yb) = if self.batch_first {
+            (d * h, t * d * h)
+        } else {
+            (d * b * h, h)
+        };
+        let hb = if self.batch_first { d * h } else { h };
+        let fail = e.fail("ERR_SEQUENCE_LENGTH");
+        for dir in 0..d {
+            let reverse = self.reverse_only || dir == 1;
+            let (wd, rd) = (&wv[dir * 4 * h * i..], &rv[dir * 4 * h * h..]);
+            let wp = super::linalg::pack_panels(i, 4 * hp, |k, col| {
+                let (g, j) = unit(col);
+                if j < h {
+                    wd[(g * h + j) * i + k]
+                } else {
+                    0.0
+                }
+            });
+            let rp = super::linalg::pack_panels(h, 4 * hp, |k, col| {
+                let (g, j) = unit(col);
+                if j < h {
+                    rd[(g * h + j) * h + k]
+                } else {
+                    0.0
+                }
+            });
+            let wp = e.constant("float", wp);
+            let rp = e.constant("float", rp);
+            let bias = match bv {
+                Some(bv) => {
+                    let bd = &bv[dir * 8 * h..];
+                    let mut bytes = Vec::with_capacity(4 * hp * 4);
+                    for col in 0..4 * hp {
+                        let (g, j) = unit(col);
+                        let v = if j < h {
+                            bd[g * h + j] + bd[4 * h + g * h + j]
+                        } else {
+                            0.0
+                        };
+                        bytes.extend_from_slice(&v.to_le_bytes());
+                    }
+                    e.constant("float", bytes)
+                }
+                None => "0".into(),
+            };
+            let state_off = if self.batch_first {
+                dir * h
+            } else {
+                dir * b * h
+            };
+            let lens = ptr(4).unwrap_or_else(|| "0".into());
+            e.push(&format!(
+                "if ({f}({t}, {b}, {i}, {h}, {hp}, {}, {}, {xt}, {xb}, {wp}, {rp}, {bias}, {}, {}, {hb}, {lens}, {}, {yt}, {yb}, {}, {}, (float *){scratch})) {fail}",
+                i32::from(reverse),
+                x.ptr,
+                at(ptr(5), state_off),
+                at(ptr(6), state_off),
+                at(out(0), state_off),
+                at(out(1), state_off),
+                at(out(2), state_off),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Op for Recurrent {
     fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
         let (t, b, _, h) = self.dims(inputs)?;
@@ -217,13 +363,23 @@ impl Op for Recurrent {
     }
 
     fn scratch_bytes(&self, inputs: &Inputs) -> usize {
-        self.dims(inputs).map_or(0, |(_, _, _, h)| 8 * h * 4)
+        match self.dims(inputs) {
+            Ok((t, _, _, h)) if self.fast(inputs) => {
+                let hp = h.div_ceil(16) * 16;
+                ((t + 1) * 4 * hp + 3 * hp) * 4
+            }
+            Ok((_, _, _, h)) => 8 * h * 4,
+            Err(_) => 0,
+        }
     }
 
     fn emit(&self, e: &mut Emitter, io: &NodeIo) -> Result<(), String> {
         let facts = io.facts();
         let refs: Vec<_> = facts.iter().map(Option::as_ref).collect();
         let (t, b, i, h) = self.dims(&refs).map_err(|e| format!("{e:?}"))?;
+        if self.fast(&refs) {
+            return self.emit_fast(e, io, (t, b, i, h));
+        }
         let d = self.directions;
         let g = self.kind.gates();
         let x = io.input(0)?;
