@@ -1,18 +1,19 @@
 //! Simplification passes over the typed graph. Constant folding and shape-op elimination
 //! happen as the graph is built (a `Shape` or any op whose inputs are all known becomes a
 //! constant); views (`Reshape`, `Squeeze`, `Flatten`, …) cost nothing at emission. Here:
-//! dropping `Identity`/`Dropout`, fusing `MatMul` + `Add` into one product with a bias,
-//! and removing nodes whose outputs nobody reads.
+//! dropping `Identity`/`Dropout`, fusing the nodes an op offers to absorb (`MatMul` + a
+//! bias `Add`; `Conv` + a residual `Add` + `Relu`) into one kernel, and removing nodes whose
+//! outputs nobody reads.
 
 use crate::graph::Graph;
-use crate::ops::MatMul;
+use crate::ops::Consumer;
 
 /// What the passes did, for the compile summary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassStats {
     /// Identity and inference-mode Dropout nodes removed.
     pub identities: usize,
-    /// MatMul + Add pairs fused.
+    /// Nodes fused into the node before them (a bias, a residual Add, an activation).
     pub fused: usize,
     /// Nodes removed because nothing reads their outputs.
     pub dead: usize,
@@ -21,7 +22,7 @@ pub struct PassStats {
 /// Runs every pass.
 pub fn simplify(g: &mut Graph) -> PassStats {
     let identities = drop_identities(g);
-    let fused = fuse_matmul_add(g);
+    let fused = fuse(g);
     let dead = remove_dead(g);
     PassStats {
         identities,
@@ -72,64 +73,77 @@ fn uses(g: &Graph, value: usize) -> usize {
         + g.outputs.iter().filter(|&&o| o == value).count()
 }
 
-fn fuse_matmul_add(g: &mut Graph) -> usize {
+/// Offers every node the node reading its output 0 (when that is the only reader) until no
+/// op takes one: the fused node takes the reader's place, so every input it reads is
+/// computed before it.
+fn fuse(g: &mut Graph) -> usize {
     let mut fused = 0;
     let mut k = 0;
     while k < g.nodes.len() {
-        let n = &g.nodes[k];
-        let Some(product) = n.outputs.first().copied().flatten() else {
+        let Some(product) = g.nodes[k].outputs.first().copied().flatten() else {
             k += 1;
             continue;
         };
-        let fusable = n.op_type == "MatMul" && n.inputs.len() == 2 && uses(g, product) == 1;
-        let add = fusable
+        let extra_outputs = g.nodes[k].outputs[1..]
+            .iter()
+            .flatten()
+            .any(|&o| uses(g, o) > 0);
+        let reader = (uses(g, product) == 1 && !extra_outputs && !g.outputs.contains(&product))
             .then(|| {
-                g.nodes.iter().position(|m| {
-                    m.op_type == "Add" && m.inputs.iter().flatten().any(|&i| i == product)
-                })
+                g.nodes
+                    .iter()
+                    .position(|m| m.inputs.iter().flatten().any(|&i| i == product))
             })
             .flatten();
-        let Some(a) = add else {
+        let Some(m) = reader.filter(|&m| m > k) else {
             k += 1;
             continue;
         };
-        let other = g.nodes[a]
+        let others: Vec<usize> = g.nodes[m]
             .inputs
             .iter()
             .flatten()
             .copied()
-            .find(|&i| i != product);
-        let Some(bias) = other else {
+            .filter(|&i| i != product)
+            .collect();
+        let Some(out) = g.nodes[m].outputs.first().copied().flatten() else {
             k += 1;
             continue;
         };
-        let pf = &g.values[product].fact;
-        let bf = &g.values[bias].fact;
-        let n_cols = pf.shape.last().copied().unwrap_or(1);
-        // A bias over the last dimension only, of the product's type, not widening it.
-        let is_row = bf.dtype == pf.dtype
-            && bf.len() == n_cols
-            && bf.shape.len() <= pf.shape.len()
-            && bf.shape.last().copied().unwrap_or(1) == n_cols
-            && g.nodes[a]
-                .outputs
-                .first()
-                .copied()
-                .flatten()
-                .is_some_and(|o| g.values[o].fact.shape == pf.shape);
-        if !is_row || a < k {
+        let reader_extra = g.nodes[m].outputs[1..]
+            .iter()
+            .flatten()
+            .any(|&o| uses(g, o) > 0);
+        if others.len() > 1 || reader_extra {
             k += 1;
             continue;
         }
-        let out = g.nodes[a].outputs[0];
-        let add_node = g.nodes.remove(a);
-        let mm = &mut g.nodes[k];
-        mm.op = Box::new(MatMul { bias: true });
-        mm.inputs.push(Some(bias));
-        mm.outputs = vec![out];
-        mm.name = format!("{}+{}", mm.name, add_node.name);
+        let consumer = Consumer {
+            op_type: &g.nodes[m].op_type,
+            product: &g.values[product].fact,
+            other: others.first().map(|&o| &g.values[o].fact),
+            out: &g.values[out].fact,
+        };
+        let Some(f) = g.nodes[k].op.fuse(&consumer) else {
+            k += 1;
+            continue;
+        };
+        let mut node = g.nodes.remove(k);
+        let m = m - 1;
+        let reader = &g.nodes[m];
+        if let (Some(slot), Some(&other)) = (f.slot, others.first()) {
+            if node.inputs.len() <= slot {
+                node.inputs.resize(slot + 1, None);
+            }
+            node.inputs[slot] = Some(other);
+        }
+        node.op = f.op;
+        node.outputs = vec![Some(out)];
+        node.name = format!("{}+{}", node.name, reader.name);
+        g.nodes[m] = node;
         fused += 1;
-        k += 1;
+        // The fused node may take its new reader too; look at it again where it now is.
+        k = k.min(m);
     }
     fused
 }

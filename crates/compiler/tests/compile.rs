@@ -699,3 +699,103 @@ fn packed_products_match_the_general_kernel() {
         }
     }
 }
+
+/// Conv as a packed product (constant weights: 6-row panels, an unfolded input unless 1×1,
+/// blocks of B packed at run time) with the residual Add and Relu fused, against the direct
+/// kernel (the weights a graph input), on every kernel path: strides, padding, dilation,
+/// batches of 2, no bias, depths past one 256-deep block and widths past one 256-wide block.
+#[test]
+fn packed_convolutions_match_the_direct_kernel() {
+    if !has_cc() {
+        return;
+    }
+    let mut rng = Lcg(3);
+    // batch, channels, height, width, filters, kernel, stride, pad, dilation, bias, residual, relu
+    let cases = [
+        (2, 3, 9, 9, 8, 3, 2, 1, 1, true, true, true),
+        (1, 5, 7, 6, 13, 1, 1, 0, 1, true, false, true),
+        (1, 4, 8, 8, 7, 3, 1, 2, 2, false, true, false),
+        (1, 40, 5, 5, 6, 3, 1, 1, 1, true, false, false),
+        (1, 2, 17, 17, 3, 1, 1, 0, 1, true, true, true),
+    ];
+    for (n, c, h, w, m, k, s, p, d, with_bias, residual, relu) in cases {
+        let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+        let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+        let x = rng.f32s(n * c * h * w, 1.0);
+        let wt = rng.f32s(m * c * k * k, 0.5);
+        let b = rng.f32s(m, 0.5);
+        let z = rng.f32s(n * m * oh * ow, 1.0);
+        let y_dims = [n as i64, m as i64, oh as i64, ow as i64];
+        let build = |constant: bool| {
+            let mut conv = node(
+                "Conv",
+                "conv",
+                if with_bias {
+                    &["x", "w", "b"][..]
+                } else {
+                    &["x", "w"][..]
+                },
+                &["c"],
+            );
+            for (name, v) in [
+                ("kernel_shape", vec![k as i64; 2]),
+                ("strides", vec![s as i64; 2]),
+                ("pads", vec![p as i64; 4]),
+                ("dilations", vec![d as i64; 2]),
+            ] {
+                conv.attribute.push(AttributeProto {
+                    name: Some(name.into()),
+                    r#type: Some(AttributeType::Ints as i32),
+                    ints: v,
+                    ..Default::default()
+                });
+            }
+            let mut nodes = vec![conv];
+            let mut last = "c";
+            if residual {
+                nodes.push(node("Add", "add", &["z", last], &["a"]));
+                last = "a";
+            }
+            if relu {
+                nodes.push(node("Relu", "relu", &[last], &["y"]));
+            } else {
+                nodes.push(node("Identity", "id", &[last], &["y"]));
+            }
+            let mut inits = Vec::new();
+            let mut inputs = vec![info("x", 1, &[n as i64, c as i64, h as i64, w as i64])];
+            let mut raw = vec![bytes(&x)];
+            let w_dims = vec![m, c, k, k];
+            if constant {
+                inits.push(("w", Tensor::new(w_dims, TensorData::F32(wt.clone()))));
+            } else {
+                let dims: Vec<i64> = w_dims.iter().map(|&v| v as i64).collect();
+                inputs.push(info("w", 1, &dims));
+                raw.push(bytes(&wt));
+            }
+            if with_bias {
+                inits.push(("b", Tensor::new(vec![m], TensorData::F32(b.clone()))));
+            }
+            if residual {
+                inputs.push(info("z", 1, &y_dims));
+                raw.push(bytes(&z));
+            }
+            let mdl = model(nodes, inits, inputs, vec![info("y", 1, &y_dims)]);
+            (compile(&mdl, &Options::default(), "test").unwrap(), raw)
+        };
+        let (packed, packed_in) = build(true);
+        let (direct, direct_in) = build(false);
+        assert!(packed.sources.source.contains("model_mmw_f32("));
+        assert!(!direct.sources.source.contains("model_mmw_f32("));
+        let fused = usize::from(residual) + usize::from(relu);
+        assert_eq!(
+            packed.passes.fused, fused,
+            "residual Add and Relu fused into Conv"
+        );
+        let want = run_c_with(&direct, &direct_in, &[]).unwrap().2;
+        for flags in kernel_paths() {
+            let got = run_c_with(&packed, &packed_in, &flags).unwrap().2;
+            let what = format!("conv {n}×{c}×{h}×{w} → {m}, k {k} s {s} p {p} d {d}, {flags:?}");
+            assert_close(&got, &want, 1e-5, &what);
+        }
+    }
+}

@@ -110,7 +110,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let files = c.write(&args.out, &args.name, with_main)?;
     if !global.quiet {
         println!(
-            "{}: {} ONNX nodes → {} C kernels ({} folded to constants, {} Identity/Dropout removed, {} MatMul+Add fused, {} dead); {:.1} MB of weights, arena {} bytes",
+            "{}: {} ONNX nodes → {} C kernels ({} folded to constants, {} Identity/Dropout removed, {} fused into the node before (bias, residual Add, Relu), {} dead); {:.1} MB of weights, arena {} bytes",
             args.model.display(),
             c.onnx_nodes,
             c.nodes,

@@ -1,17 +1,23 @@
 //! Convolution, pooling and batch normalisation over 1 to 3 spatial dimensions.
 
-use super::{opt, req, unsupported, InferError, Inputs, NodeCx, NodeIo, Op, Registry};
+use super::{opt, req, unsupported, Fact, InferError, Inputs, NodeCx, NodeIo, Op, Registry};
 use crate::dtype::DType;
 use crate::emit::Emitter;
 
 const CONV: &str = include_str!("../../c/conv.c");
 const POOL: &str = include_str!("../../c/pool.c");
+const IM2COL: &str = include_str!("../../c/im2col.c");
+const MMW: &str = include_str!("../../c/mmw.c");
+/// Floats of the block of B `mmw.c` packs.
+const PACK_FLOATS: usize = 256 * 256;
 
 pub(super) fn register(r: &mut Registry) {
     r.add("Conv", |cx| {
         Ok(Box::new(Conv {
             window: Window::read(cx)?,
             group: cx.int_or("group", 1)?.max(1) as usize,
+            residual: false,
+            relu: false,
         }))
     });
     r.add("MaxPool", |cx| {
@@ -193,11 +199,36 @@ fn out_shape(x: &[usize], channels: usize, g: &Geometry) -> Vec<usize> {
     s
 }
 
-/// Convolution with groups, strides, dilations and padding.
+/// Convolution with groups, strides, dilations and padding; optionally with the residual
+/// Add (input 3) and the Relu that follow it fused in.
 #[derive(Debug)]
 struct Conv {
     window: Window,
     group: usize,
+    /// Input 3 (the output's shape) is added to the result.
+    residual: bool,
+    /// The result is clamped at 0, last.
+    relu: bool,
+}
+
+impl Conv {
+    /// The product path: a 2-D float32 convolution with constant weights and one group, as
+    /// one register-tiled product an image (an unfolded copy of the input unless the
+    /// kernel is 1×1 with stride 1 and no padding). Returns K (C·kh·kw), N (OH·OW) and
+    /// whether the input needs unfolding.
+    fn as_product(&self, x: &Fact, w: &Fact) -> Option<(usize, usize, bool)> {
+        if x.shape.len() != 4 || x.dtype != DType::F32 || w.value.is_none() || self.group != 1 {
+            return None;
+        }
+        let g = self.window.geometry(&x.shape, Some(&w.shape[2..])).ok()?;
+        let k = w.shape[1] * g.kernel[1] * g.kernel[2];
+        let n = g.output[1] * g.output[2];
+        let direct = g.kernel[1..] == [1, 1]
+            && g.stride[1..] == [1, 1]
+            && g.pad[1..] == [0, 0]
+            && g.pad_end[1..] == [0, 0];
+        Some((k, n, !direct))
+    }
 }
 
 impl Op for Conv {
@@ -227,6 +258,36 @@ impl Op for Conv {
         Ok(vec![(x.dtype, out_shape(&x.shape, w.shape[0], &g))])
     }
 
+    fn scratch_bytes(&self, inputs: &Inputs) -> usize {
+        match (super::opt(inputs, 0), super::opt(inputs, 1)) {
+            (Some(x), Some(w)) => match self.as_product(x, w) {
+                Some((k, n, unfold)) => (PACK_FLOATS + if unfold { k * n } else { 0 }) * 4,
+                None => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    fn fuse(&self, next: &super::Consumer) -> Option<super::Fused> {
+        let fused = |residual, relu| Conv {
+            window: self.window.clone(),
+            group: self.group,
+            residual,
+            relu,
+        };
+        match next.op_type {
+            "Relu" if !self.relu => Some(super::Fused::new(fused(self.residual, true))),
+            "Add" if !self.relu && !self.residual => {
+                let other = next.other?;
+                (other.shape == next.product.shape
+                    && other.dtype == next.product.dtype
+                    && next.out.shape == next.product.shape)
+                    .then(|| super::Fused::with_input(fused(true, false), 3))
+            }
+            _ => None,
+        }
+    }
+
     fn emit(&self, e: &mut Emitter, io: &NodeIo) -> Result<(), String> {
         let (x, w) = (io.input(0)?, io.input(1)?);
         let Some(y) = &io.outputs[0] else {
@@ -237,6 +298,63 @@ impl Op for Conv {
         }
         let g = self.window.geometry(&x.shape, Some(&w.shape[2..]))?;
         let b = opt_ptr(io, 2);
+        let z = if self.residual {
+            Some(io.input(3)?.ptr.clone())
+        } else {
+            None
+        };
+        if let Some((k, n, unfold)) = self.as_product(&x.fact(), &w.fact()) {
+            super::linalg::simd(e);
+            let mm = e.helper("mmw", MMW, DType::F32);
+            let (batch, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
+            let (ih, iw) = (g.input[1], g.input[2]);
+            let wv = super::linalg::f32_values(w).ok_or("Conv weights are not constant")?;
+            // Weights in panels of 6 rows (output channels), k-major within a panel.
+            let panels = m.div_ceil(6);
+            let mut packed = Vec::with_capacity(panels * k * 6 * 4);
+            for p in 0..panels {
+                for kk in 0..k {
+                    for r in 0..6 {
+                        let row = 6 * p + r;
+                        let v = if row < m { wv[row * k + kk] } else { 0.0 };
+                        packed.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            let ap = e.constant("float", packed);
+            let scratch = io.scratch.clone().ok_or("no scratch memory")?;
+            let pack = format!("(float *){scratch}");
+            let col = if unfold {
+                let f = e.helper("im2col", IM2COL, DType::F32);
+                Some((f, format!("((float *){scratch} + {PACK_FLOATS})")))
+            } else {
+                None
+            };
+            for img in 0..batch {
+                let xn = format!("{} + {}", x.ptr, img * c * ih * iw);
+                let bsrc = match &col {
+                    Some((f, buf)) => {
+                        e.push(&format!(
+                            "{f}({c}, {ih}, {iw}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {xn}, {buf});",
+                            g.kernel[1], g.kernel[2], g.stride[1], g.stride[2], g.pad[1], g.pad[2],
+                            g.dil[1], g.dil[2], g.output[1], g.output[2]
+                        ));
+                        buf.clone()
+                    }
+                    None => xn,
+                };
+                let zn = z
+                    .as_ref()
+                    .map_or("0".to_string(), |z| format!("{z} + {}", img * m * n));
+                e.push(&format!(
+                    "{mm}({m}, {n}, {k}, {ap}, {bsrc}, {n}, {b}, {zn}, {n}, {}, {} + {}, {n}, {pack});",
+                    i32::from(self.relu),
+                    y.ptr,
+                    img * m * n
+                ));
+            }
+            return Ok(());
+        }
         let f = e.helper("conv", CONV, x.dtype);
         e.push(&format!(
             "{f}({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {b}, {});",
@@ -254,6 +372,17 @@ impl Op for Conv {
             w.ptr,
             y.ptr
         ));
+        if z.is_some() || self.relu {
+            let t = x.dtype.c_type();
+            let add = z.map_or(String::new(), |z| format!(" + {z}[i]"));
+            let clamp = if self.relu { "v < 0 ? 0 : v" } else { "v" };
+            e.push(&format!(
+                "for (ptrdiff_t i = 0; i < {}; ++i) {{ const {t} v = {}[i]{add}; {}[i] = {clamp}; }}",
+                y.len(),
+                y.ptr,
+                y.ptr
+            ));
+        }
         Ok(())
     }
 }

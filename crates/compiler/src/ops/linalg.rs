@@ -10,8 +10,21 @@ use crate::emit::Emitter;
 use crate::loops::{nest, Access};
 
 const GEMM: &str = include_str!("../../c/gemm.c");
-/// The register-tiled float32 product (`$P_mm_f32`), shared by MatMul, Gemm, Conv and LSTM.
-pub(crate) const MM: &str = include_str!("../../c/mm.c");
+/// The kernels' instruction-set paths (AVX2, vector extensions, portable C).
+const SIMD: &str = include_str!("../../c/simd.c");
+/// The register-tiled float32 product (`$P_mm_f32`), shared by MatMul, Gemm and LSTM.
+const MM: &str = include_str!("../../c/mm.c");
+
+/// Instantiates the path selection, which every tiled kernel needs first.
+pub(crate) fn simd(e: &mut Emitter) {
+    e.helper("simd", SIMD, DType::F32);
+}
+
+/// Instantiates `$P_mm_f32` and returns its name.
+pub(crate) fn mm(e: &mut Emitter) -> String {
+    simd(e);
+    e.helper("mm", MM, DType::F32)
+}
 
 /// Packs a K×N float32 matrix, element (k, j) given by `at`, into the panels `mm.c` reads
 /// for a constant right operand: 16 columns a panel, row k of panel p at `(p*K + k)*16`,
@@ -119,6 +132,20 @@ fn float_or_int(t: DType) -> Result<(), InferError> {
 }
 
 impl Op for MatMul {
+    fn fuse(&self, next: &super::Consumer) -> Option<super::Fused> {
+        // A bias over the last dimension only, of the product's type, not widening it.
+        let (p, b) = (next.product, next.other?);
+        let n = p.shape.last().copied().unwrap_or(1);
+        (next.op_type == "Add"
+            && !self.bias
+            && b.dtype == p.dtype
+            && b.len() == n
+            && b.shape.len() <= p.shape.len()
+            && b.shape.last().copied().unwrap_or(1) == n
+            && next.out.shape == p.shape)
+            .then(|| super::Fused::with_input(MatMul { bias: true }, 2))
+    }
+
     fn infer(&self, inputs: &Inputs) -> Result<Vec<(DType, Vec<usize>)>, InferError> {
         let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
         if a.dtype != b.dtype {
@@ -141,7 +168,7 @@ impl Op for MatMul {
         if let (Some(bv), 2, DType::F32) = (f32_values(b), b.shape.len(), y.dtype) {
             let rows = a.len() / p.k.max(1);
             if p.k > 0 {
-                let f = e.helper("mm", MM, DType::F32);
+                let f = mm(e);
                 let n = p.n;
                 let packed = e.constant("float", pack_panels(p.k, n, |k, j| bv[k * n + j]));
                 let cb = if self.bias {
@@ -275,7 +302,7 @@ impl Op for Gemm {
             self.trans_a,
             row_bias,
         ) {
-            let f = e.helper("mm", MM, DType::F32);
+            let f = mm(e);
             let packed = if self.trans_b {
                 pack_panels(k, n, |kk, j| bv[j * k + kk])
             } else {

@@ -18,8 +18,6 @@ use autocaption_onnx::{Tensor, TensorData};
 use crate::dtype::{self, DType};
 use crate::emit::Emitter;
 
-pub(crate) use linalg::MatMul;
-
 /// What is known of a value at compile time: its type, its shape, and its elements when
 /// they are constant.
 #[derive(Debug, Clone)]
@@ -99,8 +97,56 @@ pub trait Op: std::fmt::Debug {
         0
     }
 
+    /// The op computing this node and `next`, the only reader of its output 0, in one
+    /// kernel (a bias, a residual Add, an activation), if this op can absorb it; `None`
+    /// leaves the two nodes apart. The passes ask every node, so an op offers its own
+    /// fusions.
+    fn fuse(&self, _next: &Consumer) -> Option<Fused> {
+        None
+    }
+
     /// Writes the C statements computing the outputs.
     fn emit(&self, e: &mut Emitter, io: &NodeIo) -> Result<(), String>;
+}
+
+/// The node reading a product, as [`Op::fuse`] sees it.
+#[derive(Debug)]
+pub struct Consumer<'a> {
+    /// Its op type.
+    pub op_type: &'a str,
+    /// The product it reads (the fusing node's output 0).
+    pub product: &'a Fact,
+    /// Its one other input, if it has one.
+    pub other: Option<&'a Fact>,
+    /// Its output 0.
+    pub out: &'a Fact,
+}
+
+/// A fusion an op offers: the fused op, and the input slot the consumer's other input
+/// takes in the fused node (absent slots before it are filled with nothing).
+pub struct Fused {
+    /// The op computing both nodes.
+    pub op: Box<dyn Op>,
+    /// Where the consumer's other input goes, if it has one the fused op reads.
+    pub slot: Option<usize>,
+}
+
+impl Fused {
+    /// A fusion that reads no new input (an activation).
+    pub fn new(op: impl Op + 'static) -> Self {
+        Self {
+            op: Box::new(op),
+            slot: None,
+        }
+    }
+
+    /// A fusion that reads the consumer's other input at `slot`.
+    pub fn with_input(op: impl Op + 'static, slot: usize) -> Self {
+        Self {
+            op: Box::new(op),
+            slot: Some(slot),
+        }
+    }
 }
 
 /// A value as the emitted code sees it: a pointer expression, type and shape.

@@ -244,7 +244,7 @@ impl Recurrent {
             Some(o) => Some(super::linalg::f32_values(o).ok_or("LSTM bias is not constant")?),
             None => None,
         };
-        e.helper("mm", super::linalg::MM, DType::F32);
+        super::linalg::mm(e);
         let f = e.helper("lstmf", LSTM_FAST, DType::F32);
         let scratch = io.scratch.clone().ok_or("no scratch memory")?;
         // Column 64u + 16g + l of the packed matrices is gate g of unit 16u + l.
