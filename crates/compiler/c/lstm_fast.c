@@ -49,10 +49,14 @@ static $P_f4 $P_tanh4($P_f4 x)
  * Wp: x -> gates packed for $P_mm_f32 (K = I rows, 4*Hp columns, gates interleaved by 16
  * units: column 64u + 16g + l is gate g (i, o, f, c) of unit 16u + l, Hp = H rounded up to
  * 16, padding units zero); Rp: h -> gates likewise (K = H); bias: Wb + Rb in that order
- * (NULL for none). X, Y, h0, c0, Yh, Yc, lens as in $P_lstm. scratch: (T + 1) * 4 * Hp +
- * 3 * Hp floats. Returns 1 if a sequence length is out of range. */
+ * (NULL for none). With Wq and Rq (not NULL) instead, the weights are symmetric int8 in the
+ * same panels, ws and rs their column scales, wk and rk their row scales ($P_mmq_f32). X, Y, h0, c0, Yh, Yc, lens as in
+ * $P_lstm. scratch: (T + 1) * 4 * Hp + 3 * Hp floats. Returns 1 if a sequence length is out
+ * of range. */
 static int $P_lstmf_$S(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, ptrdiff_t Hp, int reverse,
                        const float *X, ptrdiff_t xt, ptrdiff_t xb, const float *Wp, const float *Rp,
+                       const int8_t *Wq, const float *ws, const float *wk, const int8_t *Rq,
+                       const float *rs, const float *rk,
                        const float *bias, const float *h0, const float *c0, ptrdiff_t hb,
                        const int32_t *lens, float *Y, ptrdiff_t yt, ptrdiff_t yb, float *Yh, float *Yc,
                        float *scratch)
@@ -62,14 +66,18 @@ static int $P_lstmf_$S(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, ptrdi
     for (ptrdiff_t b = 0; b < B; ++b) {
         const ptrdiff_t len = lens ? (ptrdiff_t)lens[b] : T;
         if (len < 0 || len > T) return 1;
-        if (len > 0) $P_mm_f32(len, G4, I, X + b * xb, xt, Wp, 0, 0, bias, 0, 0, 0, G, G4);
+        if (len > 0 && Wq) $P_mmq_f32(len, G4, I, X + b * xb, xt, Wq, ws, wk, bias, 0, 0, 0, G, G4);
+        if (len > 0 && !Wq) $P_mm_f32(len, G4, I, X + b * xb, xt, Wp, 0, 0, bias, 0, 0, 0, G, G4);
         for (ptrdiff_t j = 0; j < H; ++j) {
             h[j] = h0 ? h0[b * hb + j] : 0;
             c[j] = c0 ? c0[b * hb + j] : 0;
         }
         for (ptrdiff_t s = 0; s < len; ++s) {
             const ptrdiff_t t = reverse ? len - 1 - s : s;
-            $P_mm_f32(1, G4, H, h, H, Rp, 0, 0, 0, G + t * G4, 0, 0, g, G4);
+            if (Rq)
+                $P_mmq_f32(1, G4, H, h, H, Rq, rs, rk, 0, G + t * G4, 0, 0, g, G4);
+            else
+                $P_mm_f32(1, G4, H, h, H, Rp, 0, 0, 0, G + t * G4, 0, 0, g, G4);
             for (ptrdiff_t u = 0; u * 16 < H; ++u) {
                 const float *q = g + 64 * u;
                 const ptrdiff_t n = H - 16 * u < 16 ? H - 16 * u : 16;

@@ -95,11 +95,14 @@ static void $P_k6x16(ptrdiff_t kc, const float *restrict a, const float *restric
 #endif
 }
 
-static void $P_mmw_$S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *Ap, const float *B,
-                      ptrdiff_t ldb, const float *rb, const float *Z, ptrdiff_t ldz, int relu,
-                      float *Y, ptrdiff_t ldy, float *pack)
+/* With Aq (not NULL) instead of Ap, the weights are per-row symmetric int8 in the same
+ * panels, rs their scales: each panel's block is widened to float once. */
+static void $P_mmw_$S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *Ap, const int8_t *Aq,
+                      const float *rs, const float *B, ptrdiff_t ldb, const float *rb,
+                      const float *Z, ptrdiff_t ldz, int relu, float *Y, ptrdiff_t ldy, float *pack)
 {
     enum { KC = 256, NC = 256 };
+    float abuf[KC * 6];
     for (ptrdiff_t j0 = 0; j0 < N; j0 += NC) {
         const ptrdiff_t nc = N - j0 < NC ? N - j0 : NC;
         for (ptrdiff_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
@@ -123,7 +126,9 @@ static void $P_mmw_$S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *Ap, co
             }
             for (ptrdiff_t i0 = 0; i0 < M; i0 += 6) {
                 const ptrdiff_t rows = M - i0 < 6 ? M - i0 : 6;
-                const float *a = Ap + (i0 / 6 * K + k0) * 6;
+                const float *a = Aq ? abuf : Ap + (i0 / 6 * K + k0) * 6;
+                if (Aq)
+                    for (ptrdiff_t q = 0; q < kc * 6; ++q) abuf[q] = (float)Aq[(i0 / 6 * K + k0) * 6 + q];
                 for (ptrdiff_t p = 0; p * 16 < nc; ++p) {
                     const ptrdiff_t cols = nc - 16 * p < 16 ? nc - 16 * p : 16;
                     const ptrdiff_t jj = j0 + 16 * p;
@@ -143,8 +148,8 @@ static void $P_mmw_$S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *Ap, co
                         float *restrict y = Y + (i0 + r) * ldy + jj;
                         float *restrict v = t + 16 * r;
                         if (last) {
-                            const float bias = rb ? rb[i0 + r] : 0;
-                            for (int j = 0; j < 16; ++j) v[j] += bias;
+                            const float bias = rb ? rb[i0 + r] : 0, scale = Aq ? rs[i0 + r] : 1;
+                            for (int j = 0; j < 16; ++j) v[j] = v[j] * scale + bias;
                             if (Z)
                                 for (ptrdiff_t j = 0; j < cols; ++j) v[j] += Z[(i0 + r) * ldz + jj + j];
                             if (relu)

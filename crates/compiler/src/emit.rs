@@ -38,6 +38,7 @@ pub const ERROR_CODES: [(&str, i32, &str); 5] = [
 /// Collects the body of the entry point and the helper functions it calls.
 pub struct Emitter {
     prefix: String,
+    quantize: Option<crate::Quantize>,
     consts: Constants,
     body: String,
     helpers: Vec<String>,
@@ -45,9 +46,10 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    fn new(prefix: &str) -> Self {
+    fn new(prefix: &str, quantize: Option<crate::Quantize>) -> Self {
         Self {
             prefix: prefix.to_string(),
+            quantize,
             consts: Constants::default(),
             body: String::new(),
             helpers: Vec::new(),
@@ -68,6 +70,11 @@ impl Emitter {
     /// mentions is left out of the weights.
     pub fn constant(&mut self, c_type: &'static str, bytes: Vec<u8>) -> String {
         self.consts.add(c_type, bytes)
+    }
+
+    /// The weight quantisation asked for.
+    pub fn quantize(&self) -> Option<crate::Quantize> {
+        self.quantize
     }
 
     /// The statement returning error `code` (one of [`ERROR_CODES`]).
@@ -186,6 +193,7 @@ pub fn emit(
     name: &str,
     model_label: &str,
     storage_mode: WeightStorage,
+    quantize: Option<crate::Quantize>,
 ) -> Result<CSources, CompileError> {
     let nv = g.values.len();
     let mut storage: Vec<Option<Storage>> = vec![None; nv];
@@ -262,7 +270,7 @@ pub fn emit(
 
     let upper = name.to_uppercase();
     let mut taken = HashSet::new();
-    let mut e = Emitter::new(name);
+    let mut e = Emitter::new(name, quantize);
     let mut ptr: Vec<String> = vec![String::new(); nv];
     // Constants the code reads become placeholders; only those still mentioned once the
     // code is written go into the weights image.

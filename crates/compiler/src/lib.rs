@@ -13,6 +13,7 @@ pub mod graph;
 mod loops;
 pub mod ops;
 pub mod passes;
+pub mod quant;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use autocaption_onnx::Tensor;
 pub use dtype::DType;
 pub use emit::{CSources, Interface};
 pub use passes::PassStats;
+pub use quant::Quantize;
 pub use weights::WeightStorage;
 
 /// Settings of one compilation.
@@ -39,6 +41,8 @@ pub struct Options {
     pub batch: Option<usize>,
     /// Where the weights go.
     pub weights: WeightStorage,
+    /// Weight quantisation (None: float32 as given).
+    pub quantize: Option<Quantize>,
 }
 
 impl Default for Options {
@@ -49,6 +53,7 @@ impl Default for Options {
             fixed: HashMap::new(),
             batch: None,
             weights: WeightStorage::Embed,
+            quantize: None,
         }
     }
 }
@@ -166,7 +171,7 @@ pub fn compile(model: &ModelProto, opts: &Options, label: &str) -> Result<Compil
     let mut g = graph::import(model, opts)?;
     let onnx_nodes = model.graph.as_ref().map_or(0, |g| g.node.len());
     let passes = passes::simplify(&mut g);
-    let sources = emit::emit(&g, &opts.name, label, opts.weights)?;
+    let sources = emit::emit(&g, &opts.name, label, opts.weights, opts.quantize)?;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for n in &g.nodes {
         *counts.entry(&n.op_type).or_default() += 1;

@@ -449,6 +449,47 @@ impl Lcg {
     }
 }
 
+/// What per-row int8 weights stand for (Conv: one channel a row): `rows` rows of `len`,
+/// each quantised by the compiler's rule and widened back.
+fn dq_rows(v: &[f32], rows: usize, len: usize) -> Vec<f32> {
+    let (q, s) = autocaption_compiler::quant::int8_channels(rows, len, |c, i| v[c * len + i]);
+    autocaption_compiler::quant::dequantized(&q, &s)
+}
+
+/// What the int8 weights of a product stand for: a K×N matrix (row-major), equalised by
+/// row and quantised by column.
+fn dq_kn(v: &[f32], k: usize, n: usize) -> Vec<f32> {
+    use autocaption_compiler::quant::{dequantized_equalized, int8_equalized};
+    let (q, c, r) = int8_equalized(k, n, |kk, j| v[kk * n + j]);
+    dequantized_equalized(&q, &c, &r)
+}
+
+/// The same for an LSTM's `[directions, 4·hidden, len]` weights: each direction's
+/// transpose is the product's K×N.
+fn dq_lstm(v: &[f32], directions: usize, gates: usize, len: usize) -> Vec<f32> {
+    let mut out = v.to_vec();
+    for d in 0..directions {
+        let off = d * gates * len;
+        let t: Vec<f32> = (0..len * gates)
+            .map(|x| v[off + (x % gates) * len + x / gates])
+            .collect();
+        let dq = dq_kn(&t, len, gates);
+        for j in 0..gates {
+            for kk in 0..len {
+                out[off + j * len + kk] = dq[kk * gates + j];
+            }
+        }
+    }
+    out
+}
+
+fn int8() -> Options {
+    Options {
+        quantize: Some(autocaption_compiler::Quantize::Int8),
+        ..Options::default()
+    }
+}
+
 fn bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -503,7 +544,7 @@ fn fused_lstm_matches_the_general_kernel() {
         let seq: Vec<i32> = (0..b).map(|k| (t - k % 3) as i32).collect();
         let h0 = rng.f32s(d * b * h, 1.0);
         let c0 = rng.f32s(d * b * h, 1.0);
-        let build = |constant: bool| {
+        let build = |constant: bool, w: &Vec<f32>, r: &Vec<f32>, opts: &Options| {
             let mut n = node(
                 "LSTM",
                 "lstm",
@@ -527,8 +568,8 @@ fn fused_lstm_matches_the_general_kernel() {
                 ..Default::default()
             });
             let weights = [
-                ("w", vec![d, 4 * h, i], &w),
-                ("r", vec![d, 4 * h, h], &r),
+                ("w", vec![d, 4 * h, i], w),
+                ("r", vec![d, 4 * h, h], r),
                 ("b", vec![d, 8 * h], &bias),
             ];
             let mut inits = Vec::new();
@@ -563,17 +604,26 @@ fn fused_lstm_matches_the_general_kernel() {
                     info("yc", 1, &s_dims),
                 ],
             );
-            (compile(&m, &Options::default(), "test").unwrap(), raw)
+            (compile(&m, opts, "test").unwrap(), raw)
         };
-        let (fused, fused_in) = build(true);
-        let (general, general_in) = build(false);
+        let f32_opts = Options::default();
+        let (fused, fused_in) = build(true, &w, &r, &f32_opts);
+        let (general, general_in) = build(false, &w, &r, &f32_opts);
         assert!(fused.sources.source.contains("model_lstmf_f32("));
         assert!(!general.sources.source.contains("model_lstmf_f32("));
         let want = run_c_with(&general, &general_in, &[]).unwrap().2;
+        // int8: against the general kernel on the weights the int8 ones stand for.
+        let (quantized, q_in) = build(true, &w, &r, &int8());
+        let (wq, rq) = (dq_lstm(&w, d, 4 * h, i), dq_lstm(&r, d, 4 * h, h));
+        let (general_q, general_q_in) = build(false, &wq, &rq, &f32_opts);
+        let want_q = run_c_with(&general_q, &general_q_in, &[]).unwrap().2;
+        assert!(quantized.sources.const_bytes < fused.sources.const_bytes);
         for flags in kernel_paths() {
             let got = run_c_with(&fused, &fused_in, &flags).unwrap().2;
             let what = format!("{direction}, layout {layout}, batch {b}, hidden {h}, {flags:?}");
             assert_close(&got, &want, 1e-5, &what);
+            let got = run_c_with(&quantized, &q_in, &flags).unwrap().2;
+            assert_close(&got, &want_q, 1e-5, &format!("int8 {what}"));
         }
     }
 }
@@ -643,7 +693,7 @@ fn packed_products_match_the_general_kernel() {
         let a = rng.f32s(m * k, 1.0);
         let bmat = rng.f32s(k * n, 1.0);
         let bias = rng.f32s(n, 1.0);
-        let build = |constant: bool| {
+        let build = |constant: bool, bmat: &Vec<f32>, opts: &Options| {
             let mut nodes = Vec::new();
             let b_dims = if gemm {
                 [n as i64, k as i64]
@@ -685,17 +735,26 @@ fn packed_products_match_the_general_kernel() {
                 inputs,
                 vec![info("y", 1, &[m as i64, n as i64])],
             );
-            (compile(&mdl, &Options::default(), "test").unwrap(), raw)
+            (compile(&mdl, opts, "test").unwrap(), raw)
         };
-        let (packed, packed_in) = build(true);
-        let (general, general_in) = build(false);
+        let f32_opts = Options::default();
+        let (packed, packed_in) = build(true, &bmat, &f32_opts);
+        let (general, general_in) = build(false, &bmat, &f32_opts);
         assert!(packed.sources.source.contains("model_mm_f32("));
         assert!(!general.sources.source.contains("model_mm_f32("));
         let want = run_c_with(&general, &general_in, &[]).unwrap().2;
+        // int8 per output column, against the weights it stands for.
+        let (quantized, q_in) = build(true, &bmat, &int8());
+        assert!(quantized.sources.source.contains("model_mmq_f32("));
+        let (general_q, general_q_in) = build(false, &dq_kn(&bmat, k, n), &f32_opts);
+        let want_q = run_c_with(&general_q, &general_q_in, &[]).unwrap().2;
         for flags in kernel_paths() {
-            let got = run_c_with(&packed, &packed_in, &flags).unwrap().2;
             let what = format!("{m}×{k}·{k}×{n}, gemm {gemm}, {flags:?}");
-            assert_close(&got, &want, 1e-6 * k as f64 + 1e-6, &what);
+            let tol = 1e-6 * k as f64 + 1e-6;
+            let got = run_c_with(&packed, &packed_in, &flags).unwrap().2;
+            assert_close(&got, &want, tol, &what);
+            let got = run_c_with(&quantized, &q_in, &flags).unwrap().2;
+            assert_close(&got, &want_q, tol, &format!("int8 {what}"));
         }
     }
 }
@@ -726,7 +785,7 @@ fn packed_convolutions_match_the_direct_kernel() {
         let b = rng.f32s(m, 0.5);
         let z = rng.f32s(n * m * oh * ow, 1.0);
         let y_dims = [n as i64, m as i64, oh as i64, ow as i64];
-        let build = |constant: bool| {
+        let build = |constant: bool, wt: &Vec<f32>, opts: &Options| {
             let mut conv = node(
                 "Conv",
                 "conv",
@@ -770,7 +829,7 @@ fn packed_convolutions_match_the_direct_kernel() {
             } else {
                 let dims: Vec<i64> = w_dims.iter().map(|&v| v as i64).collect();
                 inputs.push(info("w", 1, &dims));
-                raw.push(bytes(&wt));
+                raw.push(bytes(wt));
             }
             if with_bias {
                 inits.push(("b", Tensor::new(vec![m], TensorData::F32(b.clone()))));
@@ -780,10 +839,14 @@ fn packed_convolutions_match_the_direct_kernel() {
                 raw.push(bytes(&z));
             }
             let mdl = model(nodes, inits, inputs, vec![info("y", 1, &y_dims)]);
-            (compile(&mdl, &Options::default(), "test").unwrap(), raw)
+            (compile(&mdl, opts, "test").unwrap(), raw)
         };
-        let (packed, packed_in) = build(true);
-        let (direct, direct_in) = build(false);
+        let f32_opts = Options::default();
+        let (packed, packed_in) = build(true, &wt, &f32_opts);
+        let (direct, direct_in) = build(false, &wt, &f32_opts);
+        let (quantized, q_in) = build(true, &wt, &int8());
+        let (direct_q, direct_q_in) = build(false, &dq_rows(&wt, m, c * k * k), &f32_opts);
+        let want_q = run_c_with(&direct_q, &direct_q_in, &[]).unwrap().2;
         assert!(packed.sources.source.contains("model_mmw_f32("));
         assert!(!direct.sources.source.contains("model_mmw_f32("));
         let fused = usize::from(residual) + usize::from(relu);
@@ -796,6 +859,8 @@ fn packed_convolutions_match_the_direct_kernel() {
             let got = run_c_with(&packed, &packed_in, &flags).unwrap().2;
             let what = format!("conv {n}×{c}×{h}×{w} → {m}, k {k} s {s} p {p} d {d}, {flags:?}");
             assert_close(&got, &want, 1e-5, &what);
+            let got = run_c_with(&quantized, &q_in, &flags).unwrap().2;
+            assert_close(&got, &want_q, 1e-5, &format!("int8 {what}"));
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use autocaption_compiler::{compile, Options, WeightStorage};
+use autocaption_compiler::{compile, Options, Quantize, WeightStorage};
 use autocaption_model::{Decoder, MergeConfig, MergeModel};
 use autocaption_onnx::proto::ModelProto;
 use autocaption_tensor::{Rng, WeightFormat};
@@ -59,6 +59,8 @@ pub struct CompiledBench {
     pub cflags: Vec<String>,
     /// Where the weights go.
     pub weights: WeightStorage,
+    /// Weight quantisation.
+    pub quantize: Option<Quantize>,
     /// Symbolic dimensions of `File` models are set to this batch.
     pub batch: usize,
     /// A Python with `onnxruntime` for the reference (None: not timed).
@@ -347,6 +349,7 @@ pub fn bench_compiled(s: &CompiledBench) -> Result<CompiledReport> {
             name: "model".into(),
             batch: Some(s.batch),
             weights: s.weights,
+            quantize: s.quantize,
             ..Options::default()
         };
         let compiled = compile(&proto, &opts, &which.label())

@@ -140,6 +140,12 @@ impl Captioner {
         }
     }
 
+    /// Replaces the caption model's Dense and LSTM weights by the per-channel int8 ones
+    /// `compile --quantize int8` gives its decoder (see [`crate::quantize`]).
+    pub fn simulate_int8(&mut self) {
+        crate::quantize::simulate_int8(&mut self.model.model);
+    }
+
     /// The model directory.
     pub fn model(&self) -> &ModelDir {
         &self.model

@@ -59,6 +59,7 @@ impl Evaluation {
             "max_words": s.max_words,
             "length_alphas": s.length_alphas,
             "decoder_weights": s.decoder_weights,
+            "int8_weights": s.int8_weights,
             "metrics": "BLEU-1..4, CIDEr-D and ROUGE-L as coco-caption computes them; nltk_bleu: NLTK corpus_bleu, uniform weights, no smoothing",
             "decoders": list,
         });

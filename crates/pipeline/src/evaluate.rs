@@ -29,6 +29,9 @@ pub struct EvalSettings {
     pub max_words: usize,
     /// How the decoder holds its per-word weights.
     pub decoder_weights: WeightFormat,
+    /// Evaluate the weights `compile --quantize int8` gives the decoder (simulated in f32;
+    /// see [`crate::quantize`]).
+    pub int8_weights: bool,
 }
 
 impl EvalSettings {
@@ -40,6 +43,7 @@ impl EvalSettings {
             length_alphas: vec![length_alpha],
             max_words,
             decoder_weights: WeightFormat::F32,
+            int8_weights: false,
         }
     }
 
@@ -153,6 +157,15 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     s.validate()?;
     captioner.model().check_features(store)?;
+    let quantized;
+    let captioner = if s.int8_weights {
+        let mut c = captioner.clone();
+        c.simulate_int8();
+        quantized = c;
+        &quantized
+    } else {
+        captioner
+    };
     let chosen: Vec<_> = prepared
         .images
         .iter()

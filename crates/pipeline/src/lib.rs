@@ -36,6 +36,7 @@ mod evaluate;
 mod extract;
 mod images;
 mod model_dir;
+pub mod quantize;
 mod sheet;
 pub mod summary;
 mod training;

@@ -50,6 +50,10 @@ struct CompiledArgs {
     #[arg(long, default_value = "embed")]
     weights: autocaption_compiler::WeightStorage,
 
+    /// Store the weights as per-output-channel int8 (see `compile --quantize`).
+    #[arg(long, value_name = "int8")]
+    quantize: Option<autocaption_compiler::Quantize>,
+
     /// The C compiler.
     #[arg(long, default_value = "cc")]
     cc: String,
@@ -136,14 +140,19 @@ fn compiled(args: CompiledArgs, global: Global) -> anyhow::Result<()> {
         cc: args.cc.clone(),
         cflags: args.cflags.split_whitespace().map(String::from).collect(),
         weights: args.weights,
+        quantize: args.quantize,
         batch: args.batch,
         python: Some(args.python.clone()),
         work,
     };
     if !global.quiet {
         println!(
-            "bench compiled: {} {}, weights {}, best and median of {} calls, seconds as ms",
-            args.cc, args.cflags, args.weights, args.repeats
+            "bench compiled: {} {}, weights {}{}, best and median of {} calls, seconds as ms",
+            args.cc,
+            args.cflags,
+            args.weights,
+            if args.quantize.is_some() { " int8" } else { "" },
+            args.repeats
         );
     }
     let r = bench_compiled(&s)?;

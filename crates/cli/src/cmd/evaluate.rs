@@ -55,6 +55,12 @@ pub struct Args {
     #[arg(long)]
     force: bool,
 
+    /// Evaluate the weights `compile --quantize int8` gives the decoder: every Dense and
+    /// LSTM kernel rounded to per-output-channel int8 (computed in f32 here, as the
+    /// compiled code computes), to see what int8 costs in caption quality.
+    #[arg(long)]
+    int8: bool,
+
     /// Images shown in samples.html, best and worst each.
     #[arg(long, default_value_t = 6)]
     samples: usize,
@@ -68,6 +74,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         length_alphas: args.decode.length_alphas().to_vec(),
         max_words: args.decode.max_words(),
         decoder_weights: args.decode.weights(),
+        int8_weights: args.int8,
     };
     settings.validate()?;
     let cap = Captioner::load_for_features(&args.model)?;

@@ -20,10 +20,78 @@ pub(crate) fn simd(e: &mut Emitter) {
     e.helper("simd", SIMD, DType::F32);
 }
 
+/// The 4×16 and 1×16 tiles both packed products use.
+const TILES: &str = include_str!("../../c/tiles.c");
+
 /// Instantiates `$P_mm_f32` and returns its name.
 pub(crate) fn mm(e: &mut Emitter) -> String {
     simd(e);
+    e.helper("tiles", TILES, DType::F32);
     e.helper("mm", MM, DType::F32)
+}
+
+/// Instantiates `$P_mmq_f32` (int8 weights) and returns its name.
+pub(crate) fn mmq(e: &mut Emitter) -> String {
+    simd(e);
+    e.helper("tiles", TILES, DType::F32);
+    e.helper("mmq", MMQ, DType::F32)
+}
+
+const MMQ: &str = include_str!("../../c/mmq.c");
+
+/// A constant right operand K×N (element (k, j) given by `at`) as the product reads it:
+/// float panels, or with int8 quantisation int8 panels and the scales (see
+/// [`crate::quant`]). Returns the function to call, the weights and, for int8, the scale
+/// arguments (`column scales, row scales`).
+pub(crate) fn packed_operand(
+    e: &mut Emitter,
+    k: usize,
+    n: usize,
+    at: impl Fn(usize, usize) -> f32,
+) -> (String, String, String) {
+    match e.quantize() {
+        Some(crate::Quantize::Int8) => {
+            let (q, cols, rows) = crate::quant::int8_equalized(k, n, at);
+            let panels = n.div_ceil(16);
+            let mut bytes = Vec::with_capacity(panels * k * 16);
+            for p in 0..panels {
+                for kk in 0..k {
+                    for l in 0..16 {
+                        let j = p * 16 + l;
+                        bytes.push(if j < n { q[j * k + kk] as u8 } else { 0 });
+                    }
+                }
+            }
+            let f = mmq(e);
+            let bq = e.constant("int8_t", bytes);
+            let cs = e.constant("float", crate::quant::f32_bytes(&cols));
+            let ks = e.constant("float", crate::quant::f32_bytes(&rows));
+            (f, bq, format!("{cs}, {ks}"))
+        }
+        None => {
+            let f = mm(e);
+            let b = e.constant("float", pack_panels(k, n, at));
+            (f, b, String::new())
+        }
+    }
+}
+
+/// The call of a packed product: `Y[rows×n] = A[rows×k]·B + cb`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn packed_call(
+    f: &str,
+    b: &str,
+    scales: &str,
+    (rows, n, k): (usize, usize, usize),
+    a: &str,
+    cb: &str,
+    y: &str,
+) -> String {
+    if scales.is_empty() {
+        format!("{f}({rows}, {n}, {k}, {a}, {k}, {b}, 0, 0, {cb}, 0, 0, 0, {y}, {n});")
+    } else {
+        format!("{f}({rows}, {n}, {k}, {a}, {k}, {b}, {scales}, {cb}, 0, 0, 0, {y}, {n});")
+    }
 }
 
 /// Packs a K×N float32 matrix, element (k, j) given by `at`, into the panels `mm.c` reads
@@ -168,19 +236,21 @@ impl Op for MatMul {
         if let (Some(bv), 2, DType::F32) = (f32_values(b), b.shape.len(), y.dtype) {
             let rows = a.len() / p.k.max(1);
             if p.k > 0 {
-                let f = mm(e);
                 let n = p.n;
-                let packed = e.constant("float", pack_panels(p.k, n, |k, j| bv[k * n + j]));
+                let (f, packed, scales) = packed_operand(e, p.k, n, |k, j| bv[k * n + j]);
                 let cb = if self.bias {
                     io.input(2)?.ptr.clone()
                 } else {
                     "0".into()
                 };
-                e.push(&format!(
-                    "{f}({rows}, {n}, {k}, {}, {k}, {packed}, 0, 0, {cb}, 0, 0, 0, {}, {n});",
-                    a.ptr,
-                    y.ptr,
-                    k = p.k
+                e.push(&packed_call(
+                    &f,
+                    &packed,
+                    &scales,
+                    (rows, n, p.k),
+                    &a.ptr,
+                    &cb,
+                    &y.ptr,
                 ));
                 return Ok(());
             }
@@ -302,20 +372,26 @@ impl Op for Gemm {
             self.trans_a,
             row_bias,
         ) {
-            let f = mm(e);
-            let packed = if self.trans_b {
-                pack_panels(k, n, |kk, j| bv[j * k + kk])
-            } else {
-                pack_panels(k, n, |kk, j| bv[kk * n + j])
-            };
-            let packed = e.constant("float", packed);
+            let trans = self.trans_b;
+            let (f, packed, scales) = packed_operand(e, k, n, |kk, j| {
+                if trans {
+                    bv[j * k + kk]
+                } else {
+                    bv[kk * n + j]
+                }
+            });
             let cb = match c {
                 Some(c) if !c.is_empty() => c.ptr.clone(),
                 _ => "0".into(),
             };
-            e.push(&format!(
-                "{f}({m}, {n}, {k}, {}, {k}, {packed}, 0, 0, {cb}, 0, 0, 0, {}, {n});",
-                a.ptr, y.ptr
+            e.push(&packed_call(
+                &f,
+                &packed,
+                &scales,
+                (m, n, k),
+                &a.ptr,
+                &cb,
+                &y.ptr,
             ));
             return Ok(());
         }

@@ -245,6 +245,7 @@ impl Recurrent {
             None => None,
         };
         super::linalg::mm(e);
+        super::linalg::mmq(e);
         let f = e.helper("lstmf", LSTM_FAST, DType::F32);
         let scratch = io.scratch.clone().ok_or("no scratch memory")?;
         // Column 64u + 16g + l of the packed matrices is gate g of unit 16u + l.
@@ -290,7 +291,7 @@ impl Recurrent {
         for dir in 0..d {
             let reverse = self.reverse_only || dir == 1;
             let (wd, rd) = (&wv[dir * 4 * h * i..], &rv[dir * 4 * h * h..]);
-            let wp = super::linalg::pack_panels(i, 4 * hp, |k, col| {
+            let (_, wp, ws) = super::linalg::packed_operand(e, i, 4 * hp, |k, col| {
                 let (g, j) = unit(col);
                 if j < h {
                     wd[(g * h + j) * i + k]
@@ -298,7 +299,7 @@ impl Recurrent {
                     0.0
                 }
             });
-            let rp = super::linalg::pack_panels(h, 4 * hp, |k, col| {
+            let (_, rp, rs) = super::linalg::packed_operand(e, h, 4 * hp, |k, col| {
                 let (g, j) = unit(col);
                 if j < h {
                     rd[(g * h + j) * h + k]
@@ -306,8 +307,12 @@ impl Recurrent {
                     0.0
                 }
             });
-            let wp = e.constant("float", wp);
-            let rp = e.constant("float", rp);
+            // Float weights, or int8 weights with their column and row scales.
+            let weights = if ws.is_empty() {
+                format!("{wp}, {rp}, 0, 0, 0, 0, 0, 0")
+            } else {
+                format!("0, 0, {wp}, {ws}, {rp}, {rs}")
+            };
             let bias = match bv {
                 Some(bv) => {
                     let bd = &bv[dir * 8 * h..];
@@ -332,7 +337,7 @@ impl Recurrent {
             };
             let lens = ptr(4).unwrap_or_else(|| "0".into());
             e.push(&format!(
-                "if ({f}({t}, {b}, {i}, {h}, {hp}, {}, {}, {xt}, {xb}, {wp}, {rp}, {bias}, {}, {}, {hb}, {lens}, {}, {yt}, {yb}, {}, {}, (float *){scratch})) {fail}",
+                "if ({f}({t}, {b}, {i}, {h}, {hp}, {}, {}, {xt}, {xb}, {weights}, {bias}, {}, {}, {hb}, {lens}, {}, {yt}, {yb}, {}, {}, (float *){scratch})) {fail}",
                 i32::from(reverse),
                 x.ptr,
                 at(ptr(5), state_off),
