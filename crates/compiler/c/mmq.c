@@ -4,32 +4,6 @@
  * channel), ks of each row (input channel, which equalises rows of very different
  * magnitudes; NULL for none). Each block of 256 rows of a panel is widened to float once and
  * fed to the float tiles. cb and Z may be NULL. */
-/* t[0..16] += sum over k < K of a[k] * q[k*16 + 0..16], q int8 (a lone row with AVX2: the
- * weights widened in registers, a quarter of the bytes of $P_tile1 read). */
-static void $P_tile1q(ptrdiff_t K, const float *restrict a, const int8_t *restrict q, float *restrict t)
-{
-    ptrdiff_t k = 0;
-#ifdef $P_MM_AVX2
-    __m256 c0 = _mm256_loadu_ps(t), c1 = _mm256_loadu_ps(t + 8);
-    __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
-    for (; k + 2 <= K; k += 2) {
-        const __m128i w = _mm_loadu_si128((const __m128i *)(q + 16 * k));
-        const __m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * k + 16));
-        const __m256 x = _mm256_broadcast_ss(a + k), y = _mm256_broadcast_ss(a + k + 1);
-        c0 = _mm256_fmadd_ps(x, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w)), c0);
-        c1 = _mm256_fmadd_ps(x, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w, 8))), c1);
-        d0 = _mm256_fmadd_ps(y, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d0);
-        d1 = _mm256_fmadd_ps(y, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), d1);
-    }
-    c0 = _mm256_add_ps(c0, d0);
-    c1 = _mm256_add_ps(c1, d1);
-    _mm256_storeu_ps(t, c0);
-    _mm256_storeu_ps(t + 8, c1);
-#endif
-    for (; k < K; ++k)
-        for (int j = 0; j < 16; ++j) t[j] += a[k] * (float)q[16 * k + j];
-}
-
 /* out[0..n] = (float)q[0..n]. */
 static void $P_widen(ptrdiff_t n, const int8_t *restrict q, float *restrict out)
 {
@@ -60,11 +34,7 @@ static void $P_mmq_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, pt
             const ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;
             const int first = k0 == 0, last = k0 + kc >= K;
             /* Rows share one widened block; with AVX2 lone rows read int8 directly. */
-#ifdef $P_MM_AVX2
-            const int widen = M >= 4;
-#else
-            const int widen = 1;
-#endif
+            const int widen = M >= 4 || !$P_avx2();
             if (widen) $P_widen(kc * 16, panel + k0 * 16, buf);
             for (ptrdiff_t i0 = 0; i0 < M; i0 += 4) {
                 const ptrdiff_t rows = M - i0 < 4 ? M - i0 : 4;

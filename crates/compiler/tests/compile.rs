@@ -406,10 +406,15 @@ fn run_c_with(
     Some((dir, exe, text))
 }
 
-/// The C flag sets the kernels' paths need: the portable C, the vector extensions, and
-/// AVX2 + FMA where this CPU has them.
+/// The C flag sets the kernels' paths need: the portable C, the vector extensions, the
+/// default build (on x86, both tiles with a run-time choice), and AVX2 + FMA built in where
+/// this CPU has them.
 fn kernel_paths() -> Vec<Vec<&'static str>> {
-    let mut v = vec![vec!["-DAUTOCAPTION_PORTABLE"], vec![]];
+    let mut v = vec![
+        vec!["-DAUTOCAPTION_PORTABLE"],
+        vec!["-DAUTOCAPTION_NO_DISPATCH"],
+        vec![],
+    ];
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     if cfg!(target_arch = "x86_64") && cpu.contains(" avx2") && cpu.contains(" fma") {
         v.push(vec!["-mavx2", "-mfma"]);

@@ -7,7 +7,6 @@ use crate::emit::Emitter;
 const CONV: &str = include_str!("../../c/conv.c");
 const POOL: &str = include_str!("../../c/pool.c");
 const IM2COL: &str = include_str!("../../c/im2col.c");
-const MMW: &str = include_str!("../../c/mmw.c");
 /// Floats of the block of B `mmw.c` packs.
 const PACK_FLOATS: usize = 256 * 256;
 
@@ -304,8 +303,7 @@ impl Op for Conv {
             None
         };
         if let Some((k, n, unfold)) = self.as_product(&x.fact(), &w.fact()) {
-            super::linalg::simd(e);
-            let mm = e.helper("mmw", MMW, DType::F32);
+            let mm = super::linalg::mmw(e);
             let (batch, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
             let (ih, iw) = (g.input[1], g.input[2]);
             let wv = super::linalg::f32_values(w).ok_or("Conv weights are not constant")?;

@@ -16,26 +16,92 @@ const SIMD: &str = include_str!("../../c/simd.c");
 const MM: &str = include_str!("../../c/mm.c");
 
 /// Instantiates the path selection, which every tiled kernel needs first.
-pub(crate) fn simd(e: &mut Emitter) {
+fn simd(e: &mut Emitter) {
     e.helper("simd", SIMD, DType::F32);
 }
 
-/// The 4×16 and 1×16 tiles both packed products use.
+/// The register tiles every product uses, a copy per instruction-set path.
 const TILES: &str = include_str!("../../c/tiles.c");
+
+/// Each tile's parameters and the arguments passing them on (for the dispatchers).
+const TILE_SIGNATURES: [(&str, &str, &str); 4] = [
+    (
+        "tile4",
+        "ptrdiff_t K, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t bk, float *t",
+        "K, a, lda, b, bk, t",
+    ),
+    (
+        "tile1",
+        "ptrdiff_t K, const float *a, const float *b, ptrdiff_t bk, float *t",
+        "K, a, b, bk, t",
+    ),
+    (
+        "k6x16",
+        "ptrdiff_t kc, const float *a, const float *b, float *t",
+        "kc, a, b, t",
+    ),
+    (
+        "tile1q",
+        "ptrdiff_t K, const float *a, const int8_t *q, float *t",
+        "K, a, q, t",
+    ),
+];
+
+/// Instantiates the path selection and the tiles: one copy whose path the C compiler's
+/// flags choose, or (GCC/Clang on x86 without AVX2 enabled) an AVX2 copy, a vector copy and
+/// dispatchers choosing by the CPU at run time.
+fn tiles(e: &mut Emitter) {
+    simd(e);
+    let copy = |v: &str, avx: &str, vec: &str, tgt: &str| {
+        TILES
+            .replace("$V", v)
+            .replace("$AVX", avx)
+            .replace("$VEC", vec)
+            .replace("$TGT", tgt)
+    };
+    let mut text = String::from("#if defined($P_MM_DISPATCH)\n");
+    text.push_str(&copy(
+        "_avx2",
+        "1",
+        "0",
+        "__attribute__((target(\"avx2,fma\")))",
+    ));
+    text.push_str(&copy("_vec", "0", "defined($P_MM_VEC)", ""));
+    for (name, params, args) in TILE_SIGNATURES {
+        text.push_str(&format!(
+            "static $P_UNUSED void $P_{name}({params})\n{{\n    if ($P_avx2())\n        $P_{name}_avx2({args});\n    else\n        $P_{name}_vec({args});\n}}\n\n"
+        ));
+    }
+    text.push_str("#else\n");
+    text.push_str(&copy(
+        "",
+        "defined($P_MM_STATIC_AVX2)",
+        "defined($P_MM_VEC)",
+        "",
+    ));
+    text.push_str("#endif\n");
+    e.helper("tiles", &text, DType::F32);
+}
 
 /// Instantiates `$P_mm_f32` and returns its name.
 pub(crate) fn mm(e: &mut Emitter) -> String {
-    simd(e);
-    e.helper("tiles", TILES, DType::F32);
+    tiles(e);
     e.helper("mm", MM, DType::F32)
 }
 
 /// Instantiates `$P_mmq_f32` (int8 weights) and returns its name.
 pub(crate) fn mmq(e: &mut Emitter) -> String {
-    simd(e);
-    e.helper("tiles", TILES, DType::F32);
+    tiles(e);
     e.helper("mmq", MMQ, DType::F32)
 }
+
+/// Instantiates `$P_mmw_f32` (constant weights on the left, for Conv) and returns its name.
+pub(crate) fn mmw(e: &mut Emitter) -> String {
+    tiles(e);
+    e.helper("mmw", MMW, DType::F32)
+}
+
+const MMW: &str = include_str!("../../c/mmw.c");
 
 const MMQ: &str = include_str!("../../c/mmq.c");
 
