@@ -1,18 +1,16 @@
-//! C99 emission: storage planning (graph inputs and outputs in the caller's buffers,
-//! constants as `static const` arrays, everything else in one arena reused as values die),
-//! then the source, the header, and optionally a `main.c` and `Makefile`.
+//! The C writer: from the typed graph and its storage plan ([`crate::plan`]), the source
+//! (the weights image, the kernels' helpers, the entry point), the header, and a `main.c`
+//! and `Makefile`. Each op writes its own statements through the [`Emitter`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write;
 
-use crate::dtype::DType;
+use crate::emitter::Emitter;
+use crate::error::CompileError;
 use crate::graph::Graph;
-use crate::ops::{NodeIo, Operand};
-use crate::weights::{Constants, WeightStorage};
-use crate::CompileError;
-
-/// Byte alignment of every arena block (and the arena itself must be at least 8-aligned).
-const ALIGN: usize = 16;
+use crate::ir::{NodeIo, Operand};
+use crate::plan::{plan, Plan, Storage};
+use crate::weights::WeightStorage;
 
 /// Error codes the generated entry point returns, with their meaning.
 pub const ERROR_CODES: [(&str, i32, &str); 5] = [
@@ -34,77 +32,6 @@ pub const ERROR_CODES: [(&str, i32, &str); 5] = [
         "the weights blob is not this code's: a wrong magic, version, size or checksum, a truncated or corrupted blob, or one not 8-byte aligned",
     ),
 ];
-
-/// Collects the body of the entry point and the helper functions it calls.
-pub struct Emitter {
-    prefix: String,
-    quantize: Option<crate::Quantize>,
-    consts: Constants,
-    body: String,
-    helpers: Vec<String>,
-    helper_names: HashSet<String>,
-}
-
-impl Emitter {
-    fn new(prefix: &str, quantize: Option<crate::Quantize>) -> Self {
-        Self {
-            prefix: prefix.to_string(),
-            quantize,
-            consts: Constants::default(),
-            body: String::new(),
-            helpers: Vec::new(),
-            helper_names: HashSet::new(),
-        }
-    }
-
-    /// Appends C code to the entry point's body.
-    pub fn push(&mut self, code: &str) {
-        self.body.push_str(code);
-        if !code.ends_with('\n') {
-            self.body.push('\n');
-        }
-    }
-
-    /// Adds constant data the code reads (packed or quantised weights): its C element type
-    /// and little-endian bytes. Returns the pointer expression to use; data no code
-    /// mentions is left out of the weights.
-    pub fn constant(&mut self, c_type: &'static str, bytes: Vec<u8>) -> String {
-        self.consts.add(c_type, bytes)
-    }
-
-    /// The weight quantisation asked for.
-    pub fn quantize(&self) -> Option<crate::Quantize> {
-        self.quantize
-    }
-
-    /// The statement returning error `code` (one of [`ERROR_CODES`]).
-    pub fn fail(&self, code: &str) -> String {
-        format!("return {}_{code};", self.prefix.to_uppercase())
-    }
-
-    /// Instantiates a helper template once (`$P` → prefix, `$T` → C type, `$S` → type
-    /// suffix) and returns its function name `prefix_name_suffix`.
-    pub fn helper(&mut self, name: &str, template: &str, dtype: DType) -> String {
-        let fname = format!("{}_{name}_{}", self.prefix, dtype.suffix());
-        if self.helper_names.insert(fname.clone()) {
-            let code = template
-                .replace("$P", &self.prefix)
-                .replace("$T", dtype.c_type())
-                .replace("$S", dtype.suffix());
-            self.helpers.push(code);
-        }
-        fname
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Storage {
-    Input(usize),
-    Output(usize),
-    Const,
-    Arena(usize),
-    Alias(usize),
-}
 
 /// The generated files.
 #[derive(Debug, Clone)]
@@ -164,110 +91,26 @@ fn dims_text(shape: &[usize]) -> String {
     )
 }
 
-struct Arena {
-    blocks: Vec<(usize, usize, usize)>, // offset, size, last step alive
-    high: usize,
-}
-
-impl Arena {
-    fn alloc(&mut self, size: usize, now: usize, until: usize) -> usize {
-        self.blocks.retain(|b| b.2 >= now);
-        self.blocks.sort_unstable();
-        let size = size.max(1).div_ceil(ALIGN) * ALIGN;
-        let mut off = 0;
-        for &(o, s, _) in &self.blocks {
-            if o >= off + size {
-                break;
-            }
-            off = off.max((o + s).div_ceil(ALIGN) * ALIGN);
-        }
-        self.blocks.push((off, size, until));
-        self.high = self.high.max(off + size);
-        off
-    }
-}
-
 /// Emits the C sources of `g` under the identifier prefix `name`.
 pub fn emit(
     g: &Graph,
     name: &str,
     model_label: &str,
     storage_mode: WeightStorage,
-    quantize: Option<crate::Quantize>,
+    quantize: Option<crate::quant::Quantize>,
 ) -> Result<CSources, CompileError> {
     let nv = g.values.len();
-    let mut storage: Vec<Option<Storage>> = vec![None; nv];
-    for (k, &id) in g.inputs.iter().enumerate() {
-        storage[id] = Some(Storage::Input(k));
-    }
-    for (id, v) in g.values.iter().enumerate() {
-        if v.fact.value.is_some() {
-            storage[id] = Some(Storage::Const);
-        }
-    }
-    let resolve = |storage: &[Option<Storage>], mut id: usize| {
+    let Plan {
+        storage,
+        scratch_at,
+        arena_bytes,
+    } = plan(g);
+    let resolve = |mut id: usize| {
         while let Some(Storage::Alias(r)) = storage[id] {
             id = r;
         }
         id
     };
-    // Outputs written straight into the caller's buffers where a node computes them.
-    let mut out_direct: HashMap<usize, usize> = HashMap::new();
-    for (k, &id) in g.outputs.iter().enumerate() {
-        if storage[id].is_none() && !out_direct.contains_key(&id) {
-            out_direct.insert(id, k);
-        }
-    }
-    let steps = g.nodes.len();
-    let mut last_use = vec![0usize; nv];
-    let mut scratch_at: Vec<Option<usize>> = vec![None; steps];
-    // Plan storages node by node, then lifetimes, then offsets.
-    for n in &g.nodes {
-        for (k, o) in n.outputs.iter().enumerate() {
-            let Some(o) = *o else { continue };
-            storage[o] = Some(if let Some(&j) = out_direct.get(&o) {
-                Storage::Output(j)
-            } else if k == 0 && n.op.is_view() {
-                let src = n.inputs[0].expect("a view has an input");
-                Storage::Alias(resolve(&storage, src))
-            } else {
-                Storage::Arena(0)
-            });
-        }
-    }
-    for (step, n) in g.nodes.iter().enumerate() {
-        for &i in n.inputs.iter().flatten() {
-            let r = resolve(&storage, i);
-            last_use[r] = last_use[r].max(step);
-        }
-    }
-    for &o in &g.outputs {
-        let r = resolve(&storage, o);
-        last_use[r] = steps;
-    }
-    let mut arena = Arena {
-        blocks: Vec::new(),
-        high: 0,
-    };
-    for (step, n) in g.nodes.iter().enumerate() {
-        for &o in n.outputs.iter().flatten() {
-            if let Some(Storage::Arena(_)) = storage[o] {
-                let bytes = g.values[o].fact.len() * g.values[o].fact.dtype.size();
-                let until = last_use[o].max(step);
-                storage[o] = Some(Storage::Arena(arena.alloc(bytes, step, until)));
-            }
-        }
-        let facts: Vec<_> = n
-            .inputs
-            .iter()
-            .map(|i| i.map(|i| &g.values[i].fact))
-            .collect();
-        let bytes = n.op.scratch_bytes(&facts);
-        if bytes > 0 {
-            scratch_at[step] = Some(arena.alloc(bytes, step, step));
-        }
-    }
-
     let upper = name.to_uppercase();
     let mut taken = HashSet::new();
     let mut e = Emitter::new(name, quantize);
@@ -318,7 +161,7 @@ pub fn emit(
 
     let mut body = String::new();
     let _ = writeln!(body, "    unsigned char *a = (unsigned char *)arena;");
-    if arena.high > 0 {
+    if arena_bytes > 0 {
         let _ = writeln!(
             body,
             "#ifndef {upper}_NO_STATIC_ARENA\n    if (!a) a = (unsigned char *){name}_static_arena;\n#endif\n    if (!a) return {upper}_ERR_ARENA;"
@@ -387,7 +230,7 @@ pub fn emit(
             e.body,
             "memcpy({}, {}, {});",
             out_names[k].2,
-            ptr[resolve(&storage, id)],
+            ptr[resolve(id)],
             f.len() * f.dtype.size()
         );
     }
@@ -434,7 +277,7 @@ pub fn emit(
         source.push_str(h);
         source.push('\n');
     }
-    if arena.high > 0 {
+    if arena_bytes > 0 {
         let _ = writeln!(
             source,
             "#ifndef {upper}_NO_STATIC_ARENA\nstatic double {name}_static_arena[({upper}_ARENA_BYTES + 7) / 8];\n#endif\n"
@@ -459,7 +302,7 @@ pub fn emit(
     let _ = writeln!(
         header,
         "/* Scratch memory {name}_run needs, in bytes (aligned to at least 8). */\n#define {upper}_ARENA_BYTES {}\n",
-        arena.high
+        arena_bytes
     );
     for (code, value, what) in ERROR_CODES {
         let _ = writeln!(header, "#define {upper}_{code} {value} /* {what} */");
@@ -553,7 +396,7 @@ pub fn emit(
         header,
         main,
         makefile,
-        arena_bytes: arena.high,
+        arena_bytes,
         const_bytes,
         blob,
         interface,

@@ -8,8 +8,8 @@ use autocaption_onnx::proto::{type_proto, ModelProto, ValueInfoProto};
 use autocaption_onnx::Tensor;
 
 use crate::dtype::{dtype_of, DType};
+use crate::error::{CompileError, Options, UnsupportedNode};
 use crate::ops::{Fact, InferError, NodeCx, Op, Registry};
-use crate::{CompileError, Options, UnsupportedNode};
 
 /// A value of the graph: a graph input, a constant, or a node's output.
 #[derive(Debug)]
@@ -143,7 +143,7 @@ pub fn import(model: &ModelProto, opts: &Options) -> Result<Graph, CompileError>
         }
     }
     if !unsupported.is_empty() {
-        return Err(CompileError::Unsupported(unsupported));
+        return Err(CompileError::Unsupported(unsupported, registry.op_types()));
     }
 
     let mut values: Vec<Value> = Vec::new();

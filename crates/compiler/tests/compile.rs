@@ -88,7 +88,7 @@ fn every_unsupported_node_is_listed_at_once() {
         vec![info("y", 1, &[2])],
     );
     let err = compile(&m, &Options::default(), "test").unwrap_err();
-    let CompileError::Unsupported(nodes) = &err else {
+    let CompileError::Unsupported(nodes, _) = &err else {
         panic!("{err}")
     };
     let names: Vec<(&str, &str)> = nodes

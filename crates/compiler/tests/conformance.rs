@@ -184,7 +184,7 @@ fn run_test(dir: &Path, work: &Path) -> Outcome {
     }
     let (compiled, files) = match compile_fixing(&model, &inputs) {
         Ok(c) => c,
-        Err(CompileError::Unsupported(nodes)) => {
+        Err(CompileError::Unsupported(nodes, _)) => {
             return Outcome::Unsupported(nodes[0].reason.clone())
         }
         Err(e) => return Outcome::Unsupported(e.to_string()),

@@ -2,7 +2,7 @@
 
 use super::{opt, req, unsupported, Fact, InferError, Inputs, NodeCx, NodeIo, Op, Registry};
 use crate::dtype::DType;
-use crate::emit::Emitter;
+use crate::emitter::Emitter;
 
 const CONV: &str = include_str!("../../c/conv.c");
 const POOL: &str = include_str!("../../c/pool.c");
@@ -312,7 +312,7 @@ impl Op for Conv {
             let panels = m.div_ceil(6);
             let at = |row: usize, kk: usize| if row < m { wv[row * k + kk] } else { 0.0 };
             let ap = match e.quantize() {
-                Some(crate::Quantize::Int8) => {
+                Some(crate::quant::Quantize::Int8) => {
                     let (q, scales) = crate::quant::int8_channels(m, k, at);
                     let mut packed = Vec::with_capacity(panels * k * 6);
                     for p in 0..panels {

@@ -8,7 +8,7 @@ use super::{
     Registry,
 };
 use crate::dtype::{self, DType};
-use crate::emit::Emitter;
+use crate::emitter::Emitter;
 use crate::loops::{nest, Access};
 
 pub(super) fn register(r: &mut Registry) {

@@ -6,7 +6,7 @@ use super::{
     Registry,
 };
 use crate::dtype::DType;
-use crate::emit::Emitter;
+use crate::emitter::Emitter;
 use crate::loops::{nest, Access};
 
 const GEMM: &str = include_str!("../../c/gemm.c");
@@ -116,7 +116,7 @@ pub(crate) fn packed_operand(
     at: impl Fn(usize, usize) -> f32,
 ) -> (String, String, String) {
     match e.quantize() {
-        Some(crate::Quantize::Int8) => {
+        Some(crate::quant::Quantize::Int8) => {
             let (q, cols, rows) = crate::quant::int8_equalized(k, n, at);
             let panels = n.div_ceil(16);
             let mut bytes = Vec::with_capacity(panels * k * 16);

@@ -2,72 +2,24 @@
 //! into a small struct implementing [`Op`] (shape inference, optional compile-time
 //! evaluation, C emission).
 
+mod constants;
 mod conv;
 mod elementwise;
 mod linalg;
-mod movement;
 mod reduce;
 mod rnn;
+mod select;
+mod strided;
+mod views;
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use autocaption_onnx::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use autocaption_onnx::{Tensor, TensorData};
 
 use crate::dtype::{self, DType};
-use crate::emit::Emitter;
-
-/// What is known of a value at compile time: its type, its shape, and its elements when
-/// they are constant.
-#[derive(Debug, Clone)]
-pub struct Fact {
-    /// Element type.
-    pub dtype: DType,
-    /// Dimensions (empty for a scalar).
-    pub shape: Vec<usize>,
-    /// The elements, when known at compile time.
-    pub value: Option<Rc<TensorData>>,
-}
-
-impl Fact {
-    /// A fact with no known elements.
-    pub fn new(dtype: DType, shape: Vec<usize>) -> Self {
-        Self {
-            dtype,
-            shape,
-            value: None,
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// Whether the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Why shape inference failed for a node.
-#[derive(Debug)]
-pub enum InferError {
-    /// Input slot `.0` decides a shape and must be known at compile time.
-    NeedsConstant(usize),
-    /// The node is invalid for these inputs.
-    Invalid(String),
-}
-
-impl From<String> for InferError {
-    fn from(s: String) -> Self {
-        InferError::Invalid(s)
-    }
-}
-
-/// A node's inputs (None where the optional input is absent).
-pub type Inputs<'a> = [Option<&'a Fact>];
+use crate::emitter::Emitter;
+pub use crate::ir::{Fact, InferError, Inputs, NodeIo, Operand, Shaped};
 
 /// One ONNX operation with its attributes.
 pub trait Op: std::fmt::Debug {
@@ -146,69 +98,6 @@ impl Fused {
             op: Box::new(op),
             slot: Some(slot),
         }
-    }
-}
-
-/// A value as the emitted code sees it: a pointer expression, type and shape.
-#[derive(Debug, Clone)]
-pub struct Operand {
-    /// C expression of the pointer to the first element.
-    pub ptr: String,
-    /// Element type.
-    pub dtype: DType,
-    /// Dimensions.
-    pub shape: Vec<usize>,
-    /// The elements, when constant.
-    pub value: Option<Rc<TensorData>>,
-}
-
-impl Operand {
-    /// The operand as a fact.
-    pub fn fact(&self) -> Fact {
-        Fact {
-            dtype: self.dtype,
-            shape: self.shape.clone(),
-            value: self.value.clone(),
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// Whether the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The operands of one node during emission.
-#[derive(Debug)]
-pub struct NodeIo {
-    /// Inputs (None where absent).
-    pub inputs: Vec<Option<Operand>>,
-    /// Outputs (None where absent or unused).
-    pub outputs: Vec<Option<Operand>>,
-    /// Pointer expression of the node's scratch memory (`unsigned char *`), if it asked for some.
-    pub scratch: Option<String>,
-}
-
-impl NodeIo {
-    /// The inputs as facts (for ops whose emission repeats their inference).
-    pub fn facts(&self) -> Vec<Option<Fact>> {
-        self.inputs
-            .iter()
-            .map(|o| o.as_ref().map(Operand::fact))
-            .collect()
-    }
-
-    /// Input `i`, which must be present.
-    pub fn input(&self, i: usize) -> Result<&Operand, String> {
-        self.inputs
-            .get(i)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| format!("input {i} is missing"))
     }
 }
 
@@ -307,7 +196,10 @@ impl Registry {
     pub fn new() -> Self {
         let mut r = Registry(HashMap::new());
         elementwise::register(&mut r);
-        movement::register(&mut r);
+        views::register(&mut r);
+        strided::register(&mut r);
+        select::register(&mut r);
+        constants::register(&mut r);
         reduce::register(&mut r);
         linalg::register(&mut r);
         conv::register(&mut r);

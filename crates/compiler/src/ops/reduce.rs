@@ -6,7 +6,7 @@ use super::{
     Registry,
 };
 use crate::dtype::DType;
-use crate::emit::Emitter;
+use crate::emitter::Emitter;
 use crate::loops::{nest, Access};
 
 pub(super) fn register(r: &mut Registry) {

@@ -4,7 +4,7 @@
 
 use super::{req, unsupported, InferError, Inputs, NodeCx, NodeIo, Op, Registry};
 use crate::dtype::DType;
-use crate::emit::Emitter;
+use crate::emitter::Emitter;
 
 const ACT: &str = include_str!("../../c/act.c");
 const LSTM: &str = include_str!("../../c/lstm.c");
