@@ -787,3 +787,86 @@ fn compile_refuses_malformed_onnx_with_a_clear_error() {
         "nothing is written for a model that does not compile"
     );
 }
+
+/// `compile --weights external --quantize int8 --batch 1 --cc cc`: the blob beside the
+/// code, the runner checks it (a truncated blob is one clear line, exit 1), and `bench
+/// compiled` times the same file end to end.
+#[test]
+fn compile_external_int8_and_bench_compiled() {
+    if !std::process::Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped: no C compiler (cc)");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let config = autocaption_model::MergeConfig {
+        vocab_size: 20,
+        feature_dim: 8,
+        embed_dim: 4,
+        text_lstm: 16,
+        text_dense: 6,
+        image_dense: 6,
+        merge_lstm: 8,
+        decoder_lstm: 16,
+        dropout: 0.5,
+        max_len: 5,
+    };
+    let model = autocaption_model::MergeModel::new(config, 1);
+    let onnx = dir.path().join("decoder.onnx");
+    autocaption_onnx::write_model(&onnx, &autocaption_export::decoder(&model), None).unwrap();
+    let out = dir.path().join("c");
+    bin()
+        .arg("compile")
+        .arg(&onnx)
+        .args(["--batch", "1", "--weights", "external", "--quantize", "int8", "--cc", "cc"])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("wrote").and(predicate::str::contains("model.weights")));
+    let blob = std::fs::read(out.join("model.weights")).unwrap();
+    assert_eq!(&blob[..8], b"ACWEIGHT");
+    let floats = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let tokens = dir.path().join("t.bin");
+    std::fs::write(&tokens, floats(&[0.0, 0.0, 1.0, 4.0, 7.0])).unwrap();
+    let feats = dir.path().join("f.bin");
+    std::fs::write(&feats, floats(&[0.5; 8])).unwrap();
+    let run = std::process::Command::new(out.join("model"))
+        .arg(out.join("model.weights"))
+        .arg(&tokens)
+        .arg(&feats)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let probs: Vec<f64> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(probs.len(), 20);
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+    let cut = dir.path().join("cut.weights");
+    std::fs::write(&cut, &blob[..blob.len() - 4]).unwrap();
+    let bad = std::process::Command::new(out.join("model"))
+        .arg(&cut)
+        .arg(&tokens)
+        .arg(&feats)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("cut.weights") && err.contains("error 4"), "{err}");
+
+    bin()
+        .args(["bench", "compiled", "--repeats", "2", "--python", "none", "--model"])
+        .arg(&onnx)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("generated C")
+                .and(predicate::str::contains("onnxruntime: not timed")),
+        );
+}

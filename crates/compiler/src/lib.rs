@@ -3,9 +3,10 @@
 //! The pipeline: every node goes through the op [registry](ops::Registry) (an unknown op
 //! fails with the list of every unsupported node), becomes a [typed graph](graph::Graph)
 //! with every shape inferred and constants folded, is [simplified](passes), and is
-//! [emitted](emit) as one `NAME.c` and `NAME.h`: weights as `static const` arrays, one
-//! scratch arena (caller-provided or static, its size in the header), no heap, no I/O,
-//! nothing beyond the C99 standard library and libm.
+//! [emitted](emit) as one `NAME.c` and `NAME.h`: the weights in one aligned image, packed
+//! for their kernels (embedded, or an external blob: [`weights`]; optionally int8:
+//! [`quant`]), one scratch arena (caller-provided or static, its size in the header), no
+//! heap, no I/O, nothing beyond the C99 standard library and libm.
 
 mod dtype;
 pub mod emit;

@@ -10,14 +10,19 @@ use crate::Global;
 
 /// Compile an ONNX model ahead of time into dependency-free C99.
 ///
-/// Writes NAME.c and NAME.h into OUT: the weights in one aligned `static const` image (or
-/// NAME.weights with --weights external), no heap (one
-/// scratch arena, its size in the header as NAME_ARENA_BYTES, caller-provided or static),
-/// no file I/O, nothing beyond the C99 standard library and libm. The entry point
-/// `int NAME_run(inputs..., outputs..., void *arena)` returns NAME_OK or an error code.
-/// Shapes are fixed at compile time: give symbolic dimensions with --dim (N=1), and inputs
-/// that decide a shape (a Reshape's target, …) with --fix. With --main, also a main.c that
-/// reads inputs from .pb or raw files and prints the outputs, and a Makefile.
+/// Writes NAME.c and NAME.h into OUT: the weights in one aligned image, packed in the layout
+/// each kernel reads (embedded as hexadecimal words, or NAME.weights with --weights
+/// external; int8 with --quantize int8), no heap (one scratch arena, its size in the header
+/// as NAME_ARENA_BYTES, caller-provided or static), no file I/O, nothing beyond the C99
+/// standard library and libm. The entry point `int NAME_run([weights,] inputs...,
+/// outputs..., void *arena)` returns NAME_OK or an error code. Shapes are fixed at compile
+/// time: the batch with --batch, other symbolic dimensions with --dim, and inputs that
+/// decide a shape (a Reshape's target, …) with --fix. With --main, also a main.c that reads
+/// inputs from .pb or raw files and prints the outputs, and a Makefile.
+///
+/// The kernels build with any C99 compiler; with AVX2 and FMA enabled (-mavx2 -mfma,
+/// -march=native) they use those instructions, and a plain -O2 build by GCC or Clang on x86
+/// picks them at run time when the CPU has them.
 ///
 /// An unsupported op fails with the list of every unsupported node.
 #[derive(Debug, clap::Args)]
