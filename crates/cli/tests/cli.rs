@@ -821,7 +821,16 @@ fn compile_external_int8_and_bench_compiled() {
     bin()
         .arg("compile")
         .arg(&onnx)
-        .args(["--batch", "1", "--weights", "external", "--quantize", "int8", "--cc", "cc"])
+        .args([
+            "--batch",
+            "1",
+            "--weights",
+            "external",
+            "--quantize",
+            "int8",
+            "--cc",
+            "cc",
+        ])
         .arg("--out")
         .arg(&out)
         .assert()
@@ -840,7 +849,11 @@ fn compile_external_int8_and_bench_compiled() {
         .arg(&feats)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let probs: Vec<f64> = String::from_utf8_lossy(&run.stdout)
         .lines()
         .skip(1)
@@ -858,10 +871,21 @@ fn compile_external_int8_and_bench_compiled() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("cut.weights") && err.contains("error 4"), "{err}");
+    assert!(
+        err.contains("cut.weights") && err.contains("error 4"),
+        "{err}"
+    );
 
     bin()
-        .args(["bench", "compiled", "--repeats", "2", "--python", "none", "--model"])
+        .args([
+            "bench",
+            "compiled",
+            "--repeats",
+            "2",
+            "--python",
+            "none",
+            "--model",
+        ])
         .arg(&onnx)
         .assert()
         .success()

@@ -3,6 +3,9 @@
 //! `round(w / scale)`, at most 127 in magnitude, and the kernels multiply a channel's sum
 //! by its scale once. Activations stay float32.
 //!
+//! A constant float table read by Gather along its first axis (an embedding) is stored as
+//! int8 rows with a scale each.
+//!
 //! Matrix products (MatMul, Gemm, LSTM) also equalise their input channels first: row k of
 //! the K×N weights is divided by its largest magnitude (kept as a per-input scale the
 //! kernel multiplies the input by), so that rows of very different magnitudes keep their
@@ -13,7 +16,8 @@
 /// How the compiler stores weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quantize {
-    /// Per-output-channel symmetric int8 for MatMul, Gemm, Conv and LSTM weights.
+    /// Per-output-channel symmetric int8 for MatMul, Gemm, Conv and LSTM weights, and per
+    /// row for Gather tables.
     Int8,
 }
 

@@ -3,10 +3,12 @@
 //! equalised input channels (the compiler's own rule, see `autocaption_compiler::quant`)
 //! and widened back to f32. The compiled int8 decoder computes with
 //! exactly these weights (to float rounding), so evaluating them measures what int8 costs
-//! in caption quality without building C. The embedding table stays f32, as it does in the
-//! compiled code.
+//! in caption quality without building C. The embedding table becomes int8 rows with a
+//! scale each, as the compiled Gather stores it.
 
-use autocaption_compiler::quant::{dequantized_equalized, int8_equalized};
+use autocaption_compiler::quant::{
+    dequantized, dequantized_equalized, int8_channels, int8_equalized,
+};
 use autocaption_model::MergeModel;
 use autocaption_nn::Param;
 
@@ -18,8 +20,13 @@ fn per_column(p: &mut Param) {
     p.value = dequantized_equalized(&q, &c, &r);
 }
 
-/// Replaces `model`'s Dense and LSTM kernels by the int8 weights they compile to.
+/// Replaces `model`'s Dense and LSTM kernels and its embedding table by the int8 weights
+/// they compile to.
 pub fn simulate_int8(model: &mut MergeModel) {
+    let t = &mut model.embedding.table;
+    let (rows, len) = (t.shape[0], t.shape[1]);
+    let (q, s) = int8_channels(rows, len, |r, c| t.value[r * len + c]);
+    t.value = dequantized(&q, &s);
     for l in [
         &mut model.text_lstm,
         &mut model.merge_lstm,
@@ -74,6 +81,6 @@ mod tests {
             }
         }
         assert!(moved > 0.0);
-        assert_eq!(before.embedding.table.value, after.embedding.table.value);
+        assert_ne!(before.embedding.table.value, after.embedding.table.value);
     }
 }

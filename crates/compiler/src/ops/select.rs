@@ -166,6 +166,23 @@ impl Op for Gather {
         let n = i.len();
         let size = x.dtype.size();
         let fail = e.fail("ERR_INDEX");
+        // A constant float table gathered by rows, quantised: int8 rows with a scale each.
+        let table = match x.value.as_deref() {
+            Some(TensorData::F32(v)) if outer == 1 => Some(v),
+            _ => None,
+        };
+        if let (Some(v), Some(crate::quant::Quantize::Int8)) = (table, e.quantize()) {
+            let (q, scales) = crate::quant::int8_channels(d, inner, |r, c| v[r * inner + c]);
+            let q = e.constant("int8_t", q.iter().map(|&b| b as u8).collect());
+            let s = e.constant("float", crate::quant::f32_bytes(&scales));
+            e.push(&format!(
+                "for (ptrdiff_t j = 0; j < {n}; ++j) {{\n    int64_t k = (int64_t){}[j];\n    if (k < 0) k += {d};\n    \
+                 if (k < 0 || k >= {d}) {fail}\n    for (ptrdiff_t c = 0; c < {inner}; ++c)\n        \
+                 {}[j * {inner} + c] = (float){q}[k * {inner} + c] * {s}[k];\n}}",
+                i.ptr, y.ptr
+            ));
+            return Ok(());
+        }
         e.push(&format!(
             "for (ptrdiff_t o = 0; o < {outer}; ++o) {{\n    for (ptrdiff_t j = 0; j < {n}; ++j) {{\n        \
              int64_t k = (int64_t){}[j];\n        if (k < 0) k += {d};\n        if (k < 0 || k >= {d}) {fail}\n        \
