@@ -117,6 +117,22 @@ impl NodeIo {
             .collect()
     }
 
+    /// The pointer expression of input `k`, if present.
+    pub fn input_ptr(&self, k: usize) -> Option<String> {
+        self.inputs
+            .get(k)
+            .and_then(Option::as_ref)
+            .map(|o| o.ptr.clone())
+    }
+
+    /// The pointer expression of output `k`, if present and used.
+    pub fn output_ptr(&self, k: usize) -> Option<String> {
+        self.outputs
+            .get(k)
+            .and_then(Option::as_ref)
+            .map(|o| o.ptr.clone())
+    }
+
     /// Input `i`, which must be present.
     pub fn input(&self, i: usize) -> Result<&Operand, String> {
         self.inputs

@@ -201,7 +201,49 @@ impl Recurrent {
     }
 }
 
+/// Element strides of X and Y by step and by batch entry, and of the states by batch entry.
+struct Strides {
+    xt: usize,
+    xb: usize,
+    yt: usize,
+    yb: usize,
+    hb: usize,
+}
+
 impl Recurrent {
+    /// The strides of both layouts; zeroes Y first (positions past a sequence's length stay
+    /// zero).
+    fn strides(
+        &self,
+        e: &mut Emitter,
+        io: &NodeIo,
+        (t, b, i, h): (usize, usize, usize, usize),
+    ) -> Strides {
+        let d = self.directions;
+        if let Some(y) = io.output_ptr(0) {
+            if t * b * d * h > 0 {
+                e.push(&format!("memset({y}, 0, {});", t * b * d * h * 4));
+            }
+        }
+        if self.batch_first {
+            Strides {
+                xt: i,
+                xb: t * i,
+                yt: d * h,
+                yb: t * d * h,
+                hb: d * h,
+            }
+        } else {
+            Strides {
+                xt: b * i,
+                xb: i,
+                yt: d * b * h,
+                yb: h,
+                hb: h,
+            }
+        }
+    }
+
     /// Whether the fused path applies: an LSTM with the default activations, no clip, no
     /// coupled gates, no peepholes, constant float weights.
     fn fast(&self, inputs: &Inputs) -> bool {
@@ -253,40 +295,12 @@ impl Recurrent {
             let (u, g, l) = (col / 64, (col % 64) / 16, col % 16);
             (g, 16 * u + l)
         };
-        let ptr = |k: usize| {
-            io.inputs
-                .get(k)
-                .and_then(Option::as_ref)
-                .map(|o| o.ptr.clone())
-        };
-        let out = |k: usize| {
-            io.outputs
-                .get(k)
-                .and_then(Option::as_ref)
-                .map(|o| o.ptr.clone())
-        };
+        let ptr = |k: usize| io.input_ptr(k);
+        let out = |k: usize| io.output_ptr(k);
         let at =
             |p: Option<String>, off: usize| p.map_or("0".to_string(), |p| format!("{p} + {off}"));
-        if let Some(y) = out(0) {
-            if t * b * self.directions * h > 0 {
-                e.push(&format!(
-                    "memset({y}, 0, {});",
-                    t * b * self.directions * h * 4
-                ));
-            }
-        }
         let d = self.directions;
-        let (xt, xb) = if self.batch_first {
-            (i, t * i)
-        } else {
-            (b * i, i)
-        };
-        let (yt, yb) = if self.batch_first {
-            (d * h, t * d * h)
-        } else {
-            (d * b * h, h)
-        };
-        let hb = if self.batch_first { d * h } else { h };
+        let Strides { xt, xb, yt, yb, hb } = self.strides(e, io, (t, b, i, h));
         let fail = e.fail("ERR_SEQUENCE_LENGTH");
         for dir in 0..d {
             let reverse = self.reverse_only || dir == 1;
@@ -388,18 +402,8 @@ impl Op for Recurrent {
         let d = self.directions;
         let g = self.kind.gates();
         let x = io.input(0)?;
-        let ptr = |k: usize| {
-            io.inputs
-                .get(k)
-                .and_then(Option::as_ref)
-                .map(|o| o.ptr.clone())
-        };
-        let out = |k: usize| {
-            io.outputs
-                .get(k)
-                .and_then(Option::as_ref)
-                .map(|o| o.ptr.clone())
-        };
+        let ptr = |k: usize| io.input_ptr(k);
+        let out = |k: usize| io.output_ptr(k);
         let scratch = io.scratch.clone().ok_or("no scratch memory")?;
         e.helper("act", ACT, DType::F32);
         let f = match self.kind {
@@ -407,22 +411,7 @@ impl Op for Recurrent {
             Kind::Gru => e.helper("gru", GRU, DType::F32),
             Kind::Rnn => e.helper("rnn", RNN, DType::F32),
         };
-        if let Some(y) = out(0) {
-            if t * b * d * h > 0 {
-                e.push(&format!("memset({y}, 0, {});", t * b * d * h * 4));
-            }
-        }
-        let (xt, xb) = if self.batch_first {
-            (i, t * i)
-        } else {
-            (b * i, i)
-        };
-        let (yt, yb) = if self.batch_first {
-            (d * h, t * d * h)
-        } else {
-            (d * b * h, h)
-        };
-        let hb = if self.batch_first { d * h } else { h };
+        let Strides { xt, xb, yt, yb, hb } = self.strides(e, io, (t, b, i, h));
         let fail = e.fail("ERR_SEQUENCE_LENGTH");
         for dir in 0..d {
             let reverse = self.reverse_only || dir == 1;
