@@ -29,7 +29,7 @@ pub const ERROR_CODES: [(&str, i32, &str); 5] = [
     (
         "ERR_WEIGHTS",
         4,
-        "the weights blob is not this code's: a wrong magic, version, size or checksum, a truncated or corrupted blob, or one not 8-byte aligned",
+        "the weights blob is not this code's: a wrong magic, version, size or checksum, a truncated or corrupted blob, one not 8-byte aligned, or a big-endian machine",
     ),
 ];
 

@@ -17,7 +17,8 @@
 //!
 //! The generated code knows the image's size and checksum; `NAME_check_weights` verifies a
 //! blob whole (header and checksum), `NAME_run` its header, and both return
-//! `NAME_ERR_WEIGHTS` when it does not match.
+//! `NAME_ERR_WEIGHTS` when it does not match, or on a big-endian machine (the weights are
+//! little-endian; embedded weights refuse such a target at compile time).
 
 use std::fmt::Write;
 
@@ -200,6 +201,9 @@ pub fn check_code(name: &str, bytes: usize, sum: u64) -> String {
 static int {name}_header_ok(const unsigned char *p)
 {{
     static const char magic[8] = {{'A', 'C', 'W', 'E', 'I', 'G', 'H', 'T'}};
+    const uint32_t one = 1;
+    /* The weights are little-endian: a big-endian machine would read them wrong. */
+    if (*(const unsigned char *)&one != 1) return 0;
     if (!p || ((uintptr_t)p & 7u) != 0 || memcmp(p, magic, 8) != 0) return 0;
     return {name}_le64(p + 8) == ((uint64_t){header} << 32 | {version}u) && {name}_le64(p + 16) == UINT64_C({bytes})
         && {name}_le64(p + 24) == UINT64_C(0x{sum:x});
