@@ -894,3 +894,51 @@ fn compile_external_int8_and_bench_compiled() {
                 .and(predicate::str::contains("onnxruntime: not timed")),
         );
 }
+
+/// Values that used to panic or pass silently: `bench train --fixed-len 0`, `compile --dim
+/// N=0`, and a `--dim` name the model does not have (named, with the ones it has).
+#[test]
+fn out_of_range_flags_are_one_clear_line() {
+    let dir = TempDir::new().unwrap();
+    bin()
+        .args(["bench", "train", "--fixed-len", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--fixed-len 0: expected 1 to 1000",
+        ))
+        .stderr(predicate::str::contains("panicked").not());
+    let config = autocaption_model::MergeConfig {
+        vocab_size: 10,
+        feature_dim: 4,
+        embed_dim: 4,
+        text_lstm: 4,
+        text_dense: 4,
+        image_dense: 4,
+        merge_lstm: 4,
+        decoder_lstm: 4,
+        dropout: 0.5,
+        max_len: 3,
+    };
+    let onnx = dir.path().join("decoder.onnx");
+    let model = autocaption_model::MergeModel::new(config, 1);
+    autocaption_onnx::write_model(&onnx, &autocaption_export::decoder(&model), None).unwrap();
+    let out = dir.path().join("c");
+    for (dim, says) in [
+        ("N=0", "--dim N=0: expected a size from 1 to 1048576"),
+        (
+            "X=3",
+            "'X' is not a symbolic dimension of the model's inputs (they have: N)",
+        ),
+    ] {
+        bin()
+            .arg("compile")
+            .arg(&onnx)
+            .args(["--dim", dim, "--out"])
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(!out.exists());
+}

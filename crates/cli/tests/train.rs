@@ -581,3 +581,83 @@ fn a_model_knows_its_encoder_and_refuses_others() {
     let again = caption(Some(&moved)).success().get_output().stdout.clone();
     assert_eq!(found, again);
 }
+
+/// A model directory whose config.json holds values out of range (dropout 1, an LSTM of 0
+/// units, a size that would allocate terabytes) is refused on load with the field named,
+/// by every command that loads it, without a panic; `--model-config` is checked the same
+/// way.
+#[test]
+fn out_of_range_model_configs_are_refused_on_load() {
+    let t = TempDir::new().unwrap();
+    let [prep, features, _cfg, model] = trained(t.path(), 20, 1, "m");
+    let config = model.join("config.json");
+    let good: serde_json::Value = serde_json::from_slice(&read(&config)).unwrap();
+    for (field, value, says) in [
+        (
+            "dropout",
+            serde_json::json!(1.0),
+            "model.dropout is 1; it must be at least 0 and below 1",
+        ),
+        (
+            "merge_lstm",
+            serde_json::json!(0),
+            "model.merge_lstm is 0; it must be from 1 to 65536",
+        ),
+        (
+            "vocab_size",
+            serde_json::json!(4_000_000_000u64),
+            "model.vocab_size is 4000000000",
+        ),
+    ] {
+        let mut bad = good.clone();
+        bad["model"][field] = value;
+        std::fs::write(&config, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        for args in [
+            vec![
+                "evaluate".into(),
+                "--model".into(),
+                s(&model),
+                "--data".into(),
+                s(&prep),
+                "--beam".into(),
+                "1".into(),
+                "--out".into(),
+                s(&t.path().join("ev")),
+            ],
+            vec![
+                "export".into(),
+                "--model".into(),
+                s(&model),
+                "--out".into(),
+                s(&t.path().join("ex")),
+            ],
+            vec![
+                "model".into(),
+                "summary".into(),
+                "--model".into(),
+                s(&model),
+            ],
+        ] {
+            bin()
+                .args(&args)
+                .assert()
+                .failure()
+                .stderr(predicate::str::contains(says).and(predicate::str::contains("config.json")))
+                .stderr(predicate::str::contains("panicked").not());
+        }
+    }
+    std::fs::write(&config, serde_json::to_vec(&good).unwrap()).unwrap();
+    // --model-config of a new run: the same check, before anything is written.
+    let zero = t.path().join("zero.json");
+    std::fs::write(&zero, r#"{"text_lstm": 0}"#).unwrap();
+    let out = t.path().join("never");
+    bin()
+        .args(train_cmd(&prep, &features, &zero, &out, 1))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "text_lstm is 0; it must be from 1 to 65536",
+        ));
+    assert!(!out.exists());
+}

@@ -100,7 +100,49 @@ fn input_fact(vi: &ValueInfoProto, opts: &Options) -> Result<Fact, CompileError>
             },
         }
     }
+    if let Some(why) = too_large(&dims, dtype) {
+        return Err(bad(why));
+    }
     Ok(Fact::new(dtype, dims))
+}
+
+/// The most bytes one value may hold (4 GiB): a larger shape (or one whose element count
+/// overflows) is refused before anything is allocated for it.
+pub const MAX_VALUE_BYTES: u64 = 1 << 32;
+
+/// Why a shape is too large to compile, if it is.
+fn too_large(shape: &[usize], dtype: DType) -> Option<String> {
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+    match bytes {
+        Some(b) if b <= MAX_VALUE_BYTES => None,
+        Some(b) => Some(format!(
+            "shape {shape:?} of {dtype} holds {b} bytes, more than the {MAX_VALUE_BYTES} bytes a value may hold"
+        )),
+        None => Some(format!("shape {shape:?} has more elements than a 64-bit count holds")),
+    }
+}
+
+/// The symbolic dimension names of the graph's inputs, sorted.
+fn symbolic_dims(graph: &autocaption_onnx::proto::GraphProto) -> Vec<String> {
+    use autocaption_onnx::proto::tensor_shape_proto::dimension::Value as D;
+    let mut names: Vec<String> = graph
+        .input
+        .iter()
+        .filter_map(|vi| match vi.r#type.as_ref()?.value.as_ref()? {
+            type_proto::Value::TensorType(t) => t.shape.as_ref(),
+            _ => None,
+        })
+        .flat_map(|s| s.dim.iter())
+        .filter_map(|d| match &d.value {
+            Some(D::DimParam(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The model's default-domain opset.
@@ -118,6 +160,22 @@ pub fn import(model: &ModelProto, opts: &Options) -> Result<Graph, CompileError>
     let graph = model.graph.as_ref().ok_or(CompileError::NoGraph)?;
     let opset = opset(model);
     let registry = Registry::new();
+    let known = symbolic_dims(graph);
+    let mut given: Vec<&String> = opts.dims.keys().collect();
+    given.sort();
+    if let Some(unknown) = given.into_iter().find(|n| !known.contains(n)) {
+        return Err(CompileError::Input {
+            name: unknown.clone(),
+            message: if known.is_empty() {
+                "is not a symbolic dimension of the model's inputs (they have none)".into()
+            } else {
+                format!(
+                    "is not a symbolic dimension of the model's inputs (they have: {})",
+                    known.join(", ")
+                )
+            },
+        });
+    }
 
     // Every node first, so that one error lists every unsupported op.
     let mut ops: Vec<Box<dyn Op>> = Vec::new();
@@ -243,6 +301,11 @@ pub fn import(model: &ModelProto, opts: &Options) -> Result<Graph, CompileError>
                 });
             }
         };
+        for (dtype, shape) in &out_facts {
+            if let Some(why) = too_large(shape, *dtype) {
+                return Err(fail(format!("an output's {why}")));
+            }
+        }
         let evaluated = op.eval(&facts, &out_facts);
         let mut outs = Vec::new();
         for (k, (dtype, shape)) in out_facts.into_iter().enumerate() {

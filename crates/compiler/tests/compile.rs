@@ -168,6 +168,8 @@ fn symbolic_dimensions_and_shape_inputs_must_be_given() {
         err.to_string().ends_with("fix it with --fix shape=FILE.pb"),
         "{err}"
     );
+    // This model has no symbolic dimension: a --dim for one is an error, so none is given.
+    opts.dims.clear();
     opts.fixed.insert(
         "shape".into(),
         Tensor::new(vec![2], TensorData::I64(vec![3, -1])),
@@ -868,4 +870,52 @@ fn packed_convolutions_match_the_direct_kernel() {
             assert_close(&got, &want_q, 1e-5, &format!("int8 {what}"));
         }
     }
+}
+
+/// Hostile shapes: a --dim name the model does not have is named with the ones it has; an
+/// input or an inferred output too large to hold (or whose element count overflows) is
+/// refused before anything is allocated for it.
+#[test]
+fn unknown_dims_and_huge_shapes_are_refused() {
+    let relu = model(
+        vec![node("Relu", "r", &["x"], &["y"])],
+        vec![],
+        vec![info("x", 1, &[-1, 3])],
+        vec![info("y", 1, &[-1, 3])],
+    );
+    let mut opts = Options::default();
+    opts.dims.insert("N".into(), 1);
+    opts.dims.insert("batch".into(), 2);
+    let err = compile(&relu, &opts, "test").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "'batch' is not a symbolic dimension of the model's inputs (they have: N)"
+    );
+    let mut opts = Options::default();
+    opts.dims.insert("N".into(), usize::MAX / 2);
+    let err = compile(&relu, &opts, "test").unwrap_err().to_string();
+    assert!(
+        err.contains("more elements than a 64-bit count holds"),
+        "{err}"
+    );
+    opts.dims.insert("N".into(), 1 << 30);
+    let err = compile(&relu, &opts, "test").unwrap_err().to_string();
+    assert!(err.contains("more than the 4294967296 bytes"), "{err}");
+    // ConstantOfShape asked for 2^40 floats: refused at inference, never evaluated.
+    let huge = model(
+        vec![node("ConstantOfShape", "c", &["shape"], &["y"])],
+        vec![(
+            "shape",
+            Tensor::new(vec![2], TensorData::I64(vec![1 << 20, 1 << 20])),
+        )],
+        vec![],
+        vec![info("y", 1, &[1 << 20, 1 << 20])],
+    );
+    let err = compile(&huge, &Options::default(), "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("node 'c' (ConstantOfShape): an output's shape [1048576, 1048576]"),
+        "{err}"
+    );
 }

@@ -360,6 +360,16 @@ pub fn bench_train(s: &TrainBench) -> Result<TrainBenchReport> {
             "--batch and --batches must be at least 1, --vocab at least 3".into(),
         ));
     }
+    if s.batch > 4096 || s.batches > 100_000 || s.vocab > 1_000_000 {
+        return Err(Error::Invalid(
+            "--batch is at most 4096, --batches at most 100000, --vocab at most 1000000".into(),
+        ));
+    }
+    if let Some(steps) = s.fixed_len.filter(|&l| l == 0 || l > 1000) {
+        return Err(Error::Invalid(format!(
+            "--fixed-len {steps}: expected 1 to 1000 positions"
+        )));
+    }
     let mut rng = Rng::new(s.seed);
     let (hist, lengths_source) = caption_lengths(s.lengths_from.as_deref())?;
     let total: u64 = hist.iter().sum();

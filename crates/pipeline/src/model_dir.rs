@@ -63,8 +63,13 @@ impl ModelConfig {
             ));
         }
         let bytes = autocaption_io::read(&p)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::file(&p, format!("not a model configuration: {e}")))
+        let config: Self = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::file(&p, format!("not a model configuration: {e}")))?;
+        config
+            .model
+            .check()
+            .map_err(|e| Error::file(&p, format!("model.{e}")))?;
+        Ok(config)
     }
 
     /// Writes `config.json` into `dir` atomically.

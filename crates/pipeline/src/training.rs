@@ -168,7 +168,7 @@ pub fn read_overrides(path: &Path) -> Result<serde_json::Map<String, serde_json:
             ));
         }
     }
-    model_config(1, 1, &obj).map_err(|e| Error::file(path, e.to_string()))?;
+    model_config(3, 1, &obj).map_err(|e| Error::file(path, e.to_string()))?;
     Ok(obj)
 }
 
@@ -188,12 +188,8 @@ pub fn model_config(
         cfg = serde_json::from_value(merged)
             .map_err(|e| Error::Invalid(format!("invalid model configuration: {e}")))?;
     }
-    if !(0.0..1.0).contains(&cfg.dropout) {
-        return Err(Error::Invalid(format!(
-            "dropout must be in [0, 1), got {}",
-            cfg.dropout
-        )));
-    }
+    cfg.check()
+        .map_err(|e| Error::Invalid(format!("invalid model configuration: {e}")))?;
     Ok(cfg)
 }
 

@@ -96,6 +96,9 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         let n: usize = v
             .parse()
             .with_context(|| format!("--dim {d}: '{v}' is not a size"))?;
+        if n == 0 || n > 1 << 20 {
+            bail!("--dim {d}: expected a size from 1 to 1048576");
+        }
         dims.insert(k, n);
     }
     let mut fixed = HashMap::new();
