@@ -895,8 +895,9 @@ fn compile_external_int8_and_bench_compiled() {
         );
 }
 
-/// Values that used to panic or pass silently: `bench train --fixed-len 0`, `compile --dim
-/// N=0`, and a `--dim` name the model does not have (named, with the ones it has).
+/// Values that used to panic, run away or pass silently: `bench train --fixed-len 0`,
+/// `synth --count` in the billions, `compile --dim N=0`, and a `--dim` name the model does
+/// not have (named, with the ones it has).
 #[test]
 fn out_of_range_flags_are_one_clear_line() {
     let dir = TempDir::new().unwrap();
@@ -908,6 +909,17 @@ fn out_of_range_flags_are_one_clear_line() {
             "--fixed-len 0: expected 1 to 1000",
         ))
         .stderr(predicate::str::contains("panicked").not());
+    // Billions of images: refused before anything is written.
+    let many = dir.path().join("many");
+    bin()
+        .args(["synth", "--count", "3000000000", "--out"])
+        .arg(&many)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--count 3000000000: expected 1 to 1000000",
+        ));
+    assert!(!many.exists());
     let config = autocaption_model::MergeConfig {
         vocab_size: 10,
         feature_dim: 4,

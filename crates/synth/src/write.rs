@@ -118,8 +118,11 @@ pub fn generate(
     replace: bool,
     progress: &dyn Progress,
 ) -> Result<SynthSummary, SynthError> {
-    if opts.count == 0 {
-        return Err(SynthError::Invalid("--count must be at least 1".into()));
+    if opts.count == 0 || opts.count > 1_000_000 {
+        return Err(SynthError::Invalid(format!(
+            "--count {}: expected 1 to 1000000 images",
+            opts.count
+        )));
     }
     if !(16..=4096).contains(&opts.width) || !(16..=4096).contains(&opts.height) {
         return Err(SynthError::Invalid(format!(
