@@ -307,36 +307,23 @@ impl Op for Conv {
             let (batch, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
             let (ih, iw) = (g.input[1], g.input[2]);
             let wv = super::linalg::f32_values(w).ok_or("Conv weights are not constant")?;
-            // Weights in panels of 6 rows (output channels), k-major within a panel: float, or
-            // per-channel int8 with the scales.
-            let panels = m.div_ceil(6);
-            let at = |row: usize, kk: usize| if row < m { wv[row * k + kk] } else { 0.0 };
+            // Weights in panels of 6 rows (output channels), k-major within a panel: the
+            // transpose's column panels of width 6. Float, or per-channel int8 with the scales.
             let ap = match e.quantize() {
                 Some(crate::quant::Quantize::Int8) => {
-                    let (q, scales) = crate::quant::int8_channels(m, k, at);
-                    let mut packed = Vec::with_capacity(panels * k * 6);
-                    for p in 0..panels {
-                        for kk in 0..k {
-                            for r in 0..6 {
-                                let row = 6 * p + r;
-                                packed.push(if row < m { q[row * k + kk] as u8 } else { 0 });
-                            }
-                        }
-                    }
+                    let (q, scales) = crate::quant::int8_channels(m, k, |row, kk| wv[row * k + kk]);
+                    let packed =
+                        super::linalg::panels(k, m, 6, 0u8, |kk, row| q[row * k + kk] as u8);
                     let aq = e.constant("int8_t", packed);
                     let rs = e.constant("float", crate::quant::f32_bytes(&scales));
                     format!("0, {aq}, {rs}")
                 }
                 None => {
-                    let mut packed = Vec::with_capacity(panels * k * 6 * 4);
-                    for p in 0..panels {
-                        for kk in 0..k {
-                            for r in 0..6 {
-                                packed.extend_from_slice(&at(6 * p + r, kk).to_le_bytes());
-                            }
-                        }
-                    }
-                    format!("{}, 0, 0", e.constant("float", packed))
+                    let packed = super::linalg::panels(k, m, 6, 0.0, |kk, row| wv[row * k + kk]);
+                    format!(
+                        "{}, 0, 0",
+                        e.constant("float", crate::quant::f32_bytes(&packed))
+                    )
                 }
             };
             let scratch = io.scratch.clone().ok_or("no scratch memory")?;

@@ -118,16 +118,7 @@ pub(crate) fn packed_operand(
     match e.quantize() {
         Some(crate::quant::Quantize::Int8) => {
             let (q, cols, rows) = crate::quant::int8_equalized(k, n, at);
-            let panels = n.div_ceil(16);
-            let mut bytes = Vec::with_capacity(panels * k * 16);
-            for p in 0..panels {
-                for kk in 0..k {
-                    for l in 0..16 {
-                        let j = p * 16 + l;
-                        bytes.push(if j < n { q[j * k + kk] as u8 } else { 0 });
-                    }
-                }
-            }
+            let bytes = panels(k, n, 16, 0u8, |kk, j| q[j * k + kk] as u8);
             let f = mmq(e);
             let bq = e.constant("int8_t", bytes);
             let cs = e.constant("float", crate::quant::f32_bytes(&cols));
@@ -136,7 +127,7 @@ pub(crate) fn packed_operand(
         }
         None => {
             let f = mm(e);
-            let b = e.constant("float", pack_panels(k, n, at));
+            let b = e.constant("float", crate::quant::f32_bytes(&panels(k, n, 16, 0.0, at)));
             (f, b, String::new())
         }
     }
@@ -160,18 +151,23 @@ pub(crate) fn packed_call(
     }
 }
 
-/// Packs a K×N float32 matrix, element (k, j) given by `at`, into the panels `mm.c` reads
-/// for a constant right operand: 16 columns a panel, row k of panel p at `(p*K + k)*16`,
-/// the last panel zero-padded. Returns the little-endian bytes.
-pub(crate) fn pack_panels(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<u8> {
-    let panels = n.div_ceil(16);
-    let mut out = Vec::with_capacity(panels * k * 16 * 4);
-    for p in 0..panels {
+/// Lays out a K×N matrix (element (k, j) given by `at`) in panels of `width` columns: row k
+/// of panel p at `(p*K + k)*width`, the last panel padded with `zero`. With width 16 it is
+/// the constant right operand of `mm.c`; Conv's weights are their transpose in panels of 6.
+pub(crate) fn panels<T: Copy>(
+    k: usize,
+    n: usize,
+    width: usize,
+    zero: T,
+    at: impl Fn(usize, usize) -> T,
+) -> Vec<T> {
+    let count = n.div_ceil(width);
+    let mut out = Vec::with_capacity(count * k * width);
+    for p in 0..count {
         for kk in 0..k {
-            for l in 0..16 {
-                let j = p * 16 + l;
-                let v = if j < n { at(kk, j) } else { 0.0 };
-                out.extend_from_slice(&v.to_le_bytes());
+            for l in 0..width {
+                let j = p * width + l;
+                out.push(if j < n { at(kk, j) } else { zero });
             }
         }
     }
