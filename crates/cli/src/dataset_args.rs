@@ -35,6 +35,15 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 impl DatasetArgs {
+    /// The paths read: the dataset and any --splits and --images folders (an output must
+    /// not be or hold any of them).
+    pub fn inputs(&self) -> Vec<&std::path::Path> {
+        let mut v = vec![self.dataset.as_path()];
+        v.extend(self.splits.as_deref());
+        v.extend(self.images.as_deref());
+        v
+    }
+
     /// Reads the dataset.
     pub fn load(&self) -> anyhow::Result<Dataset> {
         let opts = LoadOptions {

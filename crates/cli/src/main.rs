@@ -22,6 +22,11 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
 
+    /// Largest file any command reads whole (captions, JSON, weights, features, models,
+    /// images), in bytes; a larger one is refused with this limit named.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = autocaption_io::DEFAULT_READ_LIMIT)]
+    max_file_bytes: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +70,14 @@ pub struct Global {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    autocaption_io::set_read_limit(cli.max_file_bytes);
+    // SIGINT, SIGTERM or SIGHUP: remove this run's unfinished outputs (staging folders and
+    // temporary files), then exit; finished outputs and the previous ones stay as they were.
+    let _ = ctrlc::set_handler(|| {
+        let (_lock, _) = autocaption_io::remove_staging();
+        eprintln!("\ninterrupted: unfinished output removed");
+        std::process::exit(130);
+    });
     let global = Global { quiet: cli.quiet };
     let result = match cli.command {
         Command::Bench(a) => cmd::bench::run(a, global),

@@ -102,6 +102,21 @@ impl Compiled {
             error,
         };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let staged: Vec<(std::path::PathBuf, Vec<u8>)> = self
+            .files(name, with_main)
+            .into_iter()
+            .map(|(f, b)| (dir.join(f), b.to_vec()))
+            .collect();
+        autocaption_io::write_files_atomic(&staged).map_err(|e| match e {
+            autocaption_io::IoError::Io { path, error } => CompileError::Io { path, error },
+            other => io(dir, std::io::Error::other(other.to_string())),
+        })?;
+        Ok(staged.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// The files [`Compiled::write`] writes (names and contents): `NAME.c`, `NAME.h`,
+    /// `NAME.weights` with external weights, and `main.c` and `Makefile` with `with_main`.
+    pub fn files(&self, name: &str, with_main: bool) -> Vec<(String, &[u8])> {
         let mut files: Vec<(String, &[u8])> = vec![
             (format!("{name}.c"), self.sources.source.as_bytes()),
             (format!("{name}.h"), self.sources.header.as_bytes()),
@@ -113,15 +128,6 @@ impl Compiled {
             files.push(("main.c".into(), self.sources.main.as_bytes()));
             files.push(("Makefile".into(), self.sources.makefile.as_bytes()));
         }
-        let mut written = Vec::new();
-        for (file, bytes) in files {
-            let path = dir.join(file);
-            autocaption_io::write_atomic(&path, bytes).map_err(|e| match e {
-                autocaption_io::IoError::Io { path, error } => CompileError::Io { path, error },
-                other => io(&path, std::io::Error::other(other.to_string())),
-            })?;
-            written.push(path);
-        }
-        Ok(written)
+        files
     }
 }

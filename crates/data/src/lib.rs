@@ -17,6 +17,7 @@ pub use detect::{load, LoadOptions};
 pub use error::DataError;
 pub use prepare::{
     LengthStats, Manifest, PrepareOptions, Prepared, PreparedImage, PreparedStats, SourceInfo,
+    MANIFEST_FILE,
 };
 pub use report::{Note, NoteKind, Report};
 pub use splits::{assign_splits, SplitFractions};

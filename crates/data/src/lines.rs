@@ -19,7 +19,7 @@ impl TextFile {
                 expected,
             });
         }
-        let bytes = std::fs::read(path).map_err(DataError::io(path))?;
+        let bytes = autocaption_io::read(path)?;
         Self::from_bytes(path, bytes)
     }
 

@@ -243,8 +243,10 @@ impl Prepared {
     }
 
     /// Writes the prepared directory atomically: all of it appears at once, or nothing.
-    pub fn write(&self, dir: &Path, replace: bool) -> Result<PathBuf, DataError> {
-        let out = AtomicDir::new(dir, replace)?;
+    /// An existing `dir` is replaced only with `replace` and only when it is an earlier
+    /// prepared dataset; `dir` must not be or hold any of `inputs`.
+    pub fn write(&self, dir: &Path, replace: bool, inputs: &[&Path]) -> Result<PathBuf, DataError> {
+        let out = AtomicDir::new(dir, replace, MANIFEST_FILE, inputs)?;
         let manifest = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
         let p = out.path().join(MANIFEST_FILE);
         std::fs::write(&p, manifest + "\n").map_err(DataError::io(&p))?;
@@ -268,7 +270,7 @@ impl Prepared {
     /// Reads a prepared directory written by [`Prepared::write`].
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let p = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&p).map_err(DataError::io(&p))?;
+        let text = autocaption_io::read_to_string(&p)?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| DataError::json(&p, e))?;
         if manifest.version != MANIFEST_VERSION {
             return Err(DataError::Invalid {
@@ -278,7 +280,7 @@ impl Prepared {
         }
         let tokenizer = Tokenizer::load(&dir.join(VOCAB_FILE))?;
         let p = dir.join(CAPTIONS_FILE);
-        let text = std::fs::read_to_string(&p).map_err(DataError::io(&p))?;
+        let text = autocaption_io::read_to_string(&p)?;
         let mut images = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -349,10 +351,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("prep");
         let p = Prepared::build(&dataset(), &PrepareOptions::default()).unwrap();
-        p.write(&dir, false).unwrap();
+        p.write(&dir, false, &[]).unwrap();
         assert!(Prepared::is_prepared_dir(&dir));
         assert_eq!(Prepared::load(&dir).unwrap(), p);
-        assert!(p.write(&dir, false).is_err());
+        assert!(p.write(&dir, false, &[]).is_err());
     }
 
     #[test]

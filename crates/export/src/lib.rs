@@ -10,7 +10,7 @@ mod encoder;
 use std::path::{Path, PathBuf};
 
 use autocaption_model::MergeModel;
-use autocaption_onnx::{write_model, OnnxError};
+use autocaption_onnx::{model_files, OnnxError};
 use autocaption_vision::ResNet;
 
 pub use builder::OPSET;
@@ -31,19 +31,26 @@ pub fn export(
         path: dir.to_path_buf(),
         error,
     })?;
+    // Every file is built first and all are written together (see write_files_atomic).
+    let mut bytes = Vec::new();
     let mut files = Vec::new();
     for (name, m) in [
         ("decoder.onnx", decoder(model)),
         ("decoder_step.onnx", decoder_step(model)),
     ] {
         let path = dir.join(name);
-        write_model(&path, &m, None)?;
+        bytes.extend(model_files(&path, &m, None));
         files.push(path);
     }
     if let Some((net, size)) = encoder_net {
         let path = dir.join("encoder.onnx");
-        write_model(&path, &encoder(net, size), Some(EXTERNAL_ABOVE))?;
+        bytes.extend(model_files(
+            &path,
+            &encoder(net, size),
+            Some(EXTERNAL_ABOVE),
+        ));
         files.push(path);
     }
+    autocaption_io::write_files_atomic(&bytes)?;
     Ok(files)
 }

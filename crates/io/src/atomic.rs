@@ -1,5 +1,7 @@
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// An I/O failure, always with the path it happened on.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +17,40 @@ pub enum IoError {
     /// The destination exists and the caller did not ask to replace it.
     #[error("{0} already exists (pass --force to replace it)")]
     Exists(PathBuf),
+    /// A file to read is a directory, a FIFO, a device or a socket.
+    #[error("{path}: is {kind}, not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a directory", "a FIFO", …).
+        kind: &'static str,
+    },
+    /// A file to read is larger than the read limit.
+    #[error("{path}: {size} bytes is more than the limit of {limit} bytes on one file (raise it with --max-file-bytes)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or how much was read before giving up).
+        size: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// An output path is an input, or holds one: replacing it would destroy the input.
+    #[error("{out} is or contains the input {input}; write the output somewhere else")]
+    OutputIsInput {
+        /// The output.
+        out: PathBuf,
+        /// The input it would destroy.
+        input: PathBuf,
+    },
+    /// The destination exists but is not something this command wrote.
+    #[error("{path} exists and {why}; refusing to replace it, even with --force")]
+    Foreign {
+        /// The destination.
+        path: PathBuf,
+        /// Why it is not taken for an earlier output.
+        why: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
@@ -31,26 +67,253 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Reads a whole file; the error names the path.
+/// Default of [`read_limit`]: 16 GiB.
+pub const DEFAULT_READ_LIMIT: u64 = 16 << 30;
+
+static READ_LIMIT: AtomicU64 = AtomicU64::new(DEFAULT_READ_LIMIT);
+
+/// The largest file [`read`] accepts, in bytes.
+pub fn read_limit() -> u64 {
+    READ_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Sets the largest file [`read`] accepts (the CLI's `--max-file-bytes`).
+pub fn set_read_limit(bytes: u64) {
+    READ_LIMIT.store(bytes, Ordering::Relaxed);
+}
+
+/// What a path that is not a regular file is, in words.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
+/// Checks that `path` is a regular file (following symbolic links) before it is opened: a
+/// FIFO would block the open forever and a device never ends.
+pub fn check_regular_file(path: &Path) -> Result<std::fs::Metadata, IoError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(IoError::NotAFile {
+            path: path.to_path_buf(),
+            kind: kind_of(&meta),
+        });
+    }
+    Ok(meta)
+}
+
+/// Reads a whole regular file, at most [`read_limit`] bytes; the error names the path (and
+/// the limit).
 pub fn read(path: &Path) -> Result<Vec<u8>, IoError> {
-    std::fs::read(path).map_err(io_err(path))
+    let meta = check_regular_file(path)?;
+    let limit = read_limit();
+    if meta.len() > limit {
+        return Err(IoError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit,
+        });
+    }
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while it is read: never past the limit.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
+    if bytes.len() as u64 > limit {
+        return Err(IoError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// [`read`] as UTF-8 text; invalid UTF-8 is an error naming the path and the byte.
+pub fn read_to_string(path: &Path) -> Result<String, IoError> {
+    String::from_utf8(read(path)?).map_err(|e| IoError::Io {
+        path: path.to_path_buf(),
+        error: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+        ),
+    })
+}
+
+/// Paths of this process's unfinished outputs (staging directories and temporary files),
+/// removed by [`remove_staging`] when the process is interrupted.
+static STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Directories already searched for stale staging left by killed runs.
+static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn staging() -> MutexGuard<'static, Vec<PathBuf>> {
+    STAGING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unregister(list: &mut Vec<PathBuf>, p: &Path) {
+    list.retain(|q| q != p);
+}
+
+/// Held by an interrupted process between [`remove_staging`] and its exit, so that no output
+/// is renamed into place in between.
+pub struct StagingLock(#[allow(dead_code)] MutexGuard<'static, Vec<PathBuf>>);
+
+/// Removes every unfinished output of this process (for a SIGINT/SIGTERM handler, which then
+/// exits while holding the returned lock). Returns the lock and how many paths were removed.
+pub fn remove_staging() -> (StagingLock, usize) {
+    let mut list = staging();
+    let mut removed = 0;
+    for p in list.drain(..) {
+        let gone = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    (StagingLock(list), removed)
+}
+
+/// The process id in a staging name (`….partial-PID-…` or `.autocaption-PID-…`).
+fn pid_in(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?.split('-').next()?.parse().ok()
+}
+
+/// True when process `pid` is certainly gone (only known on systems with /proc).
+fn is_dead(pid: u32) -> bool {
+    pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes staging entries in `dir` whose names start with `prefix` and whose process is
+/// gone: what a run killed by SIGKILL, an abort or a power cut left behind. Each directory
+/// is searched once per process. Returns what was removed.
+pub fn remove_stale(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        let key = dir.join(prefix);
+        if swept.contains(&key) {
+            return Vec::new();
+        }
+        swept.push(key);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if pid_in(&name, prefix).is_some_and(is_dead) {
+            let p = e.path();
+            let gone = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            if gone.is_ok() {
+                removed.push(p);
+            }
+        }
+    }
+    removed
+}
+
+fn tmp_prefix() -> String {
+    format!(".autocaption-{}-", std::process::id())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
 /// that readers see either the old file or the complete new one, never a partial write.
+/// The temporary file is removed on error and on SIGINT/SIGTERM (see [`remove_staging`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let dir = parent_of(path);
+    remove_stale(dir, ".autocaption-");
     let mut tmp = tempfile::Builder::new()
-        .prefix(".autocaption-")
+        .prefix(&tmp_prefix())
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| IoError::Io {
-        path: path.to_path_buf(),
-        error: e.error,
-    })?;
+    let tmp_path = tmp.path().to_path_buf();
+    staging().push(tmp_path.clone());
+    let result = (|| {
+        tmp.write_all(bytes).map_err(io_err(path))?;
+        tmp.as_file().sync_all().map_err(io_err(path))?;
+        let mut list = staging();
+        unregister(&mut list, &tmp_path);
+        tmp.persist(path).map_err(|e| IoError::Io {
+            path: path.to_path_buf(),
+            error: e.error,
+        })?;
+        Ok(())
+    })();
+    unregister(&mut staging(), &tmp_path);
+    result
+}
+
+/// Writes several files that belong together (generated code and its weights, a model and
+/// its external data): every file is written and synced under a temporary name first, then
+/// all are renamed into place one after the other, with interrupts held off. A failure or a
+/// kill before the renames leaves every old file as it was.
+pub fn write_files_atomic(files: &[(PathBuf, Vec<u8>)]) -> Result<(), IoError> {
+    let mut staged = Vec::new();
+    let cleanup = |staged: &mut Vec<(tempfile::NamedTempFile, &PathBuf)>| {
+        let mut list = staging();
+        for (t, _) in staged.drain(..) {
+            unregister(&mut list, t.path());
+        }
+    };
+    for (path, bytes) in files {
+        let dir = parent_of(path);
+        remove_stale(dir, ".autocaption-");
+        let made = tempfile::Builder::new()
+            .prefix(&tmp_prefix())
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io_err(dir));
+        let mut tmp = match made {
+            Ok(t) => t,
+            Err(e) => {
+                cleanup(&mut staged);
+                return Err(e);
+            }
+        };
+        staging().push(tmp.path().to_path_buf());
+        let written = tmp
+            .write_all(bytes)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(io_err(path));
+        staged.push((tmp, path));
+        if let Err(e) = written {
+            cleanup(&mut staged);
+            return Err(e);
+        }
+    }
+    let mut list = staging();
+    for (tmp, path) in staged {
+        unregister(&mut list, tmp.path());
+        tmp.persist(path).map_err(|e| IoError::Io {
+            path: path.to_path_buf(),
+            error: e.error,
+        })?;
+    }
     Ok(())
 }
 
@@ -65,21 +328,28 @@ pub struct AtomicDir {
 }
 
 impl AtomicDir {
-    /// Starts building `dest`. Fails if `dest` exists and `replace` is false.
-    pub fn new(dest: &Path, replace: bool) -> Result<Self, IoError> {
-        if dest.exists() && !replace {
-            return Err(IoError::Exists(dest.to_path_buf()));
-        }
+    /// Starts building `dest`, after [`check_output`](crate::check_output): `dest` is not one
+    /// of `inputs` and holds none of them, and when it exists, `replace` is true and it is
+    /// an earlier output (empty, or holding `marker`).
+    pub fn new(
+        dest: &Path,
+        replace: bool,
+        marker: &str,
+        inputs: &[&Path],
+    ) -> Result<Self, IoError> {
+        crate::check_output(dest, replace, crate::Ours::DirWith(marker), inputs)?;
         let parent = parent_of(dest);
         fs_err::create_dir_all(parent).map_err(io_err(parent))?;
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".to_string());
+        remove_stale(parent, &format!(".{name}.partial-"));
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
+            .prefix(&format!(".{name}.partial-{}-", std::process::id()))
             .tempdir_in(parent)
             .map_err(io_err(parent))?;
+        staging().push(tmp.path().to_path_buf());
         Ok(Self {
             tmp: Some(tmp),
             dest: dest.to_path_buf(),
@@ -100,25 +370,45 @@ impl AtomicDir {
     /// Moves the finished directory into place, replacing an old one if allowed.
     pub fn commit(mut self) -> Result<PathBuf, IoError> {
         let tmp = self.tmp.take().expect("commit is called once");
+        // Held until the directory is in place: an interrupt waits for the renames.
+        let mut list = staging();
         let built = tmp.keep();
-        if self.dest.exists() {
-            if !self.replace {
-                let _ = fs_err::remove_dir_all(&built);
-                return Err(IoError::Exists(self.dest.clone()));
-            }
-            // Move the old one aside first so that a failure in between loses nothing.
-            let old = built.with_extension("old");
-            fs_err::rename(&self.dest, &old).map_err(io_err(&self.dest))?;
-            fs_err::rename(&built, &self.dest).map_err(io_err(&self.dest))?;
-            let _ = if old.is_dir() {
-                fs_err::remove_dir_all(&old)
-            } else {
-                fs_err::remove_file(&old)
-            };
-        } else {
-            fs_err::rename(&built, &self.dest).map_err(io_err(&self.dest))?;
+        unregister(&mut list, &built);
+        let placed = self.place(&built);
+        if placed.is_err() {
+            let _ = fs_err::remove_dir_all(&built);
         }
-        Ok(self.dest.clone())
+        placed.map(|()| self.dest.clone())
+    }
+
+    fn place(&self, built: &Path) -> Result<(), IoError> {
+        if !self.dest.exists() {
+            return fs_err::rename(built, &self.dest).map_err(io_err(&self.dest));
+        }
+        if !self.replace {
+            return Err(IoError::Exists(self.dest.clone()));
+        }
+        // Move the old one aside first so that a failure in between loses nothing.
+        let old = built.with_extension("old");
+        fs_err::rename(&self.dest, &old).map_err(io_err(&self.dest))?;
+        if let Err(e) = fs_err::rename(built, &self.dest) {
+            let _ = fs_err::rename(&old, &self.dest);
+            return Err(io_err(&self.dest)(e));
+        }
+        let _ = if old.is_dir() {
+            fs_err::remove_dir_all(&old)
+        } else {
+            fs_err::remove_file(&old)
+        };
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if let Some(t) = &self.tmp {
+            unregister(&mut staging(), t.path());
+        }
     }
 }
 
@@ -142,7 +432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("out");
         {
-            let d = AtomicDir::new(&dest, false).unwrap();
+            let d = AtomicDir::new(&dest, false, "x", &[]).unwrap();
             std::fs::write(d.path().join("x"), b"1").unwrap();
         }
         assert!(!dest.exists());
@@ -153,14 +443,14 @@ mod tests {
     fn atomic_dir_commit_and_replace() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("out");
-        let d = AtomicDir::new(&dest, false).unwrap();
+        let d = AtomicDir::new(&dest, false, "x", &[]).unwrap();
         std::fs::write(d.path().join("x"), b"1").unwrap();
         d.commit().unwrap();
         assert!(matches!(
-            AtomicDir::new(&dest, false),
+            AtomicDir::new(&dest, false, "x", &[]),
             Err(IoError::Exists(_))
         ));
-        let d = AtomicDir::new(&dest, true).unwrap();
+        let d = AtomicDir::new(&dest, true, "x", &[]).unwrap();
         std::fs::write(d.path().join("y"), b"2").unwrap();
         d.commit().unwrap();
         assert!(!dest.join("x").exists());

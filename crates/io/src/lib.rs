@@ -4,8 +4,14 @@
 
 mod atomic;
 mod fmt;
+mod guard;
 mod progress;
 
-pub use atomic::{read, write_atomic, AtomicDir, IoError};
+pub use atomic::{
+    check_regular_file, read, read_limit, read_to_string, remove_staging, remove_stale,
+    set_read_limit, write_atomic, write_files_atomic, AtomicDir, IoError, StagingLock,
+    DEFAULT_READ_LIMIT,
+};
 pub use fmt::{f32_from_le_bytes, f32_to_le_bytes, thousands};
+pub use guard::{check_output, refuse_input, resolved, Ours};
 pub use progress::{NoProgress, Progress};

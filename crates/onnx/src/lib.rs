@@ -55,26 +55,26 @@ pub enum OnnxError {
         /// What is wrong.
         message: String,
     },
+    /// A file could not be read or written (too large, not a regular file, …).
+    #[error(transparent)]
+    File(autocaption_io::IoError),
 }
 
 impl From<autocaption_io::IoError> for OnnxError {
     fn from(e: autocaption_io::IoError) -> Self {
         match e {
             autocaption_io::IoError::Io { path, error } => OnnxError::Io { path, error },
-            autocaption_io::IoError::Exists(path) => OnnxError::Io {
-                path,
-                error: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            },
+            other => OnnxError::File(other),
         }
     }
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, OnnxError> {
-    std::fs::read(path).map_err(|error| OnnxError::Io {
-        path: path.to_path_buf(),
-        error,
-    })
+    Ok(autocaption_io::read(path)?)
 }
+
+/// External data files, each read once however many tensors it holds.
+type DataFiles = std::collections::HashMap<PathBuf, Vec<u8>>;
 
 /// Reads a model, loads its external data (paths relative to the model's directory) into
 /// the tensors, and checks that every tensor of the graph (initializers and tensor
@@ -95,9 +95,10 @@ pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut result = Ok(());
+    let mut files = DataFiles::new();
     for_each_tensor(&mut model, &mut |t| {
         if result.is_ok() {
-            result = load_external(t, dir, path).and_then(|()| check(t, path));
+            result = load_external(t, dir, path, &mut files).and_then(|()| check(t, path));
         }
     });
     result.map(|()| model)
@@ -130,6 +131,21 @@ pub fn write_model(
     model: &ModelProto,
     external_above: Option<usize>,
 ) -> Result<(), OnnxError> {
+    Ok(autocaption_io::write_files_atomic(&model_files(
+        path,
+        model,
+        external_above,
+    ))?)
+}
+
+/// The files [`write_model`] writes, with their bytes: the model, and its external data
+/// when there is any.
+pub fn model_files(
+    path: &Path,
+    model: &ModelProto,
+    external_above: Option<usize>,
+) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
     let mut model = model.clone();
     let mut data = Vec::new();
     if let Some(limit) = external_above {
@@ -158,12 +174,11 @@ pub fn write_model(
             t.data_location = Some(DataLocation::External as i32);
         });
         if !data.is_empty() {
-            let data_path = path.with_file_name(&file_name);
-            autocaption_io::write_atomic(&data_path, &data)?;
+            files.push((path.with_file_name(&file_name), data));
         }
     }
-    autocaption_io::write_atomic(path, &model.encode_to_vec())?;
-    Ok(())
+    files.push((path.to_path_buf(), model.encode_to_vec()));
+    files
 }
 
 /// Calls `f` on every tensor of the model: initializers and tensor-valued attributes of the
@@ -200,7 +215,12 @@ fn tensor_error(path: &Path, t: &TensorProto, message: String) -> OnnxError {
 }
 
 /// Replaces an external-data reference with the bytes it points at.
-fn load_external(t: &mut TensorProto, dir: &Path, model: &Path) -> Result<(), OnnxError> {
+fn load_external(
+    t: &mut TensorProto,
+    dir: &Path,
+    model: &Path,
+    files: &mut DataFiles,
+) -> Result<(), OnnxError> {
     if t.data_location != Some(DataLocation::External as i32) {
         return Ok(());
     }
@@ -235,7 +255,11 @@ fn load_external(t: &mut TensorProto, dir: &Path, model: &Path) -> Result<(), On
     let offset = number("offset")?.unwrap_or(0);
     let length = number("length")?;
     let file = dir.join(rel);
-    let bytes = read_bytes(&file)?;
+    if !files.contains_key(&file) {
+        let bytes = read_bytes(&file)?;
+        files.insert(file.clone(), bytes);
+    }
+    let bytes = &files[&file];
     let end = match length {
         Some(l) => offset.checked_add(l),
         None => Some(bytes.len()),

@@ -60,7 +60,7 @@ pub fn run_demo(
     step: &mut dyn FnMut(&str),
 ) -> Result<DemoReport> {
     let started = Instant::now();
-    let dir = AtomicDir::new(&s.out, s.replace)?;
+    let dir = AtomicDir::new(&s.out, s.replace, "summary.txt", &[])?;
     let root = dir.path().to_path_buf();
     // Paths recorded in the models point where the directory will be once committed.
     let dest = std::path::absolute(&s.out).unwrap_or_else(|_| s.out.clone());
@@ -94,7 +94,7 @@ pub fn run_demo(
     for image in &mut on_disk.images {
         image.path = image.path.as_deref().map(moved);
     }
-    on_disk.write(&root.join("prepared"), false)?;
+    on_disk.write(&root.join("prepared"), false, &[])?;
 
     let resnet = format!(
         "ResNet-50, Keras layout, seeded random weights (seed {})",

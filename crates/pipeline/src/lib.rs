@@ -51,7 +51,7 @@ pub use evaluate::{evaluate, EvalImage, EvalRow, EvalSettings, Evaluation};
 pub use extract::{extract, ExtractEvent, ExtractReport, ExtractSettings, Failure, Save};
 pub use images::{expand_photos, list_images};
 pub use model_dir::{files, reference_words, Counts, ModelConfig, ModelDir};
-pub use sheet::{pick_for_sheet, write_sheet, Candidate, SheetOutcome};
+pub use sheet::{pick_for_sheet, write_sheet, Candidate, SheetOutcome, SHEET_SOFTWARE};
 pub use training::{
     model_config, read_overrides, train_new, train_resume, validate as validate_training,
     TrainData, TrainEvent, TrainOutcome,

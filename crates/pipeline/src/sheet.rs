@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use autocaption_data::Split;
 use autocaption_io::write_atomic;
 use autocaption_viz::{contact_sheet, SheetItem, SheetOptions};
-use image::{DynamicImage, ImageDecoder, ImageReader};
+use image::DynamicImage;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -64,17 +64,32 @@ pub struct SheetOutcome {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Decodes an image, honouring its EXIF orientation.
-fn open(path: &Path) -> Result<DynamicImage, String> {
-    let mut decoder = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| e.to_string())?
-        .into_decoder()
-        .map_err(|e| e.to_string())?;
-    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
-    img.apply_orientation(orientation);
-    Ok(img)
+/// Decodes an image as every command does (size limits, EXIF orientation) and scales it
+/// down to fit a `thumb` square at once, so that only one full image is in memory.
+fn open(path: &Path, thumb: u32) -> Result<DynamicImage, String> {
+    let rgb = autocaption_vision::load_rgb(path).map_err(|e| e.to_string())?;
+    let img = DynamicImage::ImageRgb8(rgb);
+    Ok(if img.width() > thumb || img.height() > thumb {
+        img.resize(thumb, thumb, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    })
+}
+
+/// What marks a PNG written by [`write_sheet`] (its `Software` text chunk), so that `show
+/// --force` replaces only a sheet it drew.
+pub const SHEET_SOFTWARE: &str = "autocaption show";
+
+fn encode_png(sheet: &image::RgbImage) -> std::result::Result<Vec<u8>, png::EncodingError> {
+    let mut png_bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut png_bytes, sheet.width(), sheet.height());
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.add_text_chunk("Software".into(), SHEET_SOFTWARE.into())?;
+    let mut w = enc.write_header()?;
+    w.write_image_data(sheet.as_raw())?;
+    w.finish()?;
+    Ok(png_bytes)
 }
 
 /// Decodes up to `count` of `found` (skipping any that fail), lays them out and writes the
@@ -91,7 +106,7 @@ pub fn write_sheet(
         if items.len() == count {
             break;
         }
-        match open(&c.path) {
+        match open(&c.path, opts.thumb) {
             Ok(image) => items.push(SheetItem {
                 image,
                 title: c.name,
@@ -106,10 +121,8 @@ pub fn write_sheet(
             skipped.len()
         )));
     }
-    let sheet = contact_sheet(&items, opts);
-    let mut png = Vec::new();
-    sheet
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    let sheet = contact_sheet(&items, opts).map_err(|e| Error::file(out, e))?;
+    let png = encode_png(&sheet)
         .map_err(|e| Error::file(out, format!("cannot encode the contact sheet: {e}")))?;
     write_atomic(out, &png)?;
     Ok(SheetOutcome {

@@ -305,7 +305,7 @@ fn small_encoder_weights(spec: Option<&EncoderSpec>, at: Option<&Path>) -> Optio
         Some(p) => p.to_path_buf(),
         None => PathBuf::from(spec.weights.as_ref()?),
     };
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = autocaption_io::read(&path).ok()?;
     (Some(sha256_id(&bytes)) == spec.sha256).then_some(bytes)
 }
 

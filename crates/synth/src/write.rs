@@ -149,7 +149,7 @@ pub fn generate(
         )));
     }
 
-    let dir = AtomicDir::new(out, replace)?;
+    let dir = AtomicDir::new(out, replace, "synth.json", &[])?;
     let images = dir.path().join("images");
     std::fs::create_dir(&images).map_err(|error| IoError::Io {
         path: images.clone(),

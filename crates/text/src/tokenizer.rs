@@ -18,6 +18,9 @@ pub enum TextError {
         /// What the operating system said.
         error: std::io::Error,
     },
+    /// The file could not be read (missing, too large, not a regular file, …).
+    #[error(transparent)]
+    Read(#[from] autocaption_io::IoError),
     /// The file is not a tokenizer this version understands.
     #[error("{path} line {line}, column {column}: not a valid tokenizer file: {message}")]
     Parse {
@@ -130,10 +133,7 @@ impl Tokenizer {
 
     /// Reads a tokenizer file written by [`Tokenizer::to_json`].
     pub fn load(path: &Path) -> Result<Self, TextError> {
-        let text = std::fs::read_to_string(path).map_err(|error| TextError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let text = autocaption_io::read_to_string(path)?;
         Self::from_json(&text, path)
     }
 }

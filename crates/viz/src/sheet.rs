@@ -44,8 +44,30 @@ const CAPTION: [u8; 3] = [25, 25, 25];
 const PAPER: [u8; 3] = [255, 255, 255];
 const FRAME: [u8; 3] = [225, 225, 225];
 
-/// Lays out pictures in a grid with their captions rendered under each.
-pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
+/// Largest sheet drawn, in pixels (300 MB of RGB).
+pub const MAX_SHEET_PIXELS: u64 = 100_000_000;
+/// Lines of one caption drawn; a longer caption ends in "…".
+pub const MAX_CAPTION_LINES: usize = 4;
+/// Captions drawn under one picture.
+pub const MAX_CAPTIONS: usize = 8;
+/// Lines of a cell's title.
+const MAX_TITLE_LINES: usize = 2;
+
+/// Keeps the first `max` of `lines`, marking a cut with "…".
+fn clip(mut lines: Vec<String>, max: usize) -> Vec<String> {
+    if lines.len() > max {
+        lines.truncate(max);
+        if let Some(last) = lines.last_mut() {
+            last.push('…');
+        }
+    }
+    lines
+}
+
+/// Lays out pictures in a grid with their captions rendered under each (at most
+/// [`MAX_CAPTIONS`] a picture, [`MAX_CAPTION_LINES`] lines each). Fails, before drawing,
+/// when the sheet would be larger than [`MAX_SHEET_PIXELS`].
+pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> Result<RgbImage, String> {
     let text = Text::new();
     let columns = opts.columns.clamp(1, items.len().max(1));
     let (thumb, pad) = (opts.thumb.max(16), opts.padding);
@@ -56,11 +78,20 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
     let laid: Vec<(Vec<String>, Vec<Vec<String>>)> = items
         .iter()
         .map(|it| {
-            let title = text.wrap(&it.title, opts.font_px, thumb as f32);
+            // Only the start of a very long text is laid out: it is cut anyway.
+            let start = |s: &str| s.chars().take(2000).collect::<String>();
+            let title = clip(
+                text.wrap(&start(&it.title), opts.font_px, thumb as f32),
+                MAX_TITLE_LINES,
+            );
             let caps = it
                 .captions
                 .iter()
-                .map(|c| text.wrap(&format!("• {c}"), opts.font_px, thumb as f32))
+                .take(MAX_CAPTIONS)
+                .map(|c| {
+                    let wrapped = text.wrap(&format!("• {}", start(c)), opts.font_px, thumb as f32);
+                    clip(wrapped, MAX_CAPTION_LINES)
+                })
                 .collect();
             (title, caps)
         })
@@ -73,8 +104,15 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
         .chunks(columns)
         .map(|row| thumb + row.iter().map(text_height).max().unwrap_or(0))
         .collect();
-    let width = columns as u32 * (thumb + pad) + pad;
-    let height = row_heights.iter().map(|h| h + pad).sum::<u32>() + pad;
+    let width = columns as u64 * (thumb + pad) as u64 + pad as u64;
+    let height = row_heights.iter().map(|&h| (h + pad) as u64).sum::<u64>() + pad as u64;
+    if width * height > MAX_SHEET_PIXELS {
+        return Err(format!(
+            "the sheet would be {width}×{height} pixels, more than the limit of \
+             {MAX_SHEET_PIXELS}; draw fewer images, fewer columns or smaller pictures"
+        ));
+    }
+    let (width, height) = (width as u32, height as u32);
     let mut img = RgbImage::from_pixel(width, height, Rgb(PAPER));
 
     let title_style = TextStyle {
@@ -123,20 +161,23 @@ pub fn contact_sheet(items: &[SheetItem], opts: SheetOptions) -> RgbImage {
         }
         y0 += row_h + pad;
     }
-    img
+    Ok(img)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn grid_size_follows_items_and_columns() {
-        let item = |w, h| SheetItem {
+    fn item(w: u32, h: u32) -> SheetItem {
+        SheetItem {
             image: DynamicImage::ImageRgb8(RgbImage::from_pixel(w, h, Rgb([200, 0, 0]))),
             title: "x.jpg".into(),
             captions: vec!["a red square".into(), "a very red square indeed".into()],
-        };
+        }
+    }
+
+    #[test]
+    fn grid_size_follows_items_and_columns() {
         let opts = SheetOptions {
             columns: 3,
             thumb: 64,
@@ -146,12 +187,30 @@ mod tests {
         let sheet = contact_sheet(
             &[item(100, 50), item(50, 100), item(64, 64), item(10, 10)],
             opts,
-        );
+        )
+        .unwrap();
         assert_eq!(sheet.width(), 3 * (64 + 4) + 4);
         // Two rows, each taller than a picture alone.
         assert!(sheet.height() > 2 * (64 + 4) + 4);
         // The first picture is letterboxed: red in the middle of its frame, frame above it.
         assert_eq!(sheet.get_pixel(4 + 32, 4 + 32).0, [200, 0, 0]);
         assert_eq!(sheet.get_pixel(4 + 32, 4 + 2).0, FRAME);
+    }
+
+    #[test]
+    fn long_captions_are_cut_and_huge_sheets_refused() {
+        let opts = SheetOptions {
+            columns: 1,
+            thumb: 64,
+            font_px: 10.0,
+            padding: 4,
+        };
+        let mut long = item(10, 10);
+        long.captions = vec!["word ".repeat(100_000); 50];
+        let sheet = contact_sheet(&[long.clone()], opts).unwrap();
+        assert!(sheet.height() < 64 + 60 * 14, "{}", sheet.height());
+        let many = vec![item(10, 10); 30_000];
+        let e = contact_sheet(&many, opts).unwrap_err();
+        assert!(e.contains("more than the limit"), "{e}");
     }
 }

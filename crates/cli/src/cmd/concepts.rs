@@ -35,6 +35,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     encoder_out: Option<PathBuf>,
 
+    /// Replace --out and --encoder-out if they are earlier outputs (safetensors files).
+    #[arg(long)]
+    force: bool,
+
     /// Passes over the training images.
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -65,6 +69,14 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             "--encoder-out and --out are the same file ({})",
             args.out.display()
         );
+    }
+    for out in [&args.out, &weights_out] {
+        autocaption_io::check_output(
+            out,
+            args.force,
+            autocaption_io::Ours::FileMentioning("__metadata__"),
+            &[&args.data],
+        )?;
     }
     let started = Instant::now();
     let prepared = Prepared::load(&args.data)?;

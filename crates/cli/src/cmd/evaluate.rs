@@ -86,7 +86,12 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| args.model.join(format!("eval-{}", args.split)));
-    let dir = AtomicDir::new(&out, args.force)?;
+    let dir = AtomicDir::new(
+        &out,
+        args.force,
+        "metrics.json",
+        &[&args.model, &args.data, &features],
+    )?;
     let prepared = Prepared::load(&args.data)?;
     let store = FeatureStore::load(&features)?;
     let e = evaluate(&cap, &prepared, &store, &settings, &Bar::new(global.quiet))?;

@@ -24,9 +24,14 @@ pub struct Args {
     #[arg(long, short)]
     model: PathBuf,
 
-    /// Output directory.
+    /// Output directory (other files in it are left alone).
     #[arg(long, short)]
     out: PathBuf,
+
+    /// Replace the ONNX files of an earlier `export` in --out (files it did not write are
+    /// never replaced).
+    #[arg(long)]
+    force: bool,
 
     /// Also export the model's encoder (a ResNet-50), found as `caption` finds it.
     #[arg(long)]
@@ -41,15 +46,33 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
 
-    /// Image size of the exported encoder's input.
+    /// Image size of the exported encoder's input (32 to 4096).
     #[arg(long, default_value_t = 224)]
     image_size: usize,
 }
 
 /// Runs `export`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    if args.image_size < 32 {
-        bail!("--image-size must be at least 32, got {}", args.image_size);
+    if !(32..=4096).contains(&args.image_size) {
+        bail!("--image-size must be 32 to 4096, got {}", args.image_size);
+    }
+    {
+        use autocaption_io::{check_output, Ours};
+        let mut inputs = vec![args.model.as_path()];
+        if let Some(w) = args.weights.as_deref() {
+            inputs.push(std::path::Path::new(w));
+        }
+        let ours = Ours::FileMentioning("autocaption");
+        for f in ["decoder.onnx", "decoder_step.onnx", "encoder.onnx"] {
+            check_output(&args.out.join(f), args.force, ours, &inputs)?;
+        }
+        // The data file goes with encoder.onnx, checked above.
+        check_output(
+            &args.out.join("encoder.onnx.data"),
+            args.force,
+            Ours::FileStarting(b""),
+            &inputs,
+        )?;
     }
     let model = ModelDir::load(&args.model)?;
     let encoder = if args.encoder || args.weights.is_some() {

@@ -96,8 +96,7 @@ pub struct Args {
 impl Args {
     fn pipeline(&self) -> anyhow::Result<CleanPipeline> {
         if let Some(path) = &self.pipeline {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
+            let text = autocaption_io::read_to_string(path)?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))?;
             // Accept a whole vocab.json as well as a bare pipeline.
@@ -142,12 +141,13 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if args.min_count == 0 {
         bail!("--min-count must be at least 1");
     }
-    if args.out.exists() && !args.force {
-        bail!(
-            "{} already exists (pass --force to replace it)",
-            args.out.display()
-        );
-    }
+    let inputs = args.dataset.inputs();
+    autocaption_io::check_output(
+        &args.out,
+        args.force,
+        autocaption_io::Ours::DirWith(autocaption_data::MANIFEST_FILE),
+        &inputs,
+    )?;
     let mut ds = args.dataset.load()?;
     if let Some(f) = args.auto_split {
         assign_splits(&mut ds, f, args.seed);
@@ -160,7 +160,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     };
     let prepared = Prepared::build(&ds, &opts)?;
     let dir = prepared
-        .write(&args.out, args.force)
+        .write(&args.out, args.force, &inputs)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&prepared.manifest)?);

@@ -26,7 +26,11 @@ pub struct Args {
     #[arg(long, short)]
     out: PathBuf,
 
-    /// Number of images.
+    /// Replace --out if it is a sheet drawn earlier (any other file is never replaced).
+    #[arg(long)]
+    force: bool,
+
+    /// Number of images (at most 10,000; the sheet at most 100 million pixels).
     #[arg(long, short = 'n', default_value_t = 12)]
     count: usize,
 
@@ -73,9 +77,15 @@ fn offered(args: &Args) -> anyhow::Result<Vec<Offered>> {
 
 /// Runs `show`.
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
-    if args.count == 0 || args.columns == 0 {
-        bail!("--count and --columns must be at least 1");
+    if !(1..=10_000).contains(&args.count) || !(1..=1_000).contains(&args.columns) {
+        bail!("--count must be 1 to 10000 and --columns 1 to 1000");
     }
+    autocaption_io::check_output(
+        &args.out,
+        args.force,
+        autocaption_io::Ours::FileMentioning(autocaption_pipeline::SHEET_SOFTWARE),
+        &args.dataset.inputs(),
+    )?;
     if !(16..=4096).contains(&args.thumb) || !(4.0..=200.0).contains(&args.font_size) {
         bail!("--thumb must be 16 to 4096 pixels and --font-size 4 to 200");
     }
