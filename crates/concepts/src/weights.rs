@@ -110,6 +110,11 @@ impl ConceptNet {
                 )));
             }
             p.value = autocaption_io::f32_from_le_bytes(t.data());
+            if let Some((i, x)) = autocaption_io::first_non_finite(&p.value) {
+                return Err(bad(format!(
+                    "tensor {name}: value {i} is {x}; every value must be finite"
+                )));
+            }
         }
         Ok(net)
     }

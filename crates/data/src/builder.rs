@@ -67,6 +67,13 @@ impl DatasetBuilder {
     /// the caption's number within its image where the format has one.
     pub fn caption(&mut self, name: &str, number: Option<u32>, caption: &str, line: usize) {
         self.records += 1;
+        if name.chars().any(char::is_control) {
+            let place = self.place(line);
+            self.report.add(NoteKind::SkippedMalformed, || {
+                format!("{place}: the image name {name:?} has a control character")
+            });
+            return;
+        }
         if !is_image_name(name) {
             let n = self.dropped_names.entry(name.to_string()).or_insert(0);
             *n += 1;

@@ -41,13 +41,10 @@ const IMAGE_DIRS: &[&str] = &[
 
 /// Loads a dataset from a caption file or a directory holding one.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
-    let file = if path.is_dir() {
+    // The metadata's own error: "not found", "too many levels of symbolic links", …
+    let meta = std::fs::metadata(path).map_err(DataError::io(path))?;
+    let file = if meta.is_dir() {
         find_caption_file(path, opts.format)?
-    } else if !path.exists() {
-        return Err(DataError::Io {
-            path: path.to_path_buf(),
-            error: std::io::Error::from(std::io::ErrorKind::NotFound),
-        });
     } else {
         path.to_path_buf()
     };
@@ -79,10 +76,14 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
 
     let images = match &opts.images {
         Some(d) if !d.is_dir() => {
+            let message = match std::fs::metadata(d) {
+                Ok(_) => "is a file; --images takes the directory holding the images".into(),
+                Err(e) => format!("image directory: {e}"),
+            };
             return Err(DataError::Invalid {
                 path: d.clone(),
-                message: "image directory does not exist".into(),
-            })
+                message,
+            });
         }
         Some(d) => Some(d.clone()),
         None if format == Format::Csv => Some(beside.clone()),

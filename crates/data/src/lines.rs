@@ -32,6 +32,24 @@ impl TextFile {
                 path: path.to_path_buf(),
             });
         }
+        // Classic Mac line endings (a lone CR) end lines too; otherwise a whole file would be
+        // one record.
+        if bytes.contains(&b'\r') {
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'\r' {
+                    out.push(b'\n');
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                } else {
+                    out.push(bytes[i]);
+                }
+                i += 1;
+            }
+            bytes = out;
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             let bad = e.utf8_error().valid_up_to();
             let before = &e.as_bytes()[..bad];
@@ -109,5 +127,11 @@ mod tests {
         ));
         let t = TextFile::from_bytes(Path::new("b"), b"\xEF\xBB\xBFx\r\ny".to_vec()).unwrap();
         assert_eq!(t.lines().collect::<Vec<_>>(), vec![(1, "x"), (2, "y")]);
+        // CR-only (classic Mac) and mixed endings.
+        let t = TextFile::from_bytes(Path::new("c"), b"a\rb\r\nc\rd\n".to_vec()).unwrap();
+        assert_eq!(
+            t.lines().collect::<Vec<_>>(),
+            vec![(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+        );
     }
 }

@@ -147,6 +147,20 @@ impl Prepared {
             .split(Split::Train)
             .flat_map(|i| i.captions.iter().map(String::as_str))
             .collect();
+        let invalid = |message: String| DataError::Invalid {
+            path: ds.source.clone(),
+            message,
+        };
+        opts.pipeline.check().map_err(invalid)?;
+        if ds.images.is_empty() {
+            return Err(invalid(format!(
+                "no usable caption was read ({} records, {} image names); is it a {} file? \
+                 (pass --format to say which format it is, --lenient to skip bad lines)",
+                ds.records_read,
+                ds.names_read,
+                ds.format.as_str()
+            )));
+        }
         if train.is_empty() {
             return Err(DataError::Invalid {
                 path: ds.source.clone(),
@@ -161,6 +175,30 @@ impl Prepared {
             opts.oov_token.clone(),
         );
         let all_words = Tokenizer::fit(opts.pipeline.clone(), train.iter().copied(), 1, None, None);
+        let special: Vec<&str> = opts
+            .pipeline
+            .wrap_tokens()
+            .map(|(s, e)| vec![s, e])
+            .unwrap_or_default()
+            .into_iter()
+            .chain(opts.oov_token.as_deref())
+            .collect();
+        let real_words = tokenizer
+            .vocab
+            .words()
+            .iter()
+            .filter(|w| !special.contains(&w.as_str()))
+            .count();
+        if real_words == 0 {
+            return Err(invalid(format!(
+                "no word is left in the vocabulary ({} distinct words in the training captions \
+                 before --min-count {} and --max-words {}, after cleaning); loosen those options \
+                 or the cleaning",
+                all_words.vocab.len().saturating_sub(special.len() + 1),
+                opts.min_count,
+                opts.max_words.map_or("(none)".into(), |m| m.to_string())
+            )));
+        }
 
         let mut images_by = BTreeMap::new();
         let mut captions_by = BTreeMap::new();

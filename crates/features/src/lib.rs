@@ -289,6 +289,13 @@ impl FeatureStore {
             }
         }
         let data: Vec<f32> = autocaption_io::f32_from_le_bytes(t.data());
+        if let Some((i, x)) = autocaption_io::first_non_finite(&data) {
+            let (row, col) = (i / dim.max(1), i % dim.max(1));
+            return Err(bad(format!(
+                "row {row} ({:?}) has {x} at column {col}; features must be finite",
+                names.get(row).map_or("?", String::as_str)
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
             return Err(bad(format!("image name {dup:?} appears twice")));

@@ -11,6 +11,15 @@ pub fn f32_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Where `values` holds a NaN or an infinity first: its index and value (for an error that
+/// names the tensor or row).
+pub fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
+    values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| (i, values[i]))
+}
+
 /// `12345` as `12,345`, for numbers people read.
 pub fn thousands(n: usize) -> String {
     let s = n.to_string();

@@ -12,6 +12,6 @@ pub use atomic::{
     set_read_limit, write_atomic, write_files_atomic, AtomicDir, IoError, StagingLock,
     DEFAULT_READ_LIMIT,
 };
-pub use fmt::{f32_from_le_bytes, f32_to_le_bytes, thousands};
+pub use fmt::{f32_from_le_bytes, f32_to_le_bytes, first_non_finite, thousands};
 pub use guard::{check_output, refuse_input, resolved, Ours};
 pub use progress::{NoProgress, Progress};

@@ -67,7 +67,11 @@ impl MergeModel {
                     param.shape
                 )));
             }
-            loaded.push(autocaption_io::f32_from_le_bytes(t.data()));
+            let v = autocaption_io::f32_from_le_bytes(t.data());
+            if let Some((i, x)) = autocaption_io::first_non_finite(&v) {
+                return Err(err(format!("value {i} is {x}; every value must be finite")));
+            }
+            loaded.push(v);
         }
         for (p, v) in self.params_mut().into_iter().zip(loaded) {
             p.value = v;

@@ -90,6 +90,38 @@ impl CleanPipeline {
         self.words(raw).join(" ")
     }
 
+    /// Checks that the pipeline can give a usable vocabulary: start and end tokens that are
+    /// single non-empty words and differ, and a word length limit of at most 64 characters.
+    pub fn check(&self) -> Result<(), String> {
+        for stage in &self.stages {
+            match stage {
+                Stage::Wrap { start, end } => {
+                    for (what, t) in [("start", start), ("end", end)] {
+                        if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            return Err(format!(
+                                "the {what} token {t:?} must be one word (not empty, no spaces)"
+                            ));
+                        }
+                    }
+                    if start == end {
+                        return Err(format!(
+                            "the start and end tokens are both {start:?}; they must differ, or \
+                             captions could not be told to end"
+                        ));
+                    }
+                }
+                Stage::DropShortWords { min_len } if *min_len > 64 => {
+                    return Err(format!(
+                        "a minimum word length of {min_len} characters drops every word \
+                         (at most 64)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The start and end tokens, if the pipeline wraps captions.
     pub fn wrap_tokens(&self) -> Option<(&str, &str)> {
         self.stages.iter().rev().find_map(|s| match s {
@@ -127,6 +159,24 @@ mod tests {
             stages: vec![Stage::Lowercase, Stage::DropNonAlphabetic],
         };
         assert_eq!(p.words("Two 2 dogs 3rd"), vec!["two", "dogs"]);
+    }
+
+    #[test]
+    fn pipelines_that_leave_no_vocabulary_are_refused() {
+        assert!(CleanPipeline::default().check().is_ok());
+        let wrap = |s: &str, e: &str| CleanPipeline {
+            stages: vec![Stage::Wrap {
+                start: s.into(),
+                end: e.into(),
+            }],
+        };
+        assert!(wrap("x", "x").check().unwrap_err().contains("must differ"));
+        assert!(wrap("", "e").check().unwrap_err().contains("one word"));
+        assert!(wrap("a b", "e").check().is_err());
+        let short = CleanPipeline {
+            stages: vec![Stage::DropShortWords { min_len: 1000 }],
+        };
+        assert!(short.check().unwrap_err().contains("1000"));
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub enum TextError {
     /// The file could not be read (missing, too large, not a regular file, …).
     #[error(transparent)]
     Read(#[from] autocaption_io::IoError),
+    /// The tokenizer parses but cannot be used (its cleaning pipeline is unusable).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The file is not a tokenizer this version understands.
     #[error("{path} line {line}, column {column}: not a valid tokenizer file: {message}")]
     Parse {
@@ -128,6 +136,10 @@ impl Tokenizer {
                 found: t.version,
             });
         }
+        t.pipeline.check().map_err(|message| TextError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(t)
     }
 

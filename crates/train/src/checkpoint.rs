@@ -116,7 +116,13 @@ impl Checkpoint {
                     t.shape()
                 )));
             }
-            Ok(autocaption_io::f32_from_le_bytes(t.data()))
+            let v = autocaption_io::f32_from_le_bytes(t.data());
+            match autocaption_io::first_non_finite(&v) {
+                Some((i, x)) => Err(bad(format!(
+                    "tensor {key:?}: value {i} is {x}; every value must be finite"
+                ))),
+                None => Ok(v),
+            }
         };
         let mut values = Vec::with_capacity(names.len());
         for (k, (name, shape)) in names.iter().enumerate() {

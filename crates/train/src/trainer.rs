@@ -263,6 +263,15 @@ fn train_here(
             let (caps, feats) = train_set.batch(&batches[k]);
             model.zero_grad();
             let ce = model.train_batch(&caps, &feats, &mut rng);
+            if !ce.loss_sum.is_finite() {
+                return Err(TrainError::Data(format!(
+                    "training diverged in epoch {}, batch {}: the loss is {}; the weights \
+                     kept so far and the last checkpoint are as they were (try a lower --lr)",
+                    epoch + 1,
+                    k + 1,
+                    ce.loss_sum
+                )));
+            }
             adam.config.lr = rates[k];
             adam.update(&mut model.params_mut());
             state.loss_sum += ce.loss_sum;

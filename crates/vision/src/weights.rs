@@ -73,9 +73,16 @@ impl Reader<'_> {
         if t.shape() != shape {
             return Err(self.err(name, format!("shape {:?}, expected {shape:?}", t.shape())));
         }
-        match t.dtype() {
-            Dtype::F32 => Ok(autocaption_io::f32_from_le_bytes(t.data())),
-            other => Err(self.err(name, format!("dtype {other:?}, expected F32"))),
+        let v = match t.dtype() {
+            Dtype::F32 => autocaption_io::f32_from_le_bytes(t.data()),
+            other => return Err(self.err(name, format!("dtype {other:?}, expected F32"))),
+        };
+        match autocaption_io::first_non_finite(&v) {
+            Some((i, x)) => Err(self.err(
+                name,
+                format!("value {i} is {x}; every value must be finite"),
+            )),
+            None => Ok(v),
         }
     }
 
@@ -256,6 +263,12 @@ impl KerasReader<'_> {
         let mut v = vec![0.0f32; shape.iter().product()];
         d.read_into(&mut v)
             .map_err(|e| self.err(&name, format!("unreadable: {e}")))?;
+        if let Some((i, x)) = autocaption_io::first_non_finite(&v) {
+            return Err(self.err(
+                &name,
+                format!("value {i} is {x}; every value must be finite"),
+            ));
+        }
         Ok(v)
     }
 

@@ -41,8 +41,17 @@ pub struct Args {
     #[arg(long, short, value_name = "MODEL_DIR")]
     out: PathBuf,
 
-    /// Continue the run in --out from its last checkpoint, with its saved settings.
-    #[arg(long, conflicts_with = "force")]
+    /// Continue the run in --out from its last checkpoint, with its saved settings: the
+    /// training flags (--epochs, --lr, --seed, …) are refused with it, since the run's own
+    /// are used; --data and --features may point to where the data has moved.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "force", "epochs", "batch_size", "patience", "select", "lr_schedule",
+            "lr_patience", "lr_factor", "lr_floor", "warmup", "seed", "lr",
+            "checkpoint_every", "precision", "model_config", "raw_features",
+        ]
+    )]
     resume: bool,
 
     /// Replace --out if it holds an earlier model (a folder that is not a model directory
