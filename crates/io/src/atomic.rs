@@ -181,12 +181,31 @@ pub fn remove_staging() -> (StagingLock, usize) {
     let mut list = staging();
     let mut removed = 0;
     for p in list.drain(..) {
-        let gone = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
+        if !p.is_dir() {
+            removed += usize::from(std::fs::remove_file(&p).is_ok());
+            continue;
+        }
+        // Other threads may still be writing into it: moved aside first (their next file
+        // fails to open), then removed, again if a file landed in between. The new name
+        // keeps the staging prefix, so a later run sweeps whatever still fails.
+        let mut aside = p.clone().into_os_string();
+        aside.push("-interrupted");
+        let aside = PathBuf::from(aside);
+        let target = if std::fs::rename(&p, &aside).is_ok() {
+            aside
         } else {
-            std::fs::remove_file(&p)
+            p
         };
-        removed += usize::from(gone.is_ok());
+        for _ in 0..50 {
+            match std::fs::remove_dir_all(&target) {
+                Ok(()) => {
+                    removed += 1;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
     }
     (StagingLock(list), removed)
 }
@@ -345,6 +364,7 @@ impl AtomicDir {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".to_string());
         remove_stale(parent, &format!(".{name}.partial-"));
+        remove_stale(parent, ".autocaption-");
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.partial-{}-", std::process::id()))
             .tempdir_in(parent)

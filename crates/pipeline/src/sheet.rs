@@ -117,8 +117,11 @@ pub fn write_sheet(
     }
     if items.is_empty() {
         return Err(Error::Invalid(format!(
-            "no image could be decoded ({} tried)",
-            skipped.len()
+            "no image could be decoded ({} tried; the first: {})",
+            skipped.len(),
+            skipped
+                .first()
+                .map_or(String::new(), |(_, why)| why.clone())
         )));
     }
     let sheet = contact_sheet(&items, opts).map_err(|e| Error::file(out, e))?;

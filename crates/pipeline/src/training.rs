@@ -219,6 +219,7 @@ pub fn train_new(
     on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<TrainOutcome> {
     validate(&training)?;
+    autocaption_io::refuse_input(out, &[data.prepared_path, data.features_path])?;
     if out.exists() {
         if !replace {
             return Err(Error::file(
