@@ -179,6 +179,20 @@ fn killed_run_resumes_to_the_same_weights() {
         args.extend(["--lr-schedule", "cosine", "--warmup", "1"].map(String::from));
         args
     };
+    // A resume takes the run's own settings: only where it is and where the data is.
+    let resume = |out: &Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "train".into(),
+            "-q".into(),
+            "--resume".into(),
+            "--out".into(),
+            out.into(),
+            "--data".into(),
+            prep.clone().into(),
+            "--features".into(),
+            features.clone().into(),
+        ]
+    };
     let whole = t.path().join("whole");
     bin().args(cmd(&whole)).assert().success();
     let history: serde_json::Value =
@@ -195,10 +209,11 @@ fn killed_run_resumes_to_the_same_weights() {
     let mut kills = 0;
     // SIGKILL the run at a few moments after a checkpoint exists, resuming each time.
     for round in 0..4u64 {
-        let mut args = cmd(&killed);
-        if killed.join("config.json").exists() {
-            args.push("--resume".into());
-        }
+        let args: Vec<std::ffi::OsString> = if killed.join("config.json").exists() {
+            resume(&killed)
+        } else {
+            cmd(&killed).into_iter().map(Into::into).collect()
+        };
         let mut child = Process::new(&exe)
             .args(&args)
             .stdout(Stdio::null())
@@ -224,7 +239,7 @@ fn killed_run_resumes_to_the_same_weights() {
         kills += 1;
     }
     assert!(kills >= 1, "the run was never interrupted; make it longer");
-    bin().args(cmd(&killed)).arg("--resume").assert().success();
+    bin().args(resume(&killed)).assert().success();
     eprintln!("killed {kills} times");
     for f in [
         "weights.safetensors",

@@ -54,6 +54,11 @@ impl EvalSettings {
                 "--length-alpha needs at least one value".into(),
             ));
         }
+        if self.beams.len() > 16 || self.length_alphas.len() > 16 {
+            return Err(Error::Invalid(
+                "--beam and --length-alpha take at most 16 values each".into(),
+            ));
+        }
         for o in self.decoders() {
             o.validate()?;
         }

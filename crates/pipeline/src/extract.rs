@@ -32,11 +32,17 @@ pub struct ExtractSettings {
 impl ExtractSettings {
     /// Checks the settings without touching disk.
     pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 {
-            return Err(Error::Invalid("--batch-size must be at least 1".into()));
+        if !(1..=256).contains(&self.batch_size) {
+            return Err(Error::Invalid(format!(
+                "--batch-size {}: expected 1 to 256 images",
+                self.batch_size
+            )));
         }
-        if self.save_every == 0 {
-            return Err(Error::Invalid("--save-every must be at least 1".into()));
+        if !(1..=10_000_000).contains(&self.save_every) {
+            return Err(Error::Invalid(format!(
+                "--save-every {}: expected 1 to 10000000 images",
+                self.save_every
+            )));
         }
         Ok(())
     }

@@ -69,10 +69,12 @@ pub struct TrainData<'a> {
 
 /// Checks training settings without touching disk.
 pub fn validate(training: &TrainConfig) -> Result<()> {
-    if training.epochs == 0 || training.batch_size == 0 {
-        return Err(Error::Invalid(
-            "--epochs and --batch-size must be at least 1".into(),
-        ));
+    if !(1..=100_000).contains(&training.epochs) || !(1..=65_536).contains(&training.batch_size) {
+        return Err(Error::Invalid(format!(
+            "--epochs {} and --batch-size {}: expected 1 to 100000 epochs and 1 to 65536 \
+             captions a batch",
+            training.epochs, training.batch_size
+        )));
     }
     let lr = training.adam.lr;
     if !(lr > 0.0 && lr.is_finite()) {

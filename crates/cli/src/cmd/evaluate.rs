@@ -77,6 +77,9 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         int8_weights: args.int8,
     };
     settings.validate()?;
+    if args.samples > 1000 {
+        anyhow::bail!("--samples {}: expected 0 to 1000 images", args.samples);
+    }
     let cap = Captioner::load_for_features(&args.model)?;
     let features = args
         .features
