@@ -114,6 +114,16 @@ fn force_never_replaces_an_input_or_a_foreign_folder() {
         b"precious"
     );
     assert_eq!(snapshot(&data), before, "the dataset is untouched");
+    // features --out naming the image folder.
+    bin()
+        .args(["features", "--weights", "random", "--images"])
+        .arg(data.join("images"))
+        .arg("--out")
+        .arg(data.join("images"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is or contains the input"));
+    assert_eq!(snapshot(&data), before, "the dataset is untouched");
 
     // train --force --out D --data D; evaluate --force --out M --model M.
     let prep = t.path().join("prep");
@@ -535,26 +545,9 @@ fn non_finite_features_and_weights_are_refused_by_name() {
         .arg(&model)
         .assert()
         .success();
-    let w = model.join("weights.safetensors");
-    let bytes = std::fs::read(&w).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    tensors.sort();
-    let target = tensors[0].0.clone();
-    tensors[0].2[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d)| {
-            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
-                .unwrap();
-            (n.clone(), v)
-        })
-        .collect();
-    std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
+    let ckpt = model.join("checkpoint.safetensors");
+    let ckpt_tensor = poison(&ckpt, f32::NAN, "adam_v/");
+    let target = poison(&model.join("weights.safetensors"), f32::INFINITY, "");
     bin()
         .args(["caption", "--model"])
         .arg(&model)
@@ -563,6 +556,68 @@ fn non_finite_features_and_weights_are_refused_by_name() {
         .assert()
         .failure()
         .stderr(predicate::str::contains(target).and(predicate::str::contains("value 0 is inf")));
+    // A checkpoint with a NaN in Adam's state, read by a resume.
+    bin()
+        .args(["train", "--resume", "--out"])
+        .arg(&model)
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains(ckpt_tensor).and(predicate::str::contains("value 0 is NaN")),
+        );
+    // Encoder weights (the concept CNN's) with a NaN.
+    let f = t.path().join("c.safetensors");
+    bin()
+        .args(["concepts", "-q", "--epochs", "1", "--size", "16", "--data"])
+        .arg(&prep)
+        .arg("--out")
+        .arg(&f)
+        .assert()
+        .success();
+    let enc = t.path().join("c.encoder.safetensors");
+    let enc_tensor = poison(&enc, f32::NAN, "");
+    bin()
+        .args(["features", "--images"])
+        .arg(data.join("images"))
+        .arg("--weights")
+        .arg(&enc)
+        .arg("--out")
+        .arg(t.path().join("x.safetensors"))
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains(enc_tensor).and(predicate::str::contains("value 0 is NaN")),
+        );
+}
+
+/// Rewrites the safetensors file `path` (metadata kept) with the first value of its first
+/// tensor (by name) starting with `prefix` set to `value`; returns that tensor's name.
+fn poison(path: &Path, value: f32, prefix: &str) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    tensors.sort();
+    let k = tensors
+        .iter()
+        .position(|(n, _, _)| n.starts_with(prefix))
+        .unwrap();
+    tensors[k].2[..4].copy_from_slice(&value.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                .unwrap();
+            (n.clone(), v)
+        })
+        .collect();
+    let out = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+    std::fs::write(path, out).unwrap();
+    tensors[k].0.clone()
 }
 
 #[test]
@@ -870,6 +925,14 @@ fn killed_features_compile_export_and_prepare_leave_complete_outputs() {
         .assert()
         .success();
     let exported = snapshot(&onnx);
+    bin()
+        .args(["export", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&onnx)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists (pass --force"));
     let args: Vec<&std::ffi::OsStr> = vec![
         "export".as_ref(),
         "-q".as_ref(),

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use autocaption_data::{Format, LoadOptions, Prepared};
 
+/// A fuzz target: arbitrary bytes in, nothing out (it must return).
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the file names under `fuzz/fuzz_targets/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("flickr8k", flickr8k),
     ("flickr30k", flickr30k),
     ("coco", coco),
@@ -30,7 +33,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 

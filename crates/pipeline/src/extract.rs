@@ -116,6 +116,8 @@ pub fn extract(
     on_event: &mut dyn FnMut(ExtractEvent<'_>),
 ) -> Result<ExtractReport> {
     s.validate()?;
+    autocaption_io::refuse_input(&s.out, &[&s.images])?;
+    autocaption_io::refuse_input(&s.parts_dir(), &[&s.images])?;
     let names = list_images(&s.images)?;
     if names.is_empty() {
         return Err(Error::file(

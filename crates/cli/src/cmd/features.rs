@@ -76,11 +76,21 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
              --seed N for seeded random weights"
         );
     };
-    let encoder = Encoder::load(&EncoderSource::parse(weights, args.seed))?;
     let report_path = args
         .report
         .clone()
         .unwrap_or_else(|| args.out.with_extension("report.json"));
+    let weights_file = std::path::Path::new(weights);
+    for out in [&args.out, &report_path] {
+        autocaption_io::refuse_input(out, &[&args.images, weights_file])?;
+    }
+    if report_path == args.out {
+        bail!(
+            "--report and --out are the same file ({})",
+            args.out.display()
+        );
+    }
+    let encoder = Encoder::load(&EncoderSource::parse(weights, args.seed))?;
     let bar = Bar::new(global.quiet);
     let report = extract(&encoder, &settings, &bar, &mut |e| {
         if let ExtractEvent::Skipped(f) = e {
