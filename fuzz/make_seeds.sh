@@ -11,7 +11,7 @@ w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 s=fuzz/seeds
 rm -rf "$s"
-mkdir -p "$s"/{flickr8k,flickr30k,coco,karpathy,csv_captions,prepared,tokenizer,model_dir,features,checkpoint,encoder_weights,onnx_compile,image}
+mkdir -p "$s"/{flickr8k,flickr30k,coco,karpathy,csv_captions,prepared,tokenizer,model_dir,features,checkpoint,encoder_weights,onnx_compile,image,keras_model}
 
 $ac -q synth --count 12 --size 32 --out "$w/synth"
 $ac -q prepare "$w/synth" --out "$w/prep"
@@ -44,5 +44,6 @@ cp fixtures/resnet/other.h5 "$s/encoder_weights/other.h5"
 cp "$w/onnx/decoder.onnx" "$s/onnx_compile/decoder.onnx"
 cp "$w/onnx/decoder_step.onnx" "$s/onnx_compile/decoder_step.onnx"
 cp fixtures/keras_preprocess/images/rgb_37x23.png fixtures/keras_preprocess/images/smooth_130x90.jpg "$s/image/"
+cp fixtures/keras_h5/tiny_seed.h5 fixtures/keras_h5/tokenizer.json "$s/keras_model/"
 printf 'P6\n2 2\n255\n\x00\x00\x00\xff\xff\xff\x10\x20\x30\x40\x50\x60' > "$s/image/tiny.ppm"
 du -sh "$s"/*

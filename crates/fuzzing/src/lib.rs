@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("encoder_weights", encoder_weights),
     ("onnx_compile", onnx_compile),
     ("image", image),
+    ("keras_model", keras_model),
 ];
 
 /// The target called `name`.
@@ -228,4 +229,14 @@ pub fn image(data: &[u8]) {
     with_files(&[("image", data)], |d| {
         let _ = autocaption_vision::load_rgb(&d.join("image"));
     });
+}
+
+/// A Keras 2 HDF5 model (`autocaption import keras`), and the same bytes as a Keras
+/// tokenizer JSON.
+pub fn keras_model(data: &[u8]) {
+    let path = Path::new("model.h5");
+    let _ = autocaption_keras::read_model(data.to_vec(), path);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = autocaption_keras::read_tokenizer(text, path, "startseq", "endseq");
+    }
 }

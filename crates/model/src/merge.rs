@@ -352,6 +352,62 @@ impl MergeModel {
         }
         out
     }
+
+    /// The seed's greedy decoding, for models trained on pre-padded windows (the seed's
+    /// (prefix, next word) pairs, no mask): for every word, the last `max_len` tokens (the
+    /// start token and the words so far, pre-padded with 0) go through the whole model again
+    /// and the most probable next word is taken (the first of equals, as `np.argmax`).
+    /// Batched over the images of `features` (`[n, feature_dim]`). Each result holds the
+    /// words after `start`, `end` included where it was chosen; a sequence also stops at
+    /// `max_words` words or when the padding index wins (the seed's `word is None`).
+    pub fn greedy_prefix(
+        &mut self,
+        features: &[f32],
+        start: u32,
+        end: u32,
+        max_words: usize,
+    ) -> Vec<Vec<u32>> {
+        let f = self.config.feature_dim;
+        let (steps, v) = (self.config.max_len, self.config.vocab_size);
+        let n = features.len() / f.max(1);
+        let mut words: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut active: Vec<usize> = (0..n).collect();
+        for _ in 0..max_words {
+            if active.is_empty() {
+                break;
+            }
+            let mut tokens = vec![0u32; active.len() * steps];
+            let mut feats = Vec::with_capacity(active.len() * f);
+            for (k, &i) in active.iter().enumerate() {
+                let seq: Vec<u32> = std::iter::once(start)
+                    .chain(words[i].iter().copied())
+                    .collect();
+                let keep = &seq[seq.len().saturating_sub(steps)..];
+                tokens[k * steps + steps - keep.len()..(k + 1) * steps].copy_from_slice(keep);
+                feats.extend_from_slice(&features[i * f..(i + 1) * f]);
+            }
+            let probs = self.predict_all_positions(&tokens, steps, &feats);
+            let mut still = Vec::with_capacity(active.len());
+            for (k, &i) in active.iter().enumerate() {
+                let last = &probs[(k * steps + steps - 1) * v..(k * steps + steps) * v];
+                let mut best = 0;
+                for (j, &p) in last.iter().enumerate() {
+                    if p > last[best] {
+                        best = j;
+                    }
+                }
+                if best == 0 {
+                    continue;
+                }
+                words[i].push(best as u32);
+                if best as u32 != end {
+                    still.push(i);
+                }
+            }
+            active = still;
+        }
+        words
+    }
 }
 
 #[cfg(test)]

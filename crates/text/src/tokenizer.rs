@@ -85,6 +85,35 @@ impl Tokenizer {
         }
     }
 
+    /// A tokenizer over a given word index (`words[i]` has index `i + 1`, as in a Keras
+    /// `Tokenizer`'s `word_index`), with the seed's cleaning wrapped in `start` … `end`.
+    /// Fails when a word repeats, or the tokens are unusable.
+    pub fn from_words(
+        words: Vec<String>,
+        counts: Vec<u64>,
+        oov_token: Option<String>,
+        start: &str,
+        end: &str,
+    ) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(w) = words.iter().find(|w| !seen.insert(w.as_str())) {
+            return Err(format!("the word {w:?} appears twice"));
+        }
+        let mut pipeline = CleanPipeline::default();
+        for s in &mut pipeline.stages {
+            if let crate::Stage::Wrap { start: s0, end: e0 } = s {
+                *s0 = start.to_string();
+                *e0 = end.to_string();
+            }
+        }
+        pipeline.check()?;
+        Ok(Self {
+            version: FORMAT_VERSION,
+            pipeline,
+            vocab: Vocabulary::from_parts(words, counts, oov_token, 1),
+        })
+    }
+
     /// Cleans and encodes one raw caption.
     pub fn encode(&self, raw: &str) -> Vec<u32> {
         self.vocab.encode(&self.pipeline.words(raw))

@@ -113,7 +113,7 @@ impl From<Vocabulary> for VocabFile {
 }
 
 impl Vocabulary {
-    fn from_parts(
+    pub(crate) fn from_parts(
         words: Vec<String>,
         counts: Vec<u64>,
         oov_token: Option<String>,

@@ -1,0 +1,133 @@
+//! The seed's Keras model read from HDF5: `fixtures/keras_h5/make_fixture.py` (TensorFlow
+//! 2.15, Keras 2) saved the seed's graph at small widths with random weights, its fitted
+//! Tokenizer, Keras' probabilities for 8 pre-padded windows and the captions of the seed's
+//! own `model.predict` loop for 100 feature vectors.
+
+use std::path::{Path, PathBuf};
+
+use autocaption_keras::{read_model_file, read_tokenizer_file, KerasError};
+use serde_json::Value;
+
+/// Largest absolute difference allowed between our probabilities and Keras'.
+const PROB_TOLERANCE: f32 = 1e-5;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/keras_h5")
+        .join(name)
+}
+
+fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn probabilities_match_keras() {
+    let mut k = read_model_file(&fixture("tiny_seed.h5")).unwrap();
+    assert!(!k.mask_zero, "the seed's Embedding has no mask");
+    assert_eq!(
+        k.keras_version.as_deref().map(|v| v.starts_with("2.")),
+        Some(true)
+    );
+    let e = expected();
+    let windows: Vec<u32> = e["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+        })
+        .collect();
+    let feats = floats(&e["features"]);
+    let want = floats(&e["probs"]);
+    let c = k.model.config.clone();
+    let probs = k.model.predict_all_positions(&windows, c.max_len, &feats);
+    let n = windows.len() / c.max_len;
+    assert_eq!(n, 8);
+    let mut worst = 0.0f32;
+    for i in 0..n {
+        let last = &probs[(i * c.max_len + c.max_len - 1) * c.vocab_size..][..c.vocab_size];
+        for (a, b) in last
+            .iter()
+            .zip(&want[i * c.vocab_size..(i + 1) * c.vocab_size])
+        {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!(
+        "max |ours - keras| = {worst:e} over {} probabilities",
+        n * c.vocab_size
+    );
+    assert!(worst <= PROB_TOLERANCE, "{worst:e}");
+}
+
+#[test]
+fn greedy_captions_match_the_seed_loop() {
+    let mut k = read_model_file(&fixture("tiny_seed.h5")).unwrap();
+    let tok = read_tokenizer_file(&fixture("tokenizer.json"), "startseq", "endseq").unwrap();
+    assert_eq!(tok.vocab.len(), k.model.config.vocab_size);
+    let e = expected();
+    let photos = floats(&e["photos"]);
+    let start = tok.vocab.index_of("startseq").unwrap();
+    let end = tok.vocab.index_of("endseq").unwrap();
+    let words = k
+        .model
+        .greedy_prefix(&photos, start, end, k.model.config.max_len);
+    let want = e["captions"].as_array().unwrap();
+    assert_eq!(words.len(), 100);
+    let mut same = 0;
+    for (w, want) in words.iter().zip(want) {
+        let text: Vec<&str> = std::iter::once("startseq")
+            .chain(w.iter().map(|&i| tok.vocab.word(i).unwrap()))
+            .collect();
+        if text.join(" ") == want.as_str().unwrap() {
+            same += 1;
+        } else {
+            eprintln!("ours:  {}\nkeras: {}", text.join(" "), want);
+        }
+    }
+    assert_eq!(same, 100, "{same} of 100 captions identical");
+}
+
+#[test]
+fn unsupported_layers_are_listed_and_bad_files_refused() {
+    let e = read_model_file(&fixture("unsupported.h5")).unwrap_err();
+    let s = e.to_string();
+    assert!(matches!(e, KerasError::Unsupported { .. }), "{s}");
+    assert!(
+        s.contains("conv1d (Conv1D)") && s.contains("gru (GRU)"),
+        "{s}"
+    );
+    // Truncated, not HDF5, a Keras 3 zip.
+    let bytes = std::fs::read(fixture("tiny_seed.h5")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in [
+        ("cut.h5", bytes[..bytes.len() / 3].to_vec()),
+        ("text.h5", b"hello".to_vec()),
+        ("model.keras", b"PK\x03\x04rest".to_vec()),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        let e = read_model_file(&p).unwrap_err();
+        eprintln!("{e}");
+        assert!(e.to_string().contains(name), "{e}");
+    }
+    let e = read_tokenizer_file(&fixture("tokenizer.json"), "<s>", "</s>").unwrap_err();
+    assert!(e.to_string().contains("not in the word index"), "{e}");
+}
