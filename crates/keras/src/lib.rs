@@ -488,6 +488,9 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
     })
 }
 
+/// One weight read from the file: its dataset path, shape and values.
+type Weight = (String, Vec<usize>, Vec<f32>);
+
 /// Reads the weights of one layer: (dataset path, shape, values) for each entry of its
 /// `weight_names`.
 fn layer_weights(
@@ -495,7 +498,7 @@ fn layer_weights(
     base: &str,
     layer: &str,
     path: &Path,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, KerasError> {
+) -> Result<Vec<Weight>, KerasError> {
     let err = |name: &str, message: String| KerasError::Weight {
         path: path.to_path_buf(),
         name: name.to_string(),
@@ -610,7 +613,7 @@ pub fn read_model(bytes: Vec<u8>, path: &Path) -> Result<KerasModel, KerasError>
         ("decoder_lstm", &parts.decoder_lstm),
         ("output", &parts.output),
     ];
-    let mut values: HashMap<String, (String, Vec<usize>, Vec<f32>)> = HashMap::new();
+    let mut values: HashMap<String, Weight> = HashMap::new();
     for (ours, theirs) in roles {
         for (ds, shape, v) in layer_weights(&file, base, theirs, path)? {
             let short = ds
