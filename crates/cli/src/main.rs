@@ -57,8 +57,11 @@ enum Command {
     Evaluate(cmd::evaluate::Args),
     /// Export a trained model (and optionally the encoder) to ONNX.
     Export(cmd::export::Args),
-    /// Compile an ONNX model ahead of time into dependency-free C99.
+    /// Compile an ONNX model (or the seed's Keras HDF5 model) ahead of time into
+    /// dependency-free C99.
     Compile(cmd::compile::Args),
+    /// Import a model made elsewhere (the seed's Keras HDF5 model) into a model directory.
+    Import(cmd::import::Args),
 }
 
 /// Settings every command gets.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => cmd::evaluate::run(a, global),
         Command::Export(a) => cmd::export::run(a, global),
         Command::Compile(a) => cmd::compile::run(a, global),
+        Command::Import(a) => cmd::import::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

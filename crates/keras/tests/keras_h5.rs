@@ -86,15 +86,15 @@ fn greedy_captions_match_the_seed_loop() {
     let photos = floats(&e["photos"]);
     let start = tok.vocab.index_of("startseq").unwrap();
     let end = tok.vocab.index_of("endseq").unwrap();
-    let words = k
-        .model
-        .greedy_prefix(&photos, start, end, k.model.config.max_len);
+    let max_len = k.model.config.max_len;
+    let hyps = k.model.greedy_prefix(&photos, start, end, max_len);
     let want = e["captions"].as_array().unwrap();
-    assert_eq!(words.len(), 100);
+    assert_eq!(hyps.len(), 100);
     let mut same = 0;
-    for (w, want) in words.iter().zip(want) {
+    for (h, want) in hyps.iter().zip(want) {
         let text: Vec<&str> = std::iter::once("startseq")
-            .chain(w.iter().map(|&i| tok.vocab.word(i).unwrap()))
+            .chain(h.tokens.iter().map(|&i| tok.vocab.word(i).unwrap()))
+            .chain(h.finished.then_some("endseq"))
             .collect();
         if text.join(" ") == want.as_str().unwrap() {
             same += 1;

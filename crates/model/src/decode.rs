@@ -48,7 +48,7 @@ pub struct Hypothesis {
 }
 
 impl Hypothesis {
-    fn new(tokens: Vec<u32>, log_prob: f64, finished: bool, alpha: f64) -> Self {
+    pub(crate) fn new(tokens: Vec<u32>, log_prob: f64, finished: bool, alpha: f64) -> Self {
         let length = (tokens.len() + usize::from(finished)).max(1) as f64;
         Self {
             score: log_prob / length.powf(alpha),

@@ -357,36 +357,39 @@ impl MergeModel {
     /// (prefix, next word) pairs, no mask): for every word, the last `max_len` tokens (the
     /// start token and the words so far, pre-padded with 0) go through the whole model again
     /// and the most probable next word is taken (the first of equals, as `np.argmax`).
-    /// Batched over the images of `features` (`[n, feature_dim]`). Each result holds the
-    /// words after `start`, `end` included where it was chosen; a sequence also stops at
-    /// `max_words` words or when the padding index wins (the seed's `word is None`).
+    /// Batched over the images of `features` (`[n, feature_dim]`). At most `words` words are
+    /// chosen (the end token counted, as in the seed's loop of `max_length` predictions); a
+    /// caption also stops when the padding index wins (the seed's `word is None`), and is
+    /// then unfinished. Tokens exclude start and end, as [`crate::Decoder::greedy`]'s do.
     pub fn greedy_prefix(
         &mut self,
         features: &[f32],
         start: u32,
         end: u32,
-        max_words: usize,
-    ) -> Vec<Vec<u32>> {
+        words: usize,
+    ) -> Vec<crate::Hypothesis> {
         let f = self.config.feature_dim;
         let (steps, v) = (self.config.max_len, self.config.vocab_size);
         let n = features.len() / f.max(1);
-        let mut words: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut log_prob = vec![0.0f64; n];
+        let mut done = vec![false; n];
         let mut active: Vec<usize> = (0..n).collect();
-        for _ in 0..max_words {
+        for _ in 0..words {
             if active.is_empty() {
                 break;
             }
-            let mut tokens = vec![0u32; active.len() * steps];
+            let mut window = vec![0u32; active.len() * steps];
             let mut feats = Vec::with_capacity(active.len() * f);
             for (k, &i) in active.iter().enumerate() {
                 let seq: Vec<u32> = std::iter::once(start)
-                    .chain(words[i].iter().copied())
+                    .chain(tokens[i].iter().copied())
                     .collect();
                 let keep = &seq[seq.len().saturating_sub(steps)..];
-                tokens[k * steps + steps - keep.len()..(k + 1) * steps].copy_from_slice(keep);
+                window[k * steps + steps - keep.len()..(k + 1) * steps].copy_from_slice(keep);
                 feats.extend_from_slice(&features[i * f..(i + 1) * f]);
             }
-            let probs = self.predict_all_positions(&tokens, steps, &feats);
+            let probs = self.predict_all_positions(&window, steps, &feats);
             let mut still = Vec::with_capacity(active.len());
             for (k, &i) in active.iter().enumerate() {
                 let last = &probs[(k * steps + steps - 1) * v..(k * steps + steps) * v];
@@ -399,14 +402,22 @@ impl MergeModel {
                 if best == 0 {
                     continue;
                 }
-                words[i].push(best as u32);
-                if best as u32 != end {
+                log_prob[i] += f64::from(last[best].max(f32::MIN_POSITIVE).ln());
+                if best as u32 == end {
+                    done[i] = true;
+                } else {
+                    tokens[i].push(best as u32);
                     still.push(i);
                 }
             }
             active = still;
         }
-        words
+        tokens
+            .into_iter()
+            .zip(log_prob)
+            .zip(done)
+            .map(|((t, lp), d)| crate::Hypothesis::new(t, lp, d, 0.0))
+            .collect()
     }
 }
 

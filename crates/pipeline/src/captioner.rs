@@ -177,6 +177,9 @@ impl Captioner {
             )));
         }
         let (start, end) = self.model.start_end();
+        if self.model.config.decoding == crate::Decoding::Prefix {
+            return self.caption_prefix(features, opts, progress);
+        }
         let decoder = Decoder::with_format(&self.model.model, start, end, opts.weights)?;
         let mut out = Vec::with_capacity(features.len() / dim);
         progress.start(
@@ -197,6 +200,48 @@ impl Captioner {
                 hyps.iter()
                     .map(|hs| hs.iter().map(|h| self.caption(h)).collect()),
             );
+            progress.advance((chunk.len() / dim) as u64);
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// Greedy captions of a model decoded over pre-padded windows (see
+    /// [`crate::Decoding::Prefix`]); `opts.max_words` words at most, the end token besides.
+    fn caption_prefix(
+        &self,
+        features: &[f32],
+        opts: &CaptionOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Caption>>> {
+        if opts.beam > 1 {
+            return Err(Error::Invalid(format!(
+                "{}: this model is decoded over pre-padded windows (trained as the seed's \
+                 model, without a mask), and beam search over windows is not implemented \
+                 yet; caption it greedily (--beam 1)",
+                self.model.path.display()
+            )));
+        }
+        let dim = self.feature_dim();
+        let (start, end) = self.model.start_end();
+        // The forward pass keeps its activations in the model: a copy for this call.
+        let mut model = self.model.model.clone();
+        let mut out = Vec::with_capacity(features.len() / dim);
+        progress.start(
+            &format!("captions ({}, prefix)", opts.label()),
+            (features.len() / dim) as u64,
+        );
+        for chunk in features.chunks(BATCH * dim) {
+            // One more prediction than words, for the end token; a caption that has not
+            // ended by then is cut at max_words, unfinished.
+            let mut hyps = model.greedy_prefix(chunk, start, end, opts.max_words + 1);
+            for h in &mut hyps {
+                if h.tokens.len() > opts.max_words {
+                    h.tokens.truncate(opts.max_words);
+                    h.finished = false;
+                }
+            }
+            out.extend(hyps.iter().map(|h| vec![self.caption(h)]));
             progress.advance((chunk.len() / dim) as u64);
         }
         progress.finish();

@@ -35,6 +35,7 @@ mod eval_files;
 mod evaluate;
 mod extract;
 mod images;
+mod import;
 mod model_dir;
 pub mod quantize;
 mod sheet;
@@ -50,7 +51,8 @@ pub use error::{Error, Result};
 pub use evaluate::{evaluate, EvalImage, EvalRow, EvalSettings, Evaluation};
 pub use extract::{extract, ExtractEvent, ExtractReport, ExtractSettings, Failure, Save};
 pub use images::{expand_photos, list_images};
-pub use model_dir::{files, reference_words, Counts, ModelConfig, ModelDir};
+pub use import::{import_keras, ImportOutcome, VocabSource};
+pub use model_dir::{files, reference_words, Counts, Decoding, ModelConfig, ModelDir};
 pub use sheet::{pick_for_sheet, write_sheet, Candidate, SheetOutcome, SHEET_SOFTWARE};
 pub use training::{
     model_config, read_overrides, train_new, train_resume, validate as validate_training,

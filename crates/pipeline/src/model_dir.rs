@@ -34,6 +34,29 @@ pub struct ModelConfig {
     /// recorded (those need `--weights` to caption photos, checked by width only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSpec>,
+    /// How captions are decoded (absent: incremental, as every model trained here).
+    #[serde(default, skip_serializing_if = "Decoding::is_incremental")]
+    pub decoding: Decoding,
+}
+
+/// How a model's captions are decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoding {
+    /// One word at a time, carrying the LSTM states: models trained with padding masked
+    /// (every model `train` makes, and Keras models whose Embedding has `mask_zero`).
+    #[default]
+    Incremental,
+    /// The whole pre-padded window of the last `max_len` tokens again for every word, as
+    /// the seed's `model.predict` loop does: models trained on the seed's (prefix, next
+    /// word) pairs without a mask (imported seed models). Greedy only, for now.
+    Prefix,
+}
+
+impl Decoding {
+    fn is_incremental(&self) -> bool {
+        *self == Decoding::Incremental
+    }
 }
 
 /// Sizes of the training data.

@@ -248,6 +248,7 @@ pub fn train_new(
         features: absolute(data.features_path),
         counts: counts(&train_set, &dev_set),
         encoder: Some(encoder),
+        decoding: crate::Decoding::Incremental,
     };
     let encoder_copy = small_encoder_weights(config.encoder.as_ref(), data.encoder_file);
 

@@ -10,6 +10,9 @@ use crate::Global;
 
 /// Compile an ONNX model ahead of time into dependency-free C99.
 ///
+/// MODEL may also be the seed's Keras HDF5 model (`model.save("model.h5")`, read as `import
+/// keras` reads it): it is compiled as the graph `export` writes for decoder.onnx.
+///
 /// Writes NAME.c and NAME.h into OUT: the weights in one aligned image, packed in the layout
 /// each kernel reads (embedded as hexadecimal words, or NAME.weights with --weights
 /// external; int8 with --quantize int8), no heap (one scratch arena, its size in the header
@@ -90,6 +93,24 @@ fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// The ONNX graph of `path`: an ONNX file, or the seed's Keras HDF5 model turned into the
+/// graph `export` writes as decoder.onnx (the seed's interface: `embedding_input` [N, 30]
+/// pre-padded token ids as floats and `dense_input` [N, F] → `activation_3` [N, vocab]).
+fn read_model(path: &std::path::Path) -> anyhow::Result<autocaption_onnx::proto::ModelProto> {
+    autocaption_io::check_regular_file(path)?;
+    let mut head = [0u8; 8];
+    let is_hdf5 = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"\x89HDF\r\n\x1a\n";
+    if is_hdf5 {
+        let keras = autocaption_keras::read_model_file(path)?;
+        Ok(autocaption_export::decoder(&keras.model))
+    } else {
+        Ok(autocaption_onnx::read_model(path)?)
+    }
+}
+
 /// Refuses, before anything is compiled or written, to overwrite an input, a file an earlier
 /// `compile` did not write, or (without --force) one it did.
 fn check_outputs(args: &Args) -> anyhow::Result<()> {
@@ -148,7 +169,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         fixed.insert(k, t);
     }
     check_outputs(&args)?;
-    let model = autocaption_onnx::read_model(&args.model)?;
+    let model = read_model(&args.model)?;
     let opts = Options {
         name: args.name.clone(),
         dims,

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod export;
 pub mod features;
+pub mod import;
 pub mod model;
 pub mod prepare;
 pub mod show;
