@@ -131,3 +131,49 @@ fn unsupported_layers_are_listed_and_bad_files_refused() {
     let e = read_tokenizer_file(&fixture("tokenizer.json"), "<s>", "</s>").unwrap_err();
     assert!(e.to_string().contains("not in the word index"), "{e}");
 }
+
+/// The seed's exact sizes (V = 4487, 5,075,463 parameters): made by `make_fixture.py
+/// --seed-size DIR` (20 MB, not checked in); runs when `AUTOCAPTION_SEED_H5_DIR` names DIR.
+#[test]
+fn seed_sized_model_matches_keras_when_present() {
+    let Ok(dir) = std::env::var("AUTOCAPTION_SEED_H5_DIR") else {
+        eprintln!("skipped: AUTOCAPTION_SEED_H5_DIR is not set");
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut k = read_model_file(&dir.join("seed.h5")).unwrap();
+    assert_eq!(k.model.parameter_count(), 5_075_463);
+    let e: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("seed_expected.json")).unwrap()).unwrap();
+    let windows: Vec<u32> = e["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+        })
+        .collect();
+    let c = k.model.config.clone();
+    let probs = k
+        .model
+        .predict_all_positions(&windows, c.max_len, &floats(&e["features"]));
+    let want = floats(&e["probs"]);
+    let mut worst = 0.0f32;
+    for i in 0..8 {
+        let last = &probs[(i * c.max_len + c.max_len - 1) * c.vocab_size..][..c.vocab_size];
+        for (a, b) in last
+            .iter()
+            .zip(&want[i * c.vocab_size..(i + 1) * c.vocab_size])
+        {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!(
+        "seed-sized: max |ours - keras| = {worst:e} over {} probabilities",
+        8 * c.vocab_size
+    );
+    assert!(worst <= PROB_TOLERANCE, "{worst:e}");
+}

@@ -153,6 +153,22 @@ impl MergeModel {
         training: bool,
         rng: &mut Rng,
     ) -> Packing {
+        let p = self.forward_hidden(inputs, targets, features, training, rng);
+        let a = &mut self.act;
+        self.output.forward(&a.h3, p.rows(), &mut a.logits);
+        a.packing = Some(p.clone());
+        p
+    }
+
+    /// [`MergeModel::forward`] up to the last LSTM's outputs (`self.act.h3`).
+    fn forward_hidden(
+        &mut self,
+        inputs: &[&[u32]],
+        targets: Option<&[&[u32]]>,
+        features: &[f32],
+        training: bool,
+        rng: &mut Rng,
+    ) -> Packing {
         let c = self.config.clone();
         let b = inputs.len();
         assert_eq!(
@@ -214,9 +230,28 @@ impl MergeModel {
         }
         self.merge_lstm.forward(&a.merged, &p, &mut a.h2);
         self.decoder_lstm.forward(&a.h2, &p, &mut a.h3);
-        self.output.forward(&a.h3, n, &mut a.logits);
-        a.packing = Some(p.clone());
         p
+    }
+
+    /// The seed model's output: next-word probabilities after the last of `steps` tokens of
+    /// each pre-padded window (`tokens` `[batch, steps]`, no mask), `[batch, vocab]`. Only the
+    /// last position goes through the output layer.
+    pub fn predict_last(&mut self, tokens: &[u32], steps: usize, features: &[f32]) -> Vec<f32> {
+        let b = tokens.len() / steps;
+        let rows: Vec<&[u32]> = tokens.chunks(steps).collect();
+        let p = self.forward_hidden(&rows, None, features, false, &mut Rng::new(0));
+        let h = self.config.decoder_lstm;
+        let a = &mut self.act;
+        // Equal lengths: packed row t·b + i is step t of sequence i.
+        let mut last = Vec::with_capacity(b * h);
+        for i in 0..b {
+            let r = p.row(steps - 1, i);
+            last.extend_from_slice(&a.h3[r * h..(r + 1) * h]);
+        }
+        let mut out = Vec::new();
+        self.output.forward(&last, b, &mut out);
+        softmax_rows(&mut out, self.config.vocab_size);
+        out
     }
 
     /// Backward from `self.act.logits`, which must hold the gradient of the loss with respect
@@ -389,10 +424,10 @@ impl MergeModel {
                 window[k * steps + steps - keep.len()..(k + 1) * steps].copy_from_slice(keep);
                 feats.extend_from_slice(&features[i * f..(i + 1) * f]);
             }
-            let probs = self.predict_all_positions(&window, steps, &feats);
+            let probs = self.predict_last(&window, steps, &feats);
             let mut still = Vec::with_capacity(active.len());
             for (k, &i) in active.iter().enumerate() {
-                let last = &probs[(k * steps + steps - 1) * v..(k * steps + steps) * v];
+                let last = &probs[k * v..(k + 1) * v];
                 let mut best = 0;
                 for (j, &p) in last.iter().enumerate() {
                     if p > last[best] {
