@@ -310,108 +310,152 @@ impl<'a> Decoder<'a> {
     }
 
     fn beam_here(&self, features: &[f32], opts: &DecodeOptions) -> Vec<Vec<Hypothesis>> {
-        let k = opts.beam.max(1);
-        let v = self.model.config.vocab_size;
-        let alpha = opts.length_alpha;
-        let mut rows = self.rows(features);
+        let rows = self.rows(features);
         let n = rows.len();
-        struct Live {
-            img: usize,
-            tokens: Vec<u32>,
-            log_prob: f64,
-        }
-        let mut live: Vec<Live> = (0..n)
-            .map(|img| Live {
-                img,
-                tokens: Vec::new(),
-                log_prob: 0.0,
-            })
-            .collect();
-        let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
-        let mut feed = vec![self.start; n];
-        let best_possible = (opts.max_words + 1) as f64;
-        for t in 0..=opts.max_words {
-            if live.is_empty() {
-                break;
-            }
-            let lp = self.step(&mut rows, &feed);
-            // The live beams of each image are contiguous rows.
-            let mut next: Vec<Live> = Vec::new();
-            let mut keep = Vec::new();
-            feed.clear();
-            let mut r0 = 0;
-            while r0 < live.len() {
-                let img = live[r0].img;
-                let r1 = r0 + live[r0..].iter().take_while(|l| l.img == img).count();
-                // Top k candidates over (beam, word), by total log-probability, ties to
-                // the earlier beam and then the lower word.
-                let mut cand: Vec<(f64, usize, u32)> = Vec::with_capacity(k * (r1 - r0));
-                for (r, beam) in live.iter().enumerate().take(r1).skip(r0) {
-                    let row = &lp[r * v..(r + 1) * v];
-                    let last = t == opts.max_words;
-                    for w in top_k(row, k) {
-                        if last && w != self.end {
-                            continue;
-                        }
-                        cand.push((beam.log_prob + row[w as usize] as f64, r, w));
-                    }
-                    if last && !cand.iter().any(|c| c.1 == r) {
-                        // Out of words: the beam is kept, unfinished.
-                        finished[img].push(Hypothesis::new(
-                            beam.tokens.clone(),
-                            beam.log_prob,
-                            false,
-                            alpha,
-                        ));
-                    }
-                }
-                cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-                cand.truncate(k);
-                for (total, r, w) in cand {
-                    let mut tokens = live[r].tokens.clone();
-                    if w == self.end {
-                        finished[img].push(Hypothesis::new(tokens, total, true, alpha));
-                    } else {
-                        tokens.push(w);
-                        next.push(Live {
-                            img,
-                            tokens,
-                            log_prob: total,
-                        });
-                        keep.push(r);
-                        feed.push(w);
-                    }
-                }
-                // Stop this image when no live beam can beat the worst of k finished.
-                let f = &finished[img];
-                if f.len() >= k {
-                    let mut scores: Vec<f64> = f.iter().map(|h| h.score).collect();
-                    scores.sort_by(|a, b| b.total_cmp(a));
-                    let worst_kept = scores[k - 1];
-                    let from = next.len() - next.iter().rev().take_while(|l| l.img == img).count();
-                    let can_beat = next[from..]
-                        .iter()
-                        .any(|l| l.log_prob / best_possible.powf(alpha) > worst_kept);
-                    if !can_beat {
-                        next.truncate(from);
-                        keep.truncate(from);
-                        feed.truncate(from);
-                    }
-                }
-                r0 = r1;
-            }
-            rows.select(&keep, self.model, self.step.merge_lstm.projection_width());
-            live = next;
-        }
-        finished
-            .into_iter()
-            .map(|mut f| {
-                f.sort_by(|a, b| b.score.total_cmp(&a.score));
-                f.truncate(k);
-                f
-            })
-            .collect()
+        let mut steps = IncrementalSteps {
+            decoder: self,
+            rows,
+        };
+        let v = self.model.config.vocab_size;
+        beam_search(&mut steps, n, self.start, self.end, v, opts)
     }
+}
+
+/// What beam search needs from a way of decoding: one step for every live row, and the
+/// rows kept.
+pub(crate) trait Steps {
+    /// Next-word log-probabilities, `[rows, vocab]`, after feeding each row its token.
+    fn step(&mut self, feed: &[u32]) -> Vec<f32>;
+    /// Keeps rows `keep` (in that order; an index may repeat).
+    fn select(&mut self, keep: &[usize]);
+}
+
+/// The incremental decoder's steps: LSTM states carried from word to word.
+struct IncrementalSteps<'a, 'm> {
+    decoder: &'a Decoder<'m>,
+    rows: Rows,
+}
+
+impl Steps for IncrementalSteps<'_, '_> {
+    fn step(&mut self, feed: &[u32]) -> Vec<f32> {
+        self.decoder.step(&mut self.rows, feed)
+    }
+
+    fn select(&mut self, keep: &[usize]) {
+        let d = self.decoder;
+        self.rows
+            .select(keep, d.model, d.step.merge_lstm.projection_width());
+    }
+}
+
+/// Beam search of width `opts.beam` over `n` images whose rows `steps` holds, one per image
+/// to start with (see [`Decoder::beam`]).
+pub(crate) fn beam_search(
+    steps: &mut dyn Steps,
+    n: usize,
+    start: u32,
+    end: u32,
+    v: usize,
+    opts: &DecodeOptions,
+) -> Vec<Vec<Hypothesis>> {
+    let k = opts.beam.max(1);
+    let alpha = opts.length_alpha;
+    struct Live {
+        img: usize,
+        tokens: Vec<u32>,
+        log_prob: f64,
+    }
+    let mut live: Vec<Live> = (0..n)
+        .map(|img| Live {
+            img,
+            tokens: Vec::new(),
+            log_prob: 0.0,
+        })
+        .collect();
+    let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
+    let mut feed = vec![start; n];
+    let best_possible = (opts.max_words + 1) as f64;
+    for t in 0..=opts.max_words {
+        if live.is_empty() {
+            break;
+        }
+        let lp = steps.step(&feed);
+        // The live beams of each image are contiguous rows.
+        let mut next: Vec<Live> = Vec::new();
+        let mut keep = Vec::new();
+        feed.clear();
+        let mut r0 = 0;
+        while r0 < live.len() {
+            let img = live[r0].img;
+            let r1 = r0 + live[r0..].iter().take_while(|l| l.img == img).count();
+            // Top k candidates over (beam, word), by total log-probability, ties to
+            // the earlier beam and then the lower word.
+            let mut cand: Vec<(f64, usize, u32)> = Vec::with_capacity(k * (r1 - r0));
+            for (r, beam) in live.iter().enumerate().take(r1).skip(r0) {
+                let row = &lp[r * v..(r + 1) * v];
+                let last = t == opts.max_words;
+                for w in top_k(row, k) {
+                    if last && w != end {
+                        continue;
+                    }
+                    cand.push((beam.log_prob + row[w as usize] as f64, r, w));
+                }
+                if last && !cand.iter().any(|c| c.1 == r) {
+                    // Out of words: the beam is kept, unfinished.
+                    finished[img].push(Hypothesis::new(
+                        beam.tokens.clone(),
+                        beam.log_prob,
+                        false,
+                        alpha,
+                    ));
+                }
+            }
+            cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            cand.truncate(k);
+            for (total, r, w) in cand {
+                let mut tokens = live[r].tokens.clone();
+                if w == end {
+                    finished[img].push(Hypothesis::new(tokens, total, true, alpha));
+                } else {
+                    tokens.push(w);
+                    next.push(Live {
+                        img,
+                        tokens,
+                        log_prob: total,
+                    });
+                    keep.push(r);
+                    feed.push(w);
+                }
+            }
+            // Stop this image when no live beam can beat the worst of k finished.
+            let f = &finished[img];
+            if f.len() >= k {
+                let mut scores: Vec<f64> = f.iter().map(|h| h.score).collect();
+                scores.sort_by(|a, b| b.total_cmp(a));
+                let worst_kept = scores[k - 1];
+                let from = next.len() - next.iter().rev().take_while(|l| l.img == img).count();
+                let can_beat = next[from..]
+                    .iter()
+                    .any(|l| l.log_prob / best_possible.powf(alpha) > worst_kept);
+                if !can_beat {
+                    next.truncate(from);
+                    keep.truncate(from);
+                    feed.truncate(from);
+                }
+            }
+            r0 = r1;
+        }
+        steps.select(&keep);
+        live = next;
+    }
+    finished
+        .into_iter()
+        .map(|mut f| {
+            f.sort_by(|a, b| b.score.total_cmp(&a.score));
+            f.truncate(k);
+            f
+        })
+        .collect()
 }
 
 autocaption_tensor::simd_fn! {

@@ -388,6 +388,27 @@ impl MergeModel {
         out
     }
 
+    /// Beam search (as [`crate::Decoder::beam`]) for models decoded over pre-padded windows
+    /// (see [`MergeModel::greedy_prefix`]): every live beam's window goes through the whole
+    /// model at every word, all beams of all images in one batch.
+    pub fn beam_prefix(
+        &mut self,
+        features: &[f32],
+        start: u32,
+        end: u32,
+        opts: &crate::DecodeOptions,
+    ) -> Vec<Vec<crate::Hypothesis>> {
+        let f = self.config.feature_dim;
+        let n = features.len() / f.max(1);
+        let v = self.config.vocab_size;
+        let mut steps = PrefixSteps {
+            model: self,
+            history: vec![Vec::new(); n],
+            features: features.to_vec(),
+        };
+        crate::decode::beam_search(&mut steps, n, start, end, v, opts)
+    }
+
     /// The seed's greedy decoding, for models trained on pre-padded windows (the seed's
     /// (prefix, next word) pairs, no mask): for every word, the last `max_len` tokens (the
     /// start token and the words so far, pre-padded with 0) go through the whole model again
@@ -453,6 +474,40 @@ impl MergeModel {
             .zip(done)
             .map(|((t, lp), d)| crate::Hypothesis::new(t, lp, d, 0.0))
             .collect()
+    }
+}
+
+/// Decoding over pre-padded windows, one row per live beam: its tokens so far and its
+/// image's features.
+struct PrefixSteps<'a> {
+    model: &'a mut MergeModel,
+    history: Vec<Vec<u32>>,
+    features: Vec<f32>,
+}
+
+impl crate::decode::Steps for PrefixSteps<'_> {
+    fn step(&mut self, feed: &[u32]) -> Vec<f32> {
+        let steps = self.model.config.max_len;
+        let mut window = vec![0u32; feed.len() * steps];
+        for (k, (h, &w)) in self.history.iter_mut().zip(feed).enumerate() {
+            h.push(w);
+            let keep = &h[h.len().saturating_sub(steps)..];
+            window[k * steps + steps - keep.len()..(k + 1) * steps].copy_from_slice(keep);
+        }
+        let mut lp = self.model.predict_last(&window, steps, &self.features);
+        for p in &mut lp {
+            *p = p.max(f32::MIN_POSITIVE).ln();
+        }
+        lp
+    }
+
+    fn select(&mut self, keep: &[usize]) {
+        let f = self.model.config.feature_dim;
+        self.history = keep.iter().map(|&r| self.history[r].clone()).collect();
+        self.features = keep
+            .iter()
+            .flat_map(|&r| self.features[r * f..(r + 1) * f].iter().copied())
+            .collect();
     }
 }
 

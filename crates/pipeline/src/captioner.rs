@@ -214,14 +214,6 @@ impl Captioner {
         opts: &CaptionOptions,
         progress: &dyn Progress,
     ) -> Result<Vec<Vec<Caption>>> {
-        if opts.beam > 1 {
-            return Err(Error::Invalid(format!(
-                "{}: this model is decoded over pre-padded windows (trained as the seed's \
-                 model, without a mask), and beam search over windows is not implemented \
-                 yet; caption it greedily (--beam 1)",
-                self.model.path.display()
-            )));
-        }
         let dim = self.feature_dim();
         let (start, end) = self.model.start_end();
         // The forward pass keeps its activations in the model: a copy for this call.
@@ -232,16 +224,24 @@ impl Captioner {
             (features.len() / dim) as u64,
         );
         for chunk in features.chunks(BATCH * dim) {
-            // One more prediction than words, for the end token; a caption that has not
-            // ended by then is cut at max_words, unfinished.
-            let mut hyps = model.greedy_prefix(chunk, start, end, opts.max_words + 1);
-            for h in &mut hyps {
-                if h.tokens.len() > opts.max_words {
-                    h.tokens.truncate(opts.max_words);
-                    h.finished = false;
+            if opts.beam > 1 {
+                let hyps = model.beam_prefix(chunk, start, end, &opts.decode());
+                out.extend(
+                    hyps.iter()
+                        .map(|hs| hs.iter().map(|h| self.caption(h)).collect()),
+                );
+            } else {
+                // One more prediction than words, for the end token; a caption that has
+                // not ended by then is cut at max_words, unfinished.
+                let mut hyps = model.greedy_prefix(chunk, start, end, opts.max_words + 1);
+                for h in &mut hyps {
+                    if h.tokens.len() > opts.max_words {
+                        h.tokens.truncate(opts.max_words);
+                        h.finished = false;
+                    }
                 }
+                out.extend(hyps.iter().map(|h| vec![self.caption(h)]));
             }
-            out.extend(hyps.iter().map(|h| vec![self.caption(h)]));
             progress.advance((chunk.len() / dim) as u64);
         }
         progress.finish();

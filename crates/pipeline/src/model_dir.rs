@@ -49,7 +49,7 @@ pub enum Decoding {
     Incremental,
     /// The whole pre-padded window of the last `max_len` tokens again for every word, as
     /// the seed's `model.predict` loop does: models trained on the seed's (prefix, next
-    /// word) pairs without a mask (imported seed models). Greedy only, for now.
+    /// word) pairs without a mask (imported seed models). Greedy and beam search.
     Prefix,
 }
 
