@@ -268,3 +268,55 @@ fn unsupported_truncated_and_mismatched_inputs_write_nothing() {
         "only the test's files"
     );
 }
+
+/// `prepare` on the captions the fixture's Keras Tokenizer was fitted on gives the same word
+/// indices, so `--data` imports the same model as `--tokenizer`.
+#[test]
+fn a_prepared_dataset_gives_keras_word_indices() {
+    let t = TempDir::new().unwrap();
+    let src = std::fs::read_to_string(fixture("make_fixture.py")).unwrap();
+    let captions: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("    \"")?.strip_suffix("\","))
+        .collect();
+    assert_eq!(captions.len(), 12);
+    let data = t.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut tokens = String::new();
+    let mut train = String::new();
+    for (i, c) in captions.iter().enumerate() {
+        tokens.push_str(&format!("img{i}.jpg#0\t{c}\n"));
+        train.push_str(&format!("img{i}.jpg\n"));
+    }
+    std::fs::write(data.join("Flickr8k.token.txt"), tokens).unwrap();
+    std::fs::write(data.join("Flickr_8k.trainImages.txt"), train).unwrap();
+    let prep = t.path().join("prep");
+    bin()
+        .args(["prepare", "-q", "--min-count", "1"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&prep)
+        .assert()
+        .success();
+    let via_data = t.path().join("m1");
+    bin()
+        .args(["import", "keras", "-q"])
+        .arg(fixture("tiny_seed.h5"))
+        .arg("--data")
+        .arg(&prep)
+        .arg("--out")
+        .arg(&via_data)
+        .assert()
+        .success();
+    let via_json = import(t.path());
+    let words = |m: &Path| -> Value {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(m.join("vocab.json")).unwrap()).unwrap();
+        v["vocab"]["words"].clone()
+    };
+    assert_eq!(words(&via_data), words(&via_json));
+    assert_eq!(
+        std::fs::read(via_data.join("weights.safetensors")).unwrap(),
+        std::fs::read(via_json.join("weights.safetensors")).unwrap()
+    );
+}
