@@ -214,6 +214,13 @@ impl Captioner {
         opts: &CaptionOptions,
         progress: &dyn Progress,
     ) -> Result<Vec<Vec<Caption>>> {
+        if opts.weights != WeightFormat::F32 {
+            return Err(Error::Invalid(format!(
+                "{}: this model is decoded over pre-padded windows, in f32 only; leave out \
+                 --decoder-weights",
+                self.model.path.display()
+            )));
+        }
         let dim = self.feature_dim();
         let (start, end) = self.model.start_end();
         // The forward pass keeps its activations in the model: a copy for this call.
