@@ -39,6 +39,29 @@ fn prepare(data: &Path, out: &Path) {
         .success();
 }
 
+/// Trains a model of width `w` everywhere for one epoch into `out`.
+fn train_tiny(dir: &Path, prep: &Path, features: &Path, out: &Path, w: usize) {
+    let cfg = dir.join("tiny.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"embed_dim": {w}, "text_lstm": {w}, "text_dense": {w}, "image_dense": {w}, "merge_lstm": {w}, "decoder_lstm": {w}}}"#
+        ),
+    )
+    .unwrap();
+    bin()
+        .args(["train", "-q", "--epochs", "1", "--data"])
+        .arg(prep)
+        .arg("--features")
+        .arg(features)
+        .arg("--model-config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
 /// Every file under `dir` with its bytes, to show that nothing changed.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -150,22 +173,7 @@ fn force_never_replaces_an_input_or_a_foreign_folder() {
         .stderr(predicate::str::contains("is or contains the input"));
     assert_eq!(snapshot(&prep), prep_before);
     let model = t.path().join("model");
-    std::fs::write(
-        t.path().join("tiny.json"),
-        r#"{"embed_dim": 4, "text_lstm": 4, "text_dense": 4, "image_dense": 4, "merge_lstm": 4, "decoder_lstm": 4}"#,
-    )
-    .unwrap();
-    bin()
-        .args(["train", "-q", "--epochs", "1", "--data"])
-        .arg(&prep)
-        .arg("--features")
-        .arg(&features)
-        .arg("--model-config")
-        .arg(t.path().join("tiny.json"))
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
+    train_tiny(t.path(), &prep, &features, &model, 4);
     let model_before = snapshot(&model);
     bin()
         .args(["evaluate", "--force", "--model"])
@@ -528,23 +536,8 @@ fn non_finite_features_and_weights_are_refused_by_name() {
     FeatureStore::new(names.clone(), 4, vec![0.25; names.len() * 4])
         .save(&good)
         .unwrap();
-    std::fs::write(
-        t.path().join("tiny.json"),
-        r#"{"embed_dim": 4, "text_lstm": 4, "text_dense": 4, "image_dense": 4, "merge_lstm": 4, "decoder_lstm": 4}"#,
-    )
-    .unwrap();
     let model = t.path().join("model");
-    bin()
-        .args(["train", "-q", "--epochs", "1", "--data"])
-        .arg(&prep)
-        .arg("--features")
-        .arg(&good)
-        .arg("--model-config")
-        .arg(t.path().join("tiny.json"))
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
+    train_tiny(t.path(), &prep, &good, &model, 4);
     let ckpt = model.join("checkpoint.safetensors");
     let ckpt_tensor = poison(&ckpt, f32::NAN, "adam_v/");
     let target = poison(&model.join("weights.safetensors"), f32::INFINITY, "");
@@ -900,22 +893,7 @@ fn killed_features_compile_export_and_prepare_leave_complete_outputs() {
     // export and compile of a model: killed while writing over an earlier output, every
     // file is the earlier one or the new one, never a mix within a set, never cut short.
     let model = t.path().join("model");
-    std::fs::write(
-        t.path().join("tiny.json"),
-        r#"{"embed_dim": 8, "text_lstm": 8, "text_dense": 8, "image_dense": 8, "merge_lstm": 8, "decoder_lstm": 8}"#,
-    )
-    .unwrap();
-    bin()
-        .args(["train", "-q", "--epochs", "1", "--data"])
-        .arg(&prep)
-        .arg("--features")
-        .arg(&f0)
-        .arg("--model-config")
-        .arg(t.path().join("tiny.json"))
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
+    train_tiny(t.path(), &prep, &f0, &model, 8);
     let onnx = t.path().join("onnx");
     bin()
         .args(["export", "-q", "--model"])

@@ -34,6 +34,31 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+fn tokens(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+        })
+        .collect()
+}
+
+/// Largest difference between our last-position probabilities and Keras' for 8 windows.
+fn worst_last_position(probs: &[f32], want: &[f32], steps: usize, v: usize) -> f32 {
+    let mut worst = 0.0f32;
+    for i in 0..8 {
+        let last = &probs[(i * steps + steps - 1) * v..][..v];
+        for (a, b) in last.iter().zip(&want[i * v..(i + 1) * v]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
 #[test]
 fn probabilities_match_keras() {
     let mut k = read_model_file(&fixture("tiny_seed.h5")).unwrap();
@@ -43,33 +68,14 @@ fn probabilities_match_keras() {
         Some(true)
     );
     let e = expected();
-    let windows: Vec<u32> = e["windows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-        })
-        .collect();
+    let windows = tokens(&e["windows"]);
     let feats = floats(&e["features"]);
     let want = floats(&e["probs"]);
     let c = k.model.config.clone();
     let probs = k.model.predict_all_positions(&windows, c.max_len, &feats);
     let n = windows.len() / c.max_len;
     assert_eq!(n, 8);
-    let mut worst = 0.0f32;
-    for i in 0..n {
-        let last = &probs[(i * c.max_len + c.max_len - 1) * c.vocab_size..][..c.vocab_size];
-        for (a, b) in last
-            .iter()
-            .zip(&want[i * c.vocab_size..(i + 1) * c.vocab_size])
-        {
-            worst = worst.max((a - b).abs());
-        }
-    }
+    let worst = worst_last_position(&probs, &want, c.max_len, c.vocab_size);
     eprintln!(
         "max |ours - keras| = {worst:e} over {} probabilities",
         n * c.vocab_size
@@ -145,32 +151,13 @@ fn seed_sized_model_matches_keras_when_present() {
     assert_eq!(k.model.parameter_count(), 5_075_463);
     let e: Value =
         serde_json::from_slice(&std::fs::read(dir.join("seed_expected.json")).unwrap()).unwrap();
-    let windows: Vec<u32> = e["windows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-        })
-        .collect();
+    let windows = tokens(&e["windows"]);
     let c = k.model.config.clone();
     let probs = k
         .model
         .predict_all_positions(&windows, c.max_len, &floats(&e["features"]));
     let want = floats(&e["probs"]);
-    let mut worst = 0.0f32;
-    for i in 0..8 {
-        let last = &probs[(i * c.max_len + c.max_len - 1) * c.vocab_size..][..c.vocab_size];
-        for (a, b) in last
-            .iter()
-            .zip(&want[i * c.vocab_size..(i + 1) * c.vocab_size])
-        {
-            worst = worst.max((a - b).abs());
-        }
-    }
+    let worst = worst_last_position(&probs, &want, c.max_len, c.vocab_size);
     eprintln!(
         "seed-sized: max |ours - keras| = {worst:e} over {} probabilities",
         8 * c.vocab_size
