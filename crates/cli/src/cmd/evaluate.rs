@@ -85,6 +85,12 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         .features
         .clone()
         .unwrap_or_else(|| cap.model().config.features.clone());
+    if features.as_os_str().is_empty() {
+        anyhow::bail!(
+            "{}: the model records no features file (an imported model); pass --features",
+            args.model.display()
+        );
+    }
     let out = args
         .out
         .clone()
