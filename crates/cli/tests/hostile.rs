@@ -739,17 +739,25 @@ fn caption_files_with_quirks_and_options_that_leave_no_vocabulary() {
 fn interrupted_and_killed_runs_leave_no_staging_behind() {
     let t = TempDir::new().unwrap();
     // A staging folder of a dead process (pid far above any real one) is swept.
-    let stale = t.path().join(".out.partial-4000000000-abc");
+    let host = autocaption_io::host_tag();
+    let stale = t.path().join(format!(".out.partial-4000000000@{host}-abc"));
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("x"), b"half").unwrap();
-    let stale_tmp = t.path().join(".autocaption-4000000000-xyz.tmp");
+    let stale_tmp = t
+        .path()
+        .join(format!(".autocaption-4000000000@{host}-xyz.tmp"));
     std::fs::write(&stale_tmp, b"half").unwrap();
+    // Another host's (or container's) entry: its process may be alive there; kept.
+    let foreign = t.path().join(".autocaption-4000000000@0badf00d-xyz.tmp");
+    std::fs::write(&foreign, b"in use elsewhere").unwrap();
     bin()
         .args(["synth", "-q", "--count", "10", "--size", "16", "--out"])
         .arg(t.path().join("out"))
         .assert()
         .success();
     assert!(!stale.exists(), "stale staging folder swept");
+    assert!(foreign.exists(), "another host's temporary file kept");
+    std::fs::remove_file(&foreign).unwrap();
     assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
 
     // SIGINT and SIGTERM: the staging folder is removed, the old output is kept.

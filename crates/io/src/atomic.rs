@@ -210,14 +210,40 @@ pub fn remove_staging() -> (StagingLock, usize) {
     (StagingLock(list), removed)
 }
 
-/// The process id in a staging name (`….partial-PID-…` or `.autocaption-PID-…`).
-fn pid_in(name: &str, prefix: &str) -> Option<u32> {
-    name.strip_prefix(prefix)?.split('-').next()?.parse().ok()
+/// Who owns a staging name: `PID@HOST`, HOST a hash of the host name, so that processes
+/// of another machine or container (another PID namespace) sharing the folder are never
+/// taken for dead ones. `None` where the host name is unknown (nothing is then swept).
+fn owner() -> String {
+    format!("{}@{}", std::process::id(), host_tag())
 }
 
-/// True when process `pid` is certainly gone (only known on systems with /proc).
-fn is_dead(pid: u32) -> bool {
-    pid != std::process::id()
+/// This host's tag in staging names: 8 hex digits of a hash (FNV-1a) of the host name.
+pub fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in host.trim().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// True when the staging entry `name` (after `prefix`) belongs to a process of this host
+/// that is certainly gone (only known on systems with /proc).
+fn is_stale(name: &str, prefix: &str) -> bool {
+    let Some(tag) = name.strip_prefix(prefix).and_then(|r| r.split('-').next()) else {
+        return false;
+    };
+    let Some((pid, host)) = tag.split_once('@') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_tag()
+        && pid != std::process::id()
         && Path::new("/proc/self").exists()
         && !Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -240,7 +266,7 @@ pub fn remove_stale(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if pid_in(&name, prefix).is_some_and(is_dead) {
+        if is_stale(&name, prefix) {
             let p = e.path();
             let gone = if p.is_dir() {
                 std::fs::remove_dir_all(&p)
@@ -256,7 +282,7 @@ pub fn remove_stale(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 fn tmp_prefix() -> String {
-    format!(".autocaption-{}-", std::process::id())
+    format!(".autocaption-{}-", owner())
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
@@ -366,7 +392,7 @@ impl AtomicDir {
         remove_stale(parent, &format!(".{name}.partial-"));
         remove_stale(parent, ".autocaption-");
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-{}-", std::process::id()))
+            .prefix(&format!(".{name}.partial-{}-", owner()))
             .tempdir_in(parent)
             .map_err(io_err(parent))?;
         staging().push(tmp.path().to_path_buf());

@@ -8,7 +8,7 @@ mod guard;
 mod progress;
 
 pub use atomic::{
-    check_regular_file, read, read_limit, read_to_string, remove_staging, remove_stale,
+    check_regular_file, host_tag, read, read_limit, read_to_string, remove_staging, remove_stale,
     set_read_limit, write_atomic, write_files_atomic, AtomicDir, IoError, StagingLock,
     DEFAULT_READ_LIMIT,
 };
