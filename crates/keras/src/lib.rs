@@ -178,7 +178,7 @@ impl Reader<'_> {
         Ok(l)
     }
 
-    fn expect(&self, l: &Layer, class: &str, role: &str) -> Result<(), KerasError> {
+    fn want_class(&self, l: &Layer, class: &str, role: &str) -> Result<(), KerasError> {
         if l.class == class {
             Ok(())
         } else {
@@ -204,7 +204,7 @@ impl Reader<'_> {
     }
 
     fn check_lstm(&self, l: &Layer, sequences: bool, role: &str) -> Result<(), KerasError> {
-        self.expect(l, "LSTM", role)?;
+        self.want_class(l, "LSTM", role)?;
         let checks = [
             (l.str("activation") == Some("tanh"), "activation tanh"),
             (
@@ -350,11 +350,11 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
             return Err(r.graph(format!("the output {} is not a softmax", l.name)));
         }
         let d = r.skip_dropouts(r.input_of(l)?, &mut rates)?;
-        r.expect(d, "Dense", "output layer")?;
+        r.want_class(d, "Dense", "output layer")?;
         r.check_dense(d, "linear", "output layer")?;
         d
     } else {
-        r.expect(l, "Dense", "output layer")?;
+        r.want_class(l, "Dense", "output layer")?;
         r.check_dense(l, "softmax", "output layer")?;
         l
     };
@@ -368,7 +368,7 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
     r.check_lstm(l, true, "merging LSTM")?;
     let merge = l;
     let concat = r.skip_dropouts(r.input_of(merge)?, &mut rates)?;
-    r.expect(concat, "Concatenate", "layer before the merging LSTM")?;
+    r.want_class(concat, "Concatenate", "layer before the merging LSTM")?;
     let axis = concat
         .config
         .get("axis")
@@ -405,10 +405,10 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
         .usize("n")
         .ok_or_else(|| r.graph("the RepeatVector has no n"))?;
     let image_dense = r.skip_dropouts(r.input_of(repeat)?, &mut rates)?;
-    r.expect(image_dense, "Dense", "image layer")?;
+    r.want_class(image_dense, "Dense", "image layer")?;
     r.check_dense(image_dense, "relu", "image Dense")?;
     let image_in = r.skip_dropouts(r.input_of(image_dense)?, &mut rates)?;
-    r.expect(image_in, "InputLayer", "image input")?;
+    r.want_class(image_in, "InputLayer", "image input")?;
     let feature_dim = image_in
         .input_width()
         .ok_or_else(|| r.graph(format!("the input {} has no width", image_in.name)))?;
@@ -437,9 +437,9 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
     let text_lstm = r.skip_dropouts(r.input_of(td)?, &mut rates)?;
     r.check_lstm(text_lstm, true, "text LSTM")?;
     let embedding = r.skip_dropouts(r.input_of(text_lstm)?, &mut rates)?;
-    r.expect(embedding, "Embedding", "layer before the text LSTM")?;
+    r.want_class(embedding, "Embedding", "layer before the text LSTM")?;
     let token_in = r.input_of(embedding)?;
-    r.expect(token_in, "InputLayer", "token input")?;
+    r.want_class(token_in, "InputLayer", "token input")?;
     let window = token_in.input_width();
     if window.is_some_and(|w| w != steps) {
         return Err(r.graph(format!(
