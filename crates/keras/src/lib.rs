@@ -488,15 +488,19 @@ fn match_graph(r: &Reader<'_>, output: &str) -> Result<Parts, KerasError> {
     })
 }
 
-/// One weight read from the file: its dataset path, shape and values.
-type Weight = (String, Vec<usize>, Vec<f32>);
+/// One weight read from the file: our name for it, its dataset path, its values.
+type Weight = (String, String, Vec<f32>);
 
-/// Reads the weights of one layer: (dataset path, shape, values) for each entry of its
-/// `weight_names`.
+/// Reads the weights of one layer that play `ours` (`text_lstm`, …): (our name, dataset
+/// path, values) for each entry of its `weight_names` that the model has, after checking its
+/// shape against the model's (`expected`, by our name), so that a file claiming a huge
+/// dataset is refused before anything is allocated.
 fn layer_weights(
     file: &hdf5_reader::Hdf5File,
     base: &str,
     layer: &str,
+    ours: &str,
+    expected: &HashMap<String, Vec<usize>>,
     path: &Path,
 ) -> Result<Vec<Weight>, KerasError> {
     let err = |name: &str, message: String| KerasError::Weight {
@@ -520,13 +524,16 @@ fn layer_weights(
             hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => {}
             other => return Err(err(&ds_path, format!("type {other:?}, expected float32"))),
         }
+        let short = n.rsplit('/').next().unwrap_or(&n).trim_end_matches(":0");
+        let key = format!("{ours}.{short}");
+        let Some(want) = expected.get(&key) else {
+            continue;
+        };
         let shape: Vec<usize> = d.shape().iter().map(|&v| v as usize).collect();
-        let count = shape
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .filter(|&c| c <= 1 << 32)
-            .ok_or_else(|| err(&ds_path, format!("shape {shape:?} is too large")))?;
-        let mut v = vec![0.0f32; count];
+        if &shape != want {
+            return Err(err(&ds_path, format!("shape {shape:?}, expected {want:?}")));
+        }
+        let mut v = vec![0.0f32; want.iter().product()];
         d.read_into(&mut v)
             .map_err(|e| err(&ds_path, format!("unreadable: {e}")))?;
         if let Some((i, x)) = autocaption_io::first_non_finite(&v) {
@@ -535,7 +542,7 @@ fn layer_weights(
                 format!("value {i} is {x}; every value must be finite"),
             ));
         }
-        out.push((n, shape, v));
+        out.push((key, ds_path, v));
     }
     Ok(out)
 }
@@ -557,6 +564,7 @@ pub fn read_model(bytes: Vec<u8>, path: &Path) -> Result<KerasModel, KerasError>
     if !bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
         return Err(format("not an HDF5 file (no HDF5 signature)".into()));
     }
+    let file_len = bytes.len() as u64;
     let file = hdf5_reader::Hdf5File::from_vec(bytes)
         .map_err(|e| format(format!("unreadable HDF5 (cut short?): {e}")))?;
     let root = file
@@ -597,6 +605,16 @@ pub fn read_model(bytes: Vec<u8>, path: &Path) -> Result<KerasModel, KerasError>
         order,
     };
     let parts = match_graph(&reader, &output)?;
+    // Keras stores weights uncompressed: a file smaller than its weights is cut short or
+    // lies about its sizes (and the model is not allocated for it).
+    let weight_bytes = parts.config.parameters() * 4;
+    if weight_bytes > file_len {
+        return Err(format(format!(
+            "its configuration calls for {} parameters ({weight_bytes} bytes) but the file is \
+             {file_len} bytes: cut short, or not the file its configuration describes",
+            parts.config.parameters()
+        )));
+    }
 
     let base = if file.group("model_weights").is_ok() {
         "model_weights/"
@@ -613,27 +631,22 @@ pub fn read_model(bytes: Vec<u8>, path: &Path) -> Result<KerasModel, KerasError>
         ("decoder_lstm", &parts.decoder_lstm),
         ("output", &parts.output),
     ];
-    let mut values: HashMap<String, Weight> = HashMap::new();
-    for (ours, theirs) in roles {
-        for (ds, shape, v) in layer_weights(&file, base, theirs, path)? {
-            let short = ds
-                .rsplit('/')
-                .next()
-                .unwrap_or(&ds)
-                .trim_end_matches(":0")
-                .to_string();
-            values.insert(format!("{ours}.{short}"), (ds, shape, v));
-        }
-    }
     let names: Vec<(String, Vec<usize>)> = model
         .named_params()
         .into_iter()
         .map(|(n, p)| (n, p.shape.clone()))
         .collect();
+    let expected: HashMap<String, Vec<usize>> = names.iter().cloned().collect();
+    let mut values: HashMap<String, (String, Vec<f32>)> = HashMap::new();
+    for (ours, theirs) in roles {
+        for (key, ds, v) in layer_weights(&file, base, theirs, ours, &expected, path)? {
+            values.insert(key, (ds, v));
+        }
+    }
     let (img, txt) = (parts.config.image_dense, parts.config.text_dense);
     for ((name, shape), param) in names.into_iter().zip(model.params_mut()) {
         let layer = name.split('.').next().unwrap_or("");
-        let (ds, got, mut v) = values.remove(&name).ok_or_else(|| KerasError::Weight {
+        let (_, mut v) = values.remove(&name).ok_or_else(|| KerasError::Weight {
             path: path.to_path_buf(),
             name: format!(
                 "{base}{}",
@@ -641,13 +654,6 @@ pub fn read_model(bytes: Vec<u8>, path: &Path) -> Result<KerasModel, KerasError>
             ),
             message: format!("has no {}", name.split('.').nth(1).unwrap_or("")),
         })?;
-        if got != shape {
-            return Err(KerasError::Weight {
-                path: path.to_path_buf(),
-                name: ds,
-                message: format!("shape {got:?}, expected {shape:?}"),
-            });
-        }
         if name == "merge_lstm.kernel" && parts.text_first {
             // Rows are [text, image] in the file; ours are [image, text].
             let cols = shape[1];

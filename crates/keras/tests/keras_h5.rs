@@ -164,3 +164,14 @@ fn seed_sized_model_matches_keras_when_present() {
     );
     assert!(worst <= PROB_TOLERANCE, "{worst:e}");
 }
+
+/// Fuzzing found a file whose dataset claims 1.2 billion values (4.8 GB allocated before
+/// reading); shapes are now checked against the model's before anything is allocated.
+#[test]
+fn a_dataset_claiming_a_huge_shape_is_refused_before_allocating() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/keras_model/oom-huge-dataset-shape.h5");
+    let e = read_model_file(&p).unwrap_err().to_string();
+    eprintln!("{e}");
+    assert!(e.contains("expected"), "{e}");
+}
