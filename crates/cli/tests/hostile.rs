@@ -398,6 +398,74 @@ fn write_onnx(path: &Path, width: i64) {
 }
 
 #[test]
+fn numeric_flags_out_of_range_are_refused_before_anything_is_read() {
+    let t = TempDir::new().unwrap();
+    let x = t.path().join("missing");
+    let x = x.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "features",
+                "--weights",
+                "random",
+                "--images",
+                x,
+                "--out",
+                x,
+                "--batch-size",
+                "1000",
+            ],
+            "--batch-size 1000: expected 1 to 256",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                x,
+                "--features",
+                x,
+                "--out",
+                x,
+                "--epochs",
+                "200000",
+            ],
+            "expected 1 to 100000 epochs",
+        ),
+        (
+            vec!["evaluate", "--model", x, "--data", x, "--samples", "5000"],
+            "--samples 5000: expected 0 to 1000",
+        ),
+        (
+            vec![
+                "evaluate",
+                "--model",
+                x,
+                "--data",
+                x,
+                "--beam",
+                "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+            ],
+            "at most 16 values",
+        ),
+        (
+            vec!["export", "--model", x, "--out", x, "--image-size", "10000"],
+            "--image-size must be 32 to 4096",
+        ),
+        (
+            vec!["show", x, "--out", x, "--count", "20000"],
+            "--count must be 1 to 10000",
+        ),
+    ] {
+        bin()
+            .args(&args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(!t.path().join("missing").exists());
+}
+
+#[test]
 fn fifos_huge_files_and_limits_are_refused() {
     let t = TempDir::new().unwrap();
     let fifo = t.path().join("captions.txt");
