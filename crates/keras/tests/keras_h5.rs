@@ -93,7 +93,7 @@ fn greedy_captions_match_the_seed_loop() {
     let start = tok.vocab.index_of("startseq").unwrap();
     let end = tok.vocab.index_of("endseq").unwrap();
     let max_len = k.model.config.max_len;
-    let hyps = k.model.greedy_prefix(&photos, start, end, max_len);
+    let hyps = k.model.greedy_prefix(&photos, start, end, max_len, false);
     let want = e["captions"].as_array().unwrap();
     assert_eq!(hyps.len(), 100);
     let mut same = 0;

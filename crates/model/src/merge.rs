@@ -416,13 +416,17 @@ impl MergeModel {
     /// Batched over the images of `features` (`[n, feature_dim]`). At most `words` words are
     /// chosen (the end token counted, as in the seed's loop of `max_length` predictions); a
     /// caption also stops when the padding index wins (the seed's `word is None`), and is
-    /// then unfinished. Tokens exclude start and end, as [`crate::Decoder::greedy`]'s do.
+    /// then unfinished. With `last_only_end`, the last prediction may only end the caption:
+    /// another word there cuts it (unfinished, that word neither kept nor scored), as
+    /// [`crate::Decoder::greedy`] treats `max_words`. Tokens exclude start and end, as
+    /// that decoder's do.
     pub fn greedy_prefix(
         &mut self,
         features: &[f32],
         start: u32,
         end: u32,
         words: usize,
+        last_only_end: bool,
     ) -> Vec<crate::Hypothesis> {
         let f = self.config.feature_dim;
         let (steps, v) = (self.config.max_len, self.config.vocab_size);
@@ -431,10 +435,11 @@ impl MergeModel {
         let mut log_prob = vec![0.0f64; n];
         let mut done = vec![false; n];
         let mut active: Vec<usize> = (0..n).collect();
-        for _ in 0..words {
+        for t in 0..words {
             if active.is_empty() {
                 break;
             }
+            let cut_here = last_only_end && t + 1 == words;
             let mut window = vec![0u32; active.len() * steps];
             let mut feats = Vec::with_capacity(active.len() * f);
             for (k, &i) in active.iter().enumerate() {
@@ -455,7 +460,7 @@ impl MergeModel {
                         best = j;
                     }
                 }
-                if best == 0 {
+                if best == 0 || (cut_here && best as u32 != end) {
                     continue;
                 }
                 log_prob[i] += f64::from(last[best].max(f32::MIN_POSITIVE).ln());

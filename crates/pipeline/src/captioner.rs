@@ -206,8 +206,8 @@ impl Captioner {
         Ok(out)
     }
 
-    /// Greedy captions of a model decoded over pre-padded windows (see
-    /// [`crate::Decoding::Prefix`]); `opts.max_words` words at most, the end token besides.
+    /// Captions of a model decoded over pre-padded windows (see [`crate::Decoding::Prefix`]),
+    /// greedy or by beam search; `opts.max_words` words at most, the end token besides.
     fn caption_prefix(
         &self,
         features: &[f32],
@@ -238,15 +238,9 @@ impl Captioner {
                         .map(|hs| hs.iter().map(|h| self.caption(h)).collect()),
                 );
             } else {
-                // One more prediction than words, for the end token; a caption that has
-                // not ended by then is cut at max_words, unfinished.
-                let mut hyps = model.greedy_prefix(chunk, start, end, opts.max_words + 1);
-                for h in &mut hyps {
-                    if h.tokens.len() > opts.max_words {
-                        h.tokens.truncate(opts.max_words);
-                        h.finished = false;
-                    }
-                }
+                // One more prediction than words, for the end token only; a caption that
+                // has not ended by then is cut at max_words, unfinished.
+                let hyps = model.greedy_prefix(chunk, start, end, opts.max_words + 1, true);
                 out.extend(hyps.iter().map(|h| vec![self.caption(h)]));
             }
             progress.advance((chunk.len() / dim) as u64);
