@@ -172,6 +172,10 @@ impl Reader<'_> {
         rates: &mut Vec<f64>,
     ) -> Result<&'b Layer, KerasError> {
         while l.class == "Dropout" {
+            // A chain longer than the model is a cycle (a layer fed by itself).
+            if rates.len() > self.layers.len() {
+                return Err(self.graph(format!("{} is part of a cycle", l.name)));
+            }
             rates.push(l.config.get("rate").and_then(Value::as_f64).unwrap_or(0.0));
             l = self.input_of(l)?;
         }

@@ -175,3 +175,25 @@ fn a_dataset_claiming_a_huge_shape_is_refused_before_allocating() {
     eprintln!("{e}");
     assert!(e.contains("expected"), "{e}");
 }
+
+/// A model_config whose Dropout feeds itself is a cycle, reported, not followed forever.
+#[test]
+fn a_cycle_in_the_graph_is_an_error() {
+    let bytes = std::fs::read(fixture("tiny_seed.h5")).unwrap();
+    // Rewire dropout_1 to feed itself; spaces dropped elsewhere in the JSON keep its length,
+    // so the HDF5 attribute stays whole.
+    let from = br#""dropout_1", "trainable": true, "dtype": "float32", "rate": 0.5, "noise_shape": null, "seed": null}, "name": "dropout_1", "inbound_nodes": [[["lstm", 0, 0, {}]]]"#;
+    let to = br#""dropout_1", "trainable":true,"dtype":"float32","rate": 0.5, "noise_shape":null, "seed": null}, "name": "dropout_1", "inbound_nodes": [[["dropout_1", 0, 0, {}]]]"#;
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from.as_slice());
+    let Some(at) = at else {
+        panic!("the fixture's model_config changed; update this test");
+    };
+    let mut cyclic = bytes[..at].to_vec();
+    cyclic.extend_from_slice(to);
+    cyclic.extend_from_slice(&bytes[at + from.len()..]);
+    let e = autocaption_keras::read_model(cyclic, Path::new("cyclic.h5"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cycle"), "{e}");
+}
