@@ -149,6 +149,29 @@ impl FeatureStore {
         self.data.extend_from_slice(&other.data);
     }
 
+    /// Appends the rows of `other` (same width) whose names are not here yet; returns how
+    /// many. For resuming: a run killed after writing its merged file and before removing
+    /// its parts leaves the same rows in both.
+    pub fn extend_new(&mut self, other: FeatureStore) -> usize {
+        assert_eq!(
+            self.dim, other.dim,
+            "features: appending rows of another width"
+        );
+        let dim = self.dim;
+        let mut added = 0;
+        for (k, n) in other.names.into_iter().enumerate() {
+            if self.index.contains_key(&n) {
+                continue;
+            }
+            self.index.insert(n.clone(), self.names.len());
+            self.names.push(n);
+            self.data
+                .extend_from_slice(&other.data[k * dim..(k + 1) * dim]);
+            added += 1;
+        }
+        added
+    }
+
     /// Feature width.
     pub fn dim(&self) -> usize {
         self.dim

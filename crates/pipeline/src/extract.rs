@@ -159,7 +159,7 @@ pub fn extract(
     let mut all =
         FeatureStore::new(Vec::new(), spec.feature_dim, Vec::new()).with_encoder(spec.clone());
     for st in earlier {
-        all.extend(st);
+        all.extend_new(st);
     }
     let (mut pending_names, mut pending_rows) = (Vec::new(), Vec::new());
     let mut next_part = part_files.len();
@@ -348,6 +348,22 @@ mod tests {
         .unwrap();
         let r = extract(&enc, &resumed, &NoProgress, &mut |_| {}).unwrap();
         assert_eq!((r.already_done, r.extracted), (2, 3));
+        assert_eq!(
+            std::fs::read(&resumed.out).unwrap(),
+            std::fs::read(&full.out).unwrap()
+        );
+        assert!(!resumed.parts_dir().exists());
+
+        // A run killed after writing the merged file and before removing its parts leaves
+        // the same rows twice (found by the SIGKILL test): the rerun takes each once.
+        std::fs::create_dir(resumed.parts_dir()).unwrap();
+        std::fs::write(
+            resumed.parts_dir().join("part-000000.safetensors"),
+            first.to_bytes(),
+        )
+        .unwrap();
+        let r = extract(&enc, &resumed, &NoProgress, &mut |_| {}).unwrap();
+        assert_eq!((r.already_done, r.extracted, r.rows), (5, 0, 5));
         assert_eq!(
             std::fs::read(&resumed.out).unwrap(),
             std::fs::read(&full.out).unwrap()
