@@ -60,6 +60,8 @@ enum Command {
     /// Compile an ONNX model (or the seed's Keras HDF5 model) ahead of time into
     /// dependency-free C99.
     Compile(cmd::compile::Args),
+    /// Serve captions over HTTP (JSON API, metrics, a web page), batching requests.
+    Serve(cmd::serve::Args),
     /// Import a model made elsewhere (the seed's Keras HDF5 model) into a model directory.
     Import(cmd::import::Args),
 }
@@ -76,11 +78,14 @@ fn main() -> ExitCode {
     autocaption_io::set_read_limit(cli.max_file_bytes);
     // SIGINT, SIGTERM or SIGHUP: remove this run's unfinished outputs (staging folders and
     // temporary files), then exit; finished outputs and the previous ones stay as they were.
-    let _ = ctrlc::set_handler(|| {
-        let (_lock, _) = autocaption_io::remove_staging();
-        eprintln!("\ninterrupted: unfinished output removed");
-        std::process::exit(130);
-    });
+    // `serve` handles these signals itself: it drains, then exits 0.
+    if !matches!(cli.command, Command::Serve(_)) {
+        let _ = ctrlc::set_handler(|| {
+            let (_lock, _) = autocaption_io::remove_staging();
+            eprintln!("\ninterrupted: unfinished output removed");
+            std::process::exit(130);
+        });
+    }
     let global = Global { quiet: cli.quiet };
     let result = match cli.command {
         Command::Bench(a) => cmd::bench::run(a, global),
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a, global),
         Command::Compile(a) => cmd::compile::run(a, global),
         Command::Import(a) => cmd::import::run(a, global),
+        Command::Serve(a) => cmd::serve::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,7 @@ pub mod summary;
 mod training;
 
 pub use autocaption_features::{EncoderKind, EncoderSpec, FeatureStore};
-pub use captioner::{Caption, CaptionOptions, Captioner, PhotoResult};
+pub use captioner::{Caption, CaptionOptions, Captioner, PhotoResult, MAX_BEAM, MAX_WORDS};
 pub use concepts::{default_weights_path, train_concepts, ConceptOutcome, ConceptSettings};
 pub use demo::{run_demo, DemoReport, DemoSettings};
 pub use encoder::{EncodedBatch, Encoder, EncoderSource, Network};

@@ -15,7 +15,7 @@ mod weights;
 mod winograd;
 
 pub use conv::{Conv, Padding, Residual};
-pub use load::{load_rgb, ImageError, MAX_PIXELS};
+pub use load::{decode_rgb, load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};
 pub use resnet::{Layout, ResNet, ResNetConfig};

@@ -25,7 +25,7 @@ pub enum ImageError {
         message: String,
     },
     /// The image is larger than [`MAX_PIXELS`] (a decompression bomb, or absurd).
-    #[error("{path}: {width}×{height} pixels is more than the limit of {MAX_PIXELS}")]
+    #[error("{path}: {width}×{height} pixels is more than the limit of {limit}")]
     TooLarge {
         /// The image file.
         path: PathBuf,
@@ -33,6 +33,8 @@ pub enum ImageError {
         width: u64,
         /// Its height.
         height: u64,
+        /// The limit it broke.
+        limit: u64,
     },
 }
 
@@ -43,15 +45,16 @@ fn decode_err(path: &Path, message: impl ToString) -> ImageError {
     }
 }
 
-fn check_size(path: &Path, width: u64, height: u64) -> Result<(), ImageError> {
+fn check_size(path: &Path, width: u64, height: u64, limit: u64) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(decode_err(path, "the image is empty"));
     }
-    if width * height > MAX_PIXELS {
+    if width * height > limit {
         return Err(ImageError::TooLarge {
             path: path.to_path_buf(),
             width,
             height,
+            limit,
         });
     }
     Ok(())
@@ -69,7 +72,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-fn decode_jpeg(path: &Path, bytes: &[u8]) -> Result<RgbImage, ImageError> {
+fn decode_jpeg(path: &Path, bytes: &[u8], limit: u64) -> Result<RgbImage, ImageError> {
     if !jpeg_is_complete(bytes) {
         return Err(decode_err(
             path,
@@ -81,7 +84,7 @@ fn decode_jpeg(path: &Path, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let result = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
         let d = mozjpeg::Decompress::new_mem(bytes)?;
         let (w, h) = (d.width(), d.height());
-        if (w as u64) * (h as u64) > MAX_PIXELS || w == 0 || h == 0 {
+        if (w as u64) * (h as u64) > limit || w == 0 || h == 0 {
             return Ok((w, h, Vec::new()));
         }
         let mut rgb = d.rgb()?;
@@ -94,7 +97,7 @@ fn decode_jpeg(path: &Path, bytes: &[u8]) -> Result<RgbImage, ImageError> {
         Ok(Err(e)) => return Err(decode_err(path, e)),
         Err(_) => return Err(decode_err(path, "corrupt JPEG data")),
     };
-    check_size(path, w as u64, h as u64)?;
+    check_size(path, w as u64, h as u64, limit)?;
     if data.len() != w * h * 3 {
         return Err(decode_err(path, "truncated JPEG data"));
     }
@@ -106,16 +109,24 @@ fn decode_jpeg(path: &Path, bytes: &[u8]) -> Result<RgbImage, ImageError> {
 /// `convert("RGB")`), with its EXIF orientation applied.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let bytes = autocaption_io::read(path)?;
-    let format = image::guess_format(&bytes).map_err(|e| decode_err(path, e))?;
-    let reader = ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    decode_rgb(&bytes, path, MAX_PIXELS)
+}
+
+/// Decodes an image held in memory as [`load_rgb`] does; `name` names it in errors, and an
+/// image of more than `max_pixels` pixels (at most [`MAX_PIXELS`]) is refused from its header,
+/// before any pixel is decoded.
+pub fn decode_rgb(bytes: &[u8], name: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
+    let path = name;
+    let format = image::guess_format(bytes).map_err(|e| decode_err(path, e))?;
+    let reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;
     let (w, h) = decoder.dimensions();
-    check_size(path, w as u64, h as u64)?;
+    check_size(path, w as u64, h as u64, max_pixels.min(MAX_PIXELS))?;
     let orientation = decoder.orientation().map_err(|e| decode_err(path, e))?;
     let rgb = if format == image::ImageFormat::Jpeg {
-        match decode_jpeg(path, &bytes) {
+        match decode_jpeg(path, bytes, max_pixels.min(MAX_PIXELS)) {
             Ok(rgb) => rgb,
-            Err(e) if !jpeg_is_complete(&bytes) => return Err(e),
+            Err(e) if !jpeg_is_complete(bytes) => return Err(e),
             // CMYK and other colour spaces libjpeg cannot turn into RGB.
             Err(ImageError::Decode { .. }) => DynamicImage::from_decoder(decoder)
                 .map_err(|e| decode_err(path, e))?

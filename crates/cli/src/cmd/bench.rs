@@ -35,6 +35,150 @@ enum What {
     /// and times ONNX Runtime (1 intra-op thread and its default) through a Python that has
     /// `onnxruntime`, and our engine where it runs the same model; prints the ratios.
     Compiled(CompiledArgs),
+    /// `serve` under load, on loopback in this process: throughput and p50/p95/p99 latency
+    /// at each concurrency, without and with batching, beside `caption` on the same photos
+    /// in one batch run and one photo a call (the library calls `caption` makes).
+    Serve(ServeArgs),
+}
+
+/// Options of `bench serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Model directory.
+    #[arg(long, short)]
+    model: PathBuf,
+
+    /// The encoder weights (see `caption --weights`); by default the model's.
+    #[arg(long)]
+    weights: Option<String>,
+
+    /// Seed of `--weights random`.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// Photos (files or folders) sent in turn; by default the Flickr8k photos under
+    /// $AUTOCAPTION_SHARED/data/flickr8k/images.
+    photos: Vec<PathBuf>,
+
+    /// Concurrent clients (one keep-alive connection each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    concurrency: Vec<usize>,
+
+    /// Requests a cell.
+    #[arg(long, default_value_t = 210)]
+    requests: usize,
+
+    /// Most seconds a cell runs.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+
+    /// Beam width of every request.
+    #[arg(long, default_value_t = 3)]
+    beam: usize,
+
+    /// Most images a batch, with batching.
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+
+    /// Batch window, ms, with batching.
+    #[arg(long, default_value_t = 5)]
+    batch_wait_ms: u64,
+}
+
+fn serve(args: ServeArgs, global: Global) -> anyhow::Result<()> {
+    use autocaption_serve::bench::{bench_serve, ServeBench};
+    use autocaption_serve::ServeSettings;
+    let photos = if args.photos.is_empty() {
+        let Some(dir) = std::env::var_os("AUTOCAPTION_SHARED")
+            .map(|d| PathBuf::from(d).join("data/flickr8k/images"))
+            .filter(|d| d.is_dir())
+        else {
+            anyhow::bail!("name the photos to send (files or folders), or set AUTOCAPTION_SHARED");
+        };
+        autocaption_pipeline::expand_photos(&[dir])?
+    } else {
+        autocaption_pipeline::expand_photos(&args.photos)?
+    };
+    let options = autocaption_pipeline::CaptionOptions {
+        beam: args.beam,
+        ..Default::default()
+    };
+    let settings = ServeSettings {
+        max_batch: args.max_batch,
+        batch_wait: std::time::Duration::from_millis(args.batch_wait_ms),
+        defaults: options,
+        ..Default::default()
+    };
+    let s = ServeBench {
+        concurrency: args.concurrency.clone(),
+        requests: args.requests,
+        seconds: args.seconds,
+        settings,
+        options,
+    };
+    s.settings.validate()?;
+    let weights = args
+        .weights
+        .as_deref()
+        .map(|w| autocaption_pipeline::EncoderSource::parse(w, args.seed));
+    let captioner = std::sync::Arc::new(autocaption_pipeline::Captioner::load(
+        &args.model,
+        weights.as_ref(),
+    )?);
+    let bar = crate::progress::Bar::new(global.quiet);
+    let r = bench_serve(captioner, &photos, &s, &bar)?;
+    println!(
+        "bench serve: {} photos, {}, {} requests a cell (at most {} s), loopback",
+        r.photos,
+        options.label(),
+        args.requests,
+        args.seconds
+    );
+    println!(
+        "caption, one batch run:   {:>7.1} captions/s",
+        r.batch_per_second
+    );
+    println!(
+        "caption, one photo a call: median {:.1} ms, p99 {:.1} ms",
+        r.single_median_ms, r.single_p99_ms
+    );
+    println!(
+        "{:<9} {:>5} {:>6} {:>6} {:>10} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "batching",
+        "conc",
+        "ok",
+        "failed",
+        "captions/s",
+        "÷ batch",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "batch"
+    );
+    for row in &r.rows {
+        println!(
+            "{:<9} {:>5} {:>6} {:>6} {:>10.1} {:>8.2}× {:>8.1} {:>8.1} {:>8.1} {:>7.2}",
+            if row.batching { "on" } else { "off" },
+            row.concurrency,
+            row.ok,
+            row.failed,
+            row.per_second,
+            row.per_second / r.batch_per_second,
+            row.p50_ms,
+            row.p95_ms,
+            row.p99_ms,
+            row.mean_batch
+        );
+    }
+    for row in r.rows.iter().filter(|r| r.concurrency == 1) {
+        println!(
+            "batching {}: p99 at concurrency 1 is {:.2}× one photo's median, {:.2}× its p99",
+            if row.batching { "on" } else { "off" },
+            row.p99_ms / r.single_median_ms,
+            row.p99_ms / r.single_p99_ms
+        );
+    }
+    Ok(())
 }
 
 /// Options of `bench compiled`.
@@ -461,5 +605,6 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         What::Encode(a) => encode(a, global),
         What::Caption(a) => caption(a, global),
         What::Compiled(a) => compiled(a, global),
+        What::Serve(a) => serve(a, global),
     }
 }

@@ -11,6 +11,7 @@ pub mod features;
 pub mod import;
 pub mod model;
 pub mod prepare;
+pub mod serve;
 pub mod show;
 pub mod synth;
 pub mod train;
