@@ -946,3 +946,14 @@ fn requests_that_arrive_together_are_captioned_in_one_batch() {
         );
     }
 }
+
+#[test]
+fn a_request_past_its_time_limit_gets_503_with_retry_after() {
+    let server = Server::start(&["--timeout-ms", "1"]);
+    let png = std::fs::read(photo(0)).unwrap();
+    let r = server.post("/v1/captions", "image/png", &png);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.error_code(), "timeout");
+    assert_eq!(server.get("/healthz").status, 200);
+}

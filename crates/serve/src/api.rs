@@ -530,10 +530,12 @@ async fn one(
         reply: tx,
         queued_at: Instant::now(),
     };
+    // No longer on its way: a batch the engine is gathering must not wait for this image on
+    // its account (it is in the channel at once, or in the next batch).
+    drop(upstream);
     if !ready.engine.submit(job) {
         return Err(shutting_down());
     }
-    drop(upstream);
     match rx.await {
         Ok(Ok(done)) => Ok((done, decoded)),
         Ok(Err(e)) => Err(ApiError::new(
@@ -649,16 +651,19 @@ async fn caption_request(app: &App, req: Request) -> Result<Response, ApiError> 
         Carrier::Multipart(boundary) => {
             let images = parts(body, boundary, s).await?;
             let work = async {
-                let jobs = images.into_iter().map(|(name, bytes)| {
-                    let (u, _) = Held::take(&app.upstream);
-                    async move {
-                        let r = one(app, ready, name.clone(), bytes, opts, u).await;
-                        (name, r)
-                    }
-                });
-                let results = futures_util::future::join_all(jobs).await;
+                // Each image is on its way on its own account from here.
+                let jobs: Vec<_> = images
+                    .into_iter()
+                    .map(|(name, bytes)| {
+                        let (u, _) = Held::take(&app.upstream);
+                        async move {
+                            let r = one(app, ready, name.clone(), bytes, opts, u).await;
+                            (name, r)
+                        }
+                    })
+                    .collect();
                 drop(upstream);
-                results
+                futures_util::future::join_all(jobs).await
             };
             let results = tokio::time::timeout_at(deadline, work)
                 .await
