@@ -41,6 +41,7 @@ pub mod quantize;
 mod sheet;
 pub mod summary;
 mod training;
+pub mod xmp;
 
 pub use autocaption_features::{EncoderKind, EncoderSpec, FeatureStore};
 pub use captioner::{Caption, CaptionOptions, Captioner, PhotoResult, MAX_BEAM, MAX_WORDS};
