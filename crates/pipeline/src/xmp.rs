@@ -182,10 +182,8 @@ fn read_found(path: &Path, text: &str) -> Result<Found> {
                 stack.push((is(&ns, DC), ours(&ns), local));
                 buf.clear();
             }
-            Event::Empty(e) => {
-                if is(&ns, RDF) && e.local_name().as_ref() == b"Description" {
-                    saw_description = true;
-                }
+            Event::Empty(e) if is(&ns, RDF) && e.local_name().as_ref() == b"Description" => {
+                saw_description = true;
             }
             Event::Text(t) => {
                 buf.push_str(&t.decode().map_err(|e| xml_err(path, e))?);
