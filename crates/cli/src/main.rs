@@ -60,6 +60,8 @@ enum Command {
     /// Compile an ONNX model (or the seed's Keras HDF5 model) ahead of time into
     /// dependency-free C99.
     Compile(cmd::compile::Args),
+    /// Join the outputs of sharded `features` or `caption` runs into what one run writes.
+    Merge(cmd::merge::Args),
     /// Serve captions over HTTP (JSON API, metrics, a web page), batching requests.
     Serve(cmd::serve::Args),
     /// Import a model made elsewhere (the seed's Keras HDF5 model) into a model directory.
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => cmd::compile::run(a, global),
         Command::Import(a) => cmd::import::run(a, global),
         Command::Serve(a) => cmd::serve::run(a, global),
+        Command::Merge(a) => cmd::merge::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,64 +5,21 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use tempfile::TempDir;
 
+mod common;
+
 fn bin() -> Command {
     Command::cargo_bin("autocaption").unwrap()
 }
 
-/// A small model with its own encoder (a concept CNN), trained once for every test here:
-/// (model directory, its images).
+/// The shared small model with its own encoder, and its images.
 fn model() -> &'static (PathBuf, PathBuf) {
-    static MODEL: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = TempDir::new().unwrap().keep();
-        let data = dir.join("synth");
-        bin()
-            .args(["synth", "-q", "--count", "60", "--seed", "4", "--size", "64", "--out"])
-            .arg(&data)
-            .assert()
-            .success();
-        let prep = dir.join("prep");
-        bin()
-            .args(["prepare", "-q"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&prep)
-            .assert()
-            .success();
-        let features = dir.join("f.safetensors");
-        bin()
-            .args(["concepts", "-q", "--epochs", "3", "--size", "32", "--data"])
-            .arg(&prep)
-            .arg("--out")
-            .arg(&features)
-            .assert()
-            .success();
-        let cfg = dir.join("small.json");
-        std::fs::write(
-            &cfg,
-            r#"{"embed_dim": 16, "text_lstm": 32, "text_dense": 16, "image_dense": 16, "merge_lstm": 32, "decoder_lstm": 48, "dropout": 0.2}"#,
-        )
-        .unwrap();
-        let model = dir.join("model");
-        bin()
-            .args(["train", "-q", "--epochs", "40", "--lr", "0.01", "--patience", "40", "--data"])
-            .arg(&prep)
-            .arg("--features")
-            .arg(&features)
-            .arg("--model-config")
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&model)
-            .assert()
-            .success();
-        (model, data.join("images"))
-    })
+    common::concept_model()
 }
 
 fn photo(n: usize) -> PathBuf {

@@ -7,7 +7,7 @@ use autocaption_io::Progress;
 use autocaption_model::{DecodeOptions, Decoder, Hypothesis};
 use autocaption_tensor::WeightFormat;
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::encoder::{Encoder, EncoderSource};
 use crate::model_dir::ModelDir;
@@ -88,7 +88,7 @@ impl CaptionOptions {
 }
 
 /// One generated caption.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Caption {
     /// The sentence, without start and end tokens.
     pub text: String,
@@ -268,19 +268,38 @@ impl Captioner {
         opts: &CaptionOptions,
         progress: &dyn Progress,
     ) -> Result<Vec<PhotoResult>> {
+        self.caption_files_batched(paths, opts, false, progress)
+    }
+
+    /// [`Captioner::caption_files`], with every forward pass of the encoder in full batches
+    /// (see [`Encoder::encode_files`]): a photo's caption and score are then the same bytes
+    /// whatever photos share the run, at the cost of a padded last batch.
+    pub fn caption_files_batched(
+        &self,
+        paths: &[PathBuf],
+        opts: &CaptionOptions,
+        fixed_batches: bool,
+        progress: &dyn Progress,
+    ) -> Result<Vec<PhotoResult>> {
         opts.validate()?;
         let encoder = self.needs_encoder()?;
         let mut results: Vec<PhotoResult> =
             vec![PhotoResult::Unreadable(String::new()); paths.len()];
         let (mut done, mut features) = (Vec::new(), Vec::new());
-        encoder.encode_files(paths, encoder.batch_size(), progress, &mut |b| {
-            for (i, why) in b.failed {
-                results[i] = PhotoResult::Unreadable(why);
-            }
-            done.extend(b.done);
-            features.extend(b.features);
-            Ok(())
-        })?;
+        encoder.encode_files(
+            paths,
+            encoder.batch_size(),
+            fixed_batches,
+            progress,
+            &mut |b| {
+                for (i, why) in b.failed {
+                    results[i] = PhotoResult::Unreadable(why);
+                }
+                done.extend(b.done);
+                features.extend(b.features);
+                Ok(())
+            },
+        )?;
         let captions = self.caption_features(&features, opts, progress)?;
         for (i, c) in done.into_iter().zip(captions) {
             results[i] = PhotoResult::Captions(c);

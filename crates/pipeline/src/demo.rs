@@ -338,7 +338,7 @@ fn encode_all(
 ) -> Result<FeatureStore> {
     let paths: Vec<PathBuf> = images.iter().map(|(_, p)| p.clone()).collect();
     let mut data = Vec::with_capacity(images.len() * encoder.dim());
-    encoder.encode_files(&paths, encoder.batch_size(), progress, &mut |b| {
+    encoder.encode_files(&paths, encoder.batch_size(), false, progress, &mut |b| {
         if let Some((i, why)) = b.failed.into_iter().next() {
             return Err(Error::file(&paths[i], why));
         }

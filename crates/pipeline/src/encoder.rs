@@ -290,10 +290,17 @@ impl Encoder {
     /// a second thread while the network runs, and `sink` gets each batch (features of the
     /// images read, and the others with why). An error from `sink` stops the work.
     /// `progress` counts images, read or not.
+    ///
+    /// With `fixed_batches`, a short batch (the last one) is filled up to `batch_size` with
+    /// copies of its last image, whose features are dropped: every forward pass then has the
+    /// same shape, and the matrix products round an image's features the same whatever
+    /// images share its batch. So the features of a photo do not depend on which other photos
+    /// a run (or a shard of it) holds, and sharded runs merge to the bytes of one run.
     pub fn encode_files(
         &self,
         paths: &[PathBuf],
         batch_size: usize,
+        fixed_batches: bool,
         progress: &dyn Progress,
         sink: &mut dyn FnMut(EncodedBatch) -> Result<()>,
     ) -> Result<()> {
@@ -332,7 +339,13 @@ impl Encoder {
                         Err(e) => b.failed.push((i, e)),
                     }
                 }
+                let real = inputs.len();
+                if fixed_batches && real > 0 && real < batch_size {
+                    let last = inputs[real - 1].clone();
+                    inputs.resize(batch_size, last);
+                }
                 b.features = self.forward(&inputs);
+                b.features.truncate(real * self.dim());
                 progress.advance(count as u64);
                 // Returning drops the receiver, which stops the decoding thread.
                 sink(b)?;

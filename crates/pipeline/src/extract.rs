@@ -27,6 +27,8 @@ pub struct ExtractSettings {
     pub batch_size: usize,
     /// Images between saves of a part.
     pub save_every: usize,
+    /// Only this shard of the images (see [`crate::Shard`]).
+    pub shard: Option<crate::Shard>,
 }
 
 impl ExtractSettings {
@@ -118,8 +120,12 @@ pub fn extract(
     s.validate()?;
     autocaption_io::refuse_input(&s.out, &[&s.images])?;
     autocaption_io::refuse_input(&s.parts_dir(), &[&s.images])?;
-    let names = list_images(&s.images)?;
-    if names.is_empty() {
+    let mut names = list_images(&s.images)?;
+    let found = names.len();
+    if let Some(shard) = s.shard {
+        names.retain(|n| shard.holds(n));
+    }
+    if found == 0 {
         return Err(Error::file(
             &s.images,
             format!(
@@ -163,7 +169,7 @@ pub fn extract(
     }
     let (mut pending_names, mut pending_rows) = (Vec::new(), Vec::new());
     let mut next_part = part_files.len();
-    encoder.encode_files(&paths, s.batch_size, progress, &mut |b| {
+    encoder.encode_files(&paths, s.batch_size, true, progress, &mut |b| {
         for (i, error) in b.failed {
             let f = Failure {
                 image: todo[i].clone(),
@@ -318,6 +324,7 @@ mod tests {
             out: t.path().join(out),
             batch_size: 1,
             save_every: 2,
+            shard: None,
         };
         let full = s("full.safetensors");
         let r = extract(&enc, &full, &NoProgress, &mut |_| {}).unwrap();

@@ -27,6 +27,7 @@
 pub mod bench;
 pub mod bench_compiled;
 mod captioner;
+mod collection;
 mod concepts;
 mod demo;
 mod encoder;
@@ -45,6 +46,10 @@ pub mod xmp;
 
 pub use autocaption_features::{EncoderKind, EncoderSpec, FeatureStore};
 pub use captioner::{Caption, CaptionOptions, Captioner, PhotoResult, MAX_BEAM, MAX_WORDS};
+pub use collection::{
+    caption_collection, merge, parts_dir, read_record, CaptionRecord, CollectionEvent,
+    CollectionReport, CollectionSettings, MergeReport, Shard,
+};
 pub use concepts::{default_weights_path, train_concepts, ConceptOutcome, ConceptSettings};
 pub use demo::{run_demo, DemoReport, DemoSettings};
 pub use encoder::{EncodedBatch, Encoder, EncoderSource, Network};

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use autocaption_pipeline::{
-    expand_photos, Caption, CaptionOptions, Captioner, EncoderSource, FeatureStore, PhotoResult,
+    caption_collection, expand_photos, Caption, CaptionOptions, Captioner, CollectionEvent,
+    CollectionSettings, EncoderSource, FeatureStore, PhotoResult,
 };
 use serde::Serialize;
 
@@ -64,6 +65,42 @@ pub struct Args {
     /// With --json, also list the other beams with their scores.
     #[arg(long, requires = "json")]
     alternatives: bool,
+
+    /// Write the captions to this JSON Lines record (one object a photo: image, caption,
+    /// score, alternatives; in the order of the photos' paths) instead of printing them. A
+    /// part of it is saved every --save-every photos, so a rerun with the same --out resumes
+    /// where a killed run stopped; `autocaption merge` joins the records of --shard runs.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "features")]
+    out: Option<PathBuf>,
+
+    /// Also write `image,caption,score` as CSV.
+    #[arg(long, value_name = "FILE.csv", conflicts_with = "features")]
+    csv: Option<PathBuf>,
+
+    /// Also write an HTML gallery: each photo with its caption as alt text and visible text,
+    /// its score and the other beams.
+    #[arg(long, value_name = "FILE.html", conflicts_with = "features")]
+    html: Option<PathBuf>,
+
+    /// Write each caption into the photo's XMP sidecar (dc:description, and its content
+    /// words as dc:subject keywords), merged into the sidecar that is there: every other
+    /// field is kept, a description a person wrote stays, and a rerun replaces only what an
+    /// earlier run wrote. The photo itself is never touched.
+    #[arg(long, conflicts_with = "features")]
+    xmp: bool,
+
+    /// Sidecar names: ext (photo.jpg.xmp: darktable, digiKam) or base (photo.xmp: Lightroom,
+    /// Capture One, exiftool).
+    #[arg(long, default_value = "ext", value_name = "ext|base", requires = "xmp")]
+    xmp_naming: autocaption_pipeline::xmp::SidecarNaming,
+
+    /// Only shard I of N (0 ≤ I < N) of the photos: those whose file name hashes to I.
+    #[arg(long, value_name = "I/N", conflicts_with = "features")]
+    shard: Option<autocaption_pipeline::Shard>,
+
+    /// Photos a chunk: captions are made and saved a chunk at a time (memory stays flat).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    save_every: usize,
 }
 
 #[derive(Serialize)]
@@ -79,6 +116,14 @@ struct Line<'a> {
 pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     let opts = args.decode.options(args.beam)?;
     let bar = Bar::new(global.quiet);
+    if args.out.is_some()
+        || args.csv.is_some()
+        || args.html.is_some()
+        || args.xmp
+        || args.shard.is_some()
+    {
+        return collection(&args, opts, &bar, global);
+    }
     let (names, results) = match &args.features {
         Some(path) => caption_rows(&args, path, &opts, &bar)?,
         None => {
@@ -167,4 +212,64 @@ fn caption_rows(
         })
         .collect();
     Ok((names, results))
+}
+
+/// Captions into files (record, CSV, gallery, sidecars), resumable and sharded.
+fn collection(
+    args: &Args,
+    options: CaptionOptions,
+    bar: &Bar,
+    global: Global,
+) -> anyhow::Result<()> {
+    if args.json {
+        bail!("--json prints captions; with --out, --csv, --html or --xmp they go to files");
+    }
+    let settings = CollectionSettings {
+        photos: expand_photos(&args.photos)?,
+        shard: args.shard,
+        out: args.out.clone(),
+        csv: args.csv.clone(),
+        html: args.html.clone(),
+        xmp: args.xmp.then_some(args.xmp_naming),
+        options,
+        save_every: args.save_every,
+    };
+    settings.validate()?;
+    let weights = args
+        .weights
+        .as_deref()
+        .map(|w| EncoderSource::parse(w, args.seed));
+    let captioner = Captioner::load(&args.model, weights.as_ref())?;
+    let started = std::time::Instant::now();
+    let report = caption_collection(&captioner, &settings, bar, &mut |e| {
+        if let CollectionEvent::Skipped(f) = e {
+            eprintln!("warning: skipping {}", f.error);
+        }
+    })?;
+    if report.captioned == 0 && report.already_done == 0 && report.photos > 0 {
+        bail!("none of the {} photo(s) could be captioned", report.photos);
+    }
+    if !global.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let mut wrote: Vec<String> = [&args.out, &args.csv, &args.html]
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect();
+        if report.sidecars > 0 {
+            wrote.push(format!("{} XMP sidecars", report.sidecars));
+        }
+        eprintln!(
+            "Captioned {} photos ({} from an earlier run, {} unreadable) in {secs:.1} s ({:.1} photos/s){}; wrote {}",
+            report.captioned,
+            report.already_done,
+            report.failed.len(),
+            report.captioned as f64 / secs.max(1e-9),
+            args.shard
+                .map(|s| format!(", shard {}/{} of {} given", s.index, s.count, settings.photos.len()))
+                .unwrap_or_default(),
+            wrote.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long, default_value_t = 256, value_name = "N")]
     save_every: usize,
 
+    /// Only shard I of N (0 ≤ I < N): the images whose file name hashes to I, so that N
+    /// machines share a folder; `autocaption merge` joins their outputs into exactly the file
+    /// one run writes.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<autocaption_pipeline::Shard>,
+
     /// JSON report of what was done and what failed (with the time of every save); default:
     /// OUT with `.report.json`.
     #[arg(long)]
@@ -66,6 +72,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         out: args.out.clone(),
         batch_size: args.batch_size,
         save_every: args.save_every,
+        shard: args.shard,
     };
     settings.validate()?;
     let Some(weights) = args.weights.as_deref() else {

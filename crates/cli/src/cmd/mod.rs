@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod export;
 pub mod features;
 pub mod import;
+pub mod merge;
 pub mod model;
 pub mod prepare;
 pub mod serve;
