@@ -82,6 +82,14 @@ fn main() -> ExitCode {
     // temporary files), then exit; finished outputs and the previous ones stay as they were.
     // `serve` handles these signals itself: it drains, then exits 0.
     if !matches!(cli.command, Command::Serve(_)) {
+        // Output into a closed pipe (`autocaption caption … | head`) ends the process
+        // quietly, as it does any Unix tool's, instead of a panic on the failed print. (Not
+        // for `serve`, which must outlive a client that hangs up.)
+        #[cfg(unix)]
+        // SAFETY: restoring a signal's default disposition at start-up, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         let _ = ctrlc::set_handler(|| {
             let (_lock, _) = autocaption_io::remove_staging();
             eprintln!("\ninterrupted: unfinished output removed");

@@ -237,20 +237,28 @@ impl FeatureStore {
     /// of features and weights can move, and the same run into another folder gives the
     /// same bytes.
     pub fn save(&self, path: &Path) -> Result<(), FeatureError> {
-        let mut encoder = self.encoder.clone();
-        if let Some(e) = encoder.as_mut() {
-            let beside = |w: &str| {
-                let w = Path::new(w);
-                let dir = std::path::absolute(path).ok()?.parent()?.to_path_buf();
-                (w.is_absolute() && w.parent() == Some(dir.as_path()))
-                    .then(|| w.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .flatten()
-            };
-            if let Some(name) = e.weights.as_deref().and_then(beside) {
-                e.weights = Some(name);
-            }
-        }
+        let encoder = recorded_beside(self.encoder.as_ref(), path);
         autocaption_io::write_atomic(path, &self.bytes_with(encoder.as_ref()))?;
+        Ok(())
+    }
+
+    /// Writes the file [`FeatureStore::save`] would write for rows named `names` of width
+    /// `dim`, without holding the rows: `rows` writes them, in order, as little-endian f32
+    /// (`names.len() × dim` values in all). Memory stays that of the names, whatever the
+    /// number of rows.
+    pub fn save_streamed(
+        path: &Path,
+        names: &[String],
+        dim: usize,
+        encoder: Option<&EncoderSpec>,
+        rows: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), FeatureError> {
+        let encoder = recorded_beside(encoder, path);
+        let head = header(names, dim, encoder.as_ref());
+        autocaption_io::write_atomic_with(path, &mut |w| {
+            w.write_all(&head)?;
+            rows(w)
+        })?;
         Ok(())
     }
 
@@ -333,6 +341,58 @@ impl FeatureStore {
 /// The same safetensors bytes with the JSON header's keys sorted (metadata included), so
 /// that the same store gives the same bytes: safetensors writes its maps in `HashMap` order.
 /// Sorting keeps the header's length, so the data offsets stay valid.
+/// The encoder record as a file at `path` stores it: weights beside the file by name alone.
+fn recorded_beside(encoder: Option<&EncoderSpec>, path: &Path) -> Option<EncoderSpec> {
+    let mut encoder = encoder.cloned();
+    if let Some(e) = encoder.as_mut() {
+        let beside = |w: &str| {
+            let w = Path::new(w);
+            let dir = std::path::absolute(path).ok()?.parent()?.to_path_buf();
+            (w.is_absolute() && w.parent() == Some(dir.as_path()))
+                .then(|| w.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .flatten()
+        };
+        if let Some(name) = e.weights.as_deref().and_then(beside) {
+            e.weights = Some(name);
+        }
+    }
+    encoder
+}
+
+/// The bytes before the data of a file of `names.len()` rows of width `dim`: the length, then
+/// the JSON header with sorted keys, padded with spaces to a multiple of 8 (as `safetensors`
+/// pads it).
+fn header(names: &[String], dim: usize, encoder: Option<&EncoderSpec>) -> Vec<u8> {
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "names".into(),
+        serde_json::to_string(names)
+            .expect("names serialise")
+            .into(),
+    );
+    if let Some(e) = encoder {
+        meta.insert(
+            "encoder".into(),
+            serde_json::to_string(e)
+                .expect("the encoder record serialises")
+                .into(),
+        );
+    }
+    let json = serde_json::json!({
+        "__metadata__": meta,
+        "features": {
+            "dtype": "F32",
+            "shape": [names.len(), dim],
+            "data_offsets": [0, names.len() * dim * 4],
+        }
+    });
+    let mut h = serde_json::to_vec(&json).expect("JSON serialises");
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out
+}
+
 fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let header: serde_json::Value =
@@ -351,6 +411,35 @@ fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_saves_write_the_same_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        for (n, dim) in [(0, 3), (1, 1), (2, 5), (7, 16), (13, 2048)] {
+            let names: Vec<String> = (0..n)
+                .map(|i| format!("img_{i}_{}.jpg", "x".repeat(i)))
+                .collect();
+            let data: Vec<f32> = (0..n * dim).map(|i| i as f32 * 0.25 - 3.0).collect();
+            let mut s = FeatureStore::new(names.clone(), dim, data.clone());
+            if n % 2 == 1 {
+                s = s.with_encoder(EncoderSpec::external(dim));
+            }
+            let (a, b) = (d.path().join("a"), d.path().join("b"));
+            s.save(&a).unwrap();
+            FeatureStore::save_streamed(&b, &names, dim, s.encoder(), &mut |w| {
+                for row in data.chunks(dim.max(1)) {
+                    w.write_all(&autocaption_io::f32_to_le_bytes(row))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&b).unwrap(),
+                "{n}×{dim}"
+            );
+        }
+    }
 
     #[test]
     fn same_store_same_bytes() {

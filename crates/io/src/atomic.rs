@@ -289,6 +289,16 @@ fn tmp_prefix() -> String {
 /// that readers see either the old file or the complete new one, never a partial write.
 /// The temporary file is removed on error and on SIGINT/SIGTERM (see [`remove_staging`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    write_atomic_with(path, &mut |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for a file written piece by piece: `fill` writes the whole content to
+/// the temporary file (buffered), which is then synced and renamed into place; on an error
+/// from `fill` nothing replaces `path`.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), IoError> {
     let dir = parent_of(path);
     remove_stale(dir, ".autocaption-");
     let mut tmp = tempfile::Builder::new()
@@ -299,7 +309,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let tmp_path = tmp.path().to_path_buf();
     staging().push(tmp_path.clone());
     let result = (|| {
-        tmp.write_all(bytes).map_err(io_err(path))?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            fill(&mut w).map_err(io_err(path))?;
+            w.flush().map_err(io_err(path))?;
+        }
         tmp.as_file().sync_all().map_err(io_err(path))?;
         let mut list = staging();
         unregister(&mut list, &tmp_path);

@@ -9,8 +9,8 @@ mod progress;
 
 pub use atomic::{
     check_regular_file, host_tag, read, read_limit, read_to_string, remove_staging, remove_stale,
-    set_read_limit, write_atomic, write_files_atomic, AtomicDir, IoError, StagingLock,
-    DEFAULT_READ_LIMIT,
+    set_read_limit, write_atomic, write_atomic_with, write_files_atomic, AtomicDir, IoError,
+    StagingLock, DEFAULT_READ_LIMIT,
 };
 pub use fmt::{f32_from_le_bytes, f32_to_le_bytes, first_non_finite, thousands};
 pub use guard::{check_output, refuse_input, resolved, Ours};

@@ -77,6 +77,16 @@ pub struct Save {
     pub bytes: usize,
     /// Seconds it took.
     pub seconds: f64,
+    /// Seconds from the start of the run's extraction to the end of this save.
+    pub at_seconds: f64,
+}
+
+/// Where rows of the final file come from.
+enum Source {
+    /// In memory.
+    Store(FeatureStore),
+    /// A part on disk, read when its turn comes.
+    File(PathBuf),
 }
 
 /// What [`extract`] did.
@@ -136,20 +146,24 @@ pub fn extract(
     }
     let parts_dir = s.parts_dir();
     let spec = encoder.spec().clone();
-    let mut earlier = Vec::new();
-    if s.out.exists() {
-        earlier.push(read_same_encoder(&s.out, &spec)?);
-    }
+    let earlier_out = if s.out.exists() {
+        Some(read_same_encoder(&s.out, &spec)?)
+    } else {
+        None
+    };
+    // Parts are checked and their names kept; their rows are read again at the end.
     let mut part_files = Vec::new();
+    let mut part_names: Vec<Vec<String>> = Vec::new();
     if parts_dir.is_dir() {
         part_files = parts(&parts_dir)?;
         for p in &part_files {
-            earlier.push(read_same_encoder(p, &spec)?);
+            part_names.push(read_same_encoder(p, &spec)?.names().to_vec());
         }
     }
-    let done: HashSet<&str> = earlier
+    let done: HashSet<&str> = earlier_out
         .iter()
         .flat_map(|st| st.names().iter().map(String::as_str))
+        .chain(part_names.iter().flatten().map(String::as_str))
         .collect();
     let todo: Vec<&String> = names
         .iter()
@@ -161,14 +175,34 @@ pub fn extract(
     let paths: Vec<PathBuf> = todo.iter().map(|n| s.images.join(n)).collect();
     let mut failed = Vec::new();
     let mut saves = Vec::new();
-    // Everything so far, in memory (written once at the end), and the rows not yet saved.
-    let mut all =
-        FeatureStore::new(Vec::new(), spec.feature_dim, Vec::new()).with_encoder(spec.clone());
-    for st in earlier {
-        all.extend_new(st);
+    // What the file will hold, in order: the earlier file's rows, each part's, this run's
+    // (each name once). Only names stay in memory; rows are on disk in parts until the end.
+    let mut names_out: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut keep = |names: &[String], names_out: &mut Vec<String>| {
+        names
+            .iter()
+            .map(|n| {
+                let new = seen.insert(n.clone());
+                if new {
+                    names_out.push(n.clone());
+                }
+                new
+            })
+            .collect::<Vec<bool>>()
+    };
+    let mut sources: Vec<(Source, Vec<bool>)> = Vec::new();
+    if let Some(st) = earlier_out {
+        let k = keep(st.names(), &mut names_out);
+        sources.push((Source::Store(st), k));
+    }
+    for (p, names) in part_files.iter().zip(part_names) {
+        let k = keep(&names, &mut names_out);
+        sources.push((Source::File(p.clone()), k));
     }
     let (mut pending_names, mut pending_rows) = (Vec::new(), Vec::new());
     let mut next_part = part_files.len();
+    let started = Instant::now();
     encoder.encode_files(&paths, s.batch_size, true, progress, &mut |b| {
         for (i, error) in b.failed {
             let f = Failure {
@@ -194,13 +228,14 @@ pub fn extract(
             let file = parts_dir.join(format!("part-{next_part:06}.safetensors"));
             autocaption_io::write_atomic(&file, &bytes)?;
             next_part += 1;
-            let rows_written = part.len();
-            all.extend(part);
+            let k = keep(part.names(), &mut names_out);
+            sources.push((Source::File(file), k));
             let save = Save {
-                rows_total: all.len(),
-                rows_written,
+                rows_total: names_out.len(),
+                rows_written: part.len(),
                 bytes: bytes.len(),
                 seconds: t.elapsed().as_secs_f64(),
+                at_seconds: started.elapsed().as_secs_f64(),
             };
             on_event(ExtractEvent::Saved(&save));
             saves.push(save);
@@ -208,16 +243,53 @@ pub fn extract(
         Ok(())
     })?;
 
-    // The one file: what was there, every part, the rest; then the parts go.
+    // The one file: what was there, every part, the rest, streamed a source at a time;
+    // then the parts go.
     let t = Instant::now();
     let nothing_new = part_files.is_empty() && saves.is_empty() && pending_names.is_empty();
-    all.extend(FeatureStore::new(
-        pending_names,
-        spec.feature_dim,
-        pending_rows,
+    let k = keep(&pending_names, &mut names_out);
+    sources.push((
+        Source::Store(FeatureStore::new(
+            pending_names,
+            spec.feature_dim,
+            pending_rows,
+        )),
+        k,
     ));
     if !(nothing_new && s.out.exists()) {
-        all.save(&s.out)?;
+        let mut failure: Option<Error> = None;
+        let written = FeatureStore::save_streamed(
+            &s.out,
+            &names_out,
+            spec.feature_dim,
+            Some(&spec),
+            &mut |w| {
+                for (src, keep) in &sources {
+                    let loaded;
+                    let st = match src {
+                        Source::Store(st) => st,
+                        Source::File(p) => match FeatureStore::load(p) {
+                            Ok(st) => {
+                                loaded = st;
+                                &loaded
+                            }
+                            Err(e) => {
+                                failure = Some(e.into());
+                                return Err(std::io::Error::other("a part could not be read"));
+                            }
+                        },
+                    };
+                    for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                        w.write_all(&autocaption_io::f32_to_le_bytes(st.row(i)))?;
+                    }
+                }
+                Ok(())
+            },
+        );
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written?;
     }
     if parts_dir.exists() {
         std::fs::remove_dir_all(&parts_dir)
@@ -229,7 +301,7 @@ pub fn extract(
         extracted: todo.len() - failed.len(),
         failed,
         encoder: spec,
-        rows: all.len(),
+        rows: names_out.len(),
         saves,
         merge_seconds: t.elapsed().as_secs_f64(),
     })
