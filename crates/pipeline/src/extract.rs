@@ -84,7 +84,7 @@ pub struct Save {
 /// Where rows of the final file come from.
 enum Source {
     /// In memory.
-    Store(FeatureStore),
+    Store(Box<FeatureStore>),
     /// A part on disk, read when its turn comes.
     File(PathBuf),
 }
@@ -194,7 +194,7 @@ pub fn extract(
     let mut sources: Vec<(Source, Vec<bool>)> = Vec::new();
     if let Some(st) = earlier_out {
         let k = keep(st.names(), &mut names_out);
-        sources.push((Source::Store(st), k));
+        sources.push((Source::Store(Box::new(st)), k));
     }
     for (p, names) in part_files.iter().zip(part_names) {
         let k = keep(&names, &mut names_out);
