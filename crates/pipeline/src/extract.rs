@@ -249,11 +249,11 @@ pub fn extract(
     let nothing_new = part_files.is_empty() && saves.is_empty() && pending_names.is_empty();
     let k = keep(&pending_names, &mut names_out);
     sources.push((
-        Source::Store(FeatureStore::new(
+        Source::Store(Box::new(FeatureStore::new(
             pending_names,
             spec.feature_dim,
             pending_rows,
-        )),
+        ))),
         k,
     ));
     if !(nothing_new && s.out.exists()) {
