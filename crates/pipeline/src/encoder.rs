@@ -308,19 +308,29 @@ impl Encoder {
         progress.start("features", paths.len() as u64);
         type Decoded = Vec<(usize, Result<Vec<f32>, String>)>;
         let (tx, rx) = mpsc::sync_channel::<Decoded>(2);
+        // Decoding runs in a pool of its own (half the cores): in the network's pool, a
+        // worker busy with a JPEG would hold up every parallel product of the forward pass.
+        let decoders = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(decoders)
+            .thread_name(|i| format!("autocaption-decode-{i}"))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start the decoding threads: {e}")))?;
         let result = std::thread::scope(|s| {
             s.spawn(move || {
                 let indexed: Vec<(usize, &PathBuf)> = paths.iter().enumerate().collect();
                 for chunk in indexed.chunks(batch_size) {
-                    let decoded: Decoded = chunk
-                        .par_iter()
-                        .map(|&(i, p)| {
-                            let r = load_rgb(p)
-                                .map(|img| self.preprocess(&img))
-                                .map_err(|e| e.to_string());
-                            (i, r)
-                        })
-                        .collect();
+                    let decoded: Decoded = pool.install(|| {
+                        chunk
+                            .par_iter()
+                            .map(|&(i, p)| {
+                                let r = load_rgb(p)
+                                    .map(|img| self.preprocess(&img))
+                                    .map_err(|e| e.to_string());
+                                (i, r)
+                            })
+                            .collect()
+                    });
                     if tx.send(decoded).is_err() {
                         return;
                     }
