@@ -167,6 +167,31 @@ fn four_shards_and_merge_give_the_bytes_of_one_run() {
         .failure()
         .stderr(predicate::str::contains("captioned differently"));
     assert!(!out("bad.jsonl").exists());
+    // An existing output needs --force, and is replaced only by its own kind.
+    bin()
+        .arg("merge")
+        .args(&records)
+        .arg("--out")
+        .arg(out("merged.jsonl"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--force"));
+    bin()
+        .args(["merge", "--force"])
+        .args(&records)
+        .arg("--out")
+        .arg(out("merged.jsonl"))
+        .assert()
+        .success();
+    bin()
+        .args(["merge", "--force"])
+        .args(&records)
+        .arg("--out")
+        .arg(out("one.safetensors"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not an earlier output"));
+    assert_eq!(read(&out("merged.jsonl")), read(&out("one.jsonl")));
 }
 
 #[test]

@@ -255,27 +255,37 @@ pub fn caption_collection(
         .iter()
         .filter(|p| s.shard.is_none_or(|sh| sh.holds(&p.to_string_lossy())))
         .collect();
-    let mut records: BTreeMap<String, CaptionRecord> = BTreeMap::new();
-    let mut next_part = 0;
-    if let Some(out) = &s.out {
-        if out.exists() {
-            for r in read_record(out)? {
-                records.insert(r.image.clone(), r);
-            }
+    // What is done: the images of the record and its parts (names only; the records stay on
+    // disk, so memory does not grow with the collection).
+    let scratch;
+    let parts = match &s.out {
+        Some(out) => parts_dir(out),
+        None => {
+            scratch = tempfile::tempdir().map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot make a temporary folder for the chunks: {e}"
+                ))
+            })?;
+            scratch.path().join("parts")
         }
-        let dir = parts_dir(out);
-        if dir.is_dir() {
-            for p in part_files(&dir, "jsonl")? {
-                for r in read_record(&p)? {
-                    records.insert(r.image.clone(), r);
-                }
-                next_part += 1;
-            }
+    };
+    let mut done: HashSet<String> = HashSet::new();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    if let Some(out) = s.out.as_ref().filter(|o| o.exists()) {
+        done.extend(read_record(out)?.into_iter().map(|r| r.image));
+        sources.push(out.clone());
+    }
+    let mut next_part = 0;
+    if parts.is_dir() {
+        for p in part_files(&parts, "jsonl")? {
+            done.extend(read_record(&p)?.into_iter().map(|r| r.image));
+            sources.push(p);
+            next_part += 1;
         }
     }
     let todo: Vec<PathBuf> = photos
         .iter()
-        .filter(|p| !records.contains_key(p.to_string_lossy().as_ref()))
+        .filter(|p| !done.contains(p.to_string_lossy().as_ref()))
         .map(|p| (*p).clone())
         .collect();
     let mut report = CollectionReport {
@@ -330,63 +340,237 @@ pub fn caption_collection(
             }
         }
         report.captioned += new.len();
-        if let Some(out) = &s.out {
-            // The chunk's part is the record of what is done: written whole or not at all.
-            let dir = parts_dir(out);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
-            autocaption_io::write_atomic(
-                &dir.join(format!("part-{next_part:06}.jsonl")),
-                &record_bytes(&new),
-            )?;
-            next_part += 1;
-        }
-        for r in new {
-            records.insert(r.image.clone(), r);
-        }
-        on_event(CollectionEvent::Saved(records.len()));
+        // The chunk's part, sorted by image, is the record of what is done: written whole or
+        // not at all.
+        new.sort_by(|a, b| a.image.cmp(&b.image));
+        std::fs::create_dir_all(&parts)
+            .map_err(|e| Error::file(&parts, format!("cannot create: {e}")))?;
+        let file = parts.join(format!("part-{next_part:06}.jsonl"));
+        autocaption_io::write_atomic(&file, &record_bytes(&new))?;
+        sources.push(file);
+        next_part += 1;
+        done.extend(new.into_iter().map(|r| r.image));
+        on_event(CollectionEvent::Saved(done.len()));
     }
     progress.finish();
-    // The record holds every photo captioned into it, in the order of their names.
-    let all: Vec<CaptionRecord> = records.into_values().collect();
-    report.rows = all.len();
-    write_outputs(&all, s.out.as_deref(), s.csv.as_deref(), s.html.as_deref())?;
-    if let Some(out) = &s.out {
-        let dir = parts_dir(out);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| Error::file(&dir, format!("cannot remove after merging: {e}")))?;
-        }
+    // The record holds every photo captioned into it, in the order of their paths: the
+    // sorted sources merged a line at a time.
+    report.rows = write_outputs(
+        &sources,
+        false,
+        s.out.as_deref(),
+        s.csv.as_deref(),
+        s.html.as_deref(),
+    )?;
+    if s.out.is_some() && parts.exists() {
+        std::fs::remove_dir_all(&parts)
+            .map_err(|e| Error::file(&parts, format!("cannot remove after merging: {e}")))?;
     }
     Ok(report)
 }
 
+/// Most files read at once by a merge; more are first merged in groups.
+const MAX_OPEN: usize = 128;
+
+/// Calls `visit` with the records of `sources` (each sorted by image) in the order of their
+/// images, each image once: later copies must equal the first when `strict`, and are
+/// dropped otherwise. Returns how many were visited.
+fn merge_sorted(
+    sources: &[PathBuf],
+    strict: bool,
+    visit: &mut dyn FnMut(&CaptionRecord) -> std::io::Result<()>,
+) -> Result<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    use std::io::BufRead;
+    let next = |lines: &mut std::io::Lines<std::io::BufReader<std::fs::File>>,
+                path: &Path,
+                at: &mut usize|
+     -> Result<Option<CaptionRecord>> {
+        for line in lines.by_ref() {
+            *at += 1;
+            let line = line.map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            return serde_json::from_str(&line).map(Some).map_err(|e| {
+                Error::file(
+                    path,
+                    format!("line {at}: not a caption record of `autocaption caption --out` ({e})"),
+                )
+            });
+        }
+        Ok(None)
+    };
+    let mut readers = Vec::with_capacity(sources.len());
+    for p in sources {
+        autocaption_io::check_regular_file(p)?;
+        let f = std::fs::File::open(p).map_err(|e| Error::file(p, format!("cannot open: {e}")))?;
+        readers.push((std::io::BufReader::new(f).lines(), 0usize));
+    }
+    let mut heap = BinaryHeap::new();
+    for (i, (lines, at)) in readers.iter_mut().enumerate() {
+        if let Some(r) = next(lines, &sources[i], at)? {
+            heap.push(Reverse((r.image.clone(), i, RecordOrd(r))));
+        }
+    }
+    let mut last: Option<CaptionRecord> = None;
+    let mut count = 0;
+    while let Some(Reverse((image, i, RecordOrd(r)))) = heap.pop() {
+        let (lines, at) = &mut readers[i];
+        if let Some(n) = next(lines, &sources[i], at)? {
+            if n.image < image {
+                return Err(Error::file(
+                    &sources[i],
+                    format!(
+                        "line {at}: {} comes after {image}: not sorted as `autocaption caption --out` writes",
+                        n.image
+                    ),
+                ));
+            }
+            heap.push(Reverse((n.image.clone(), i, RecordOrd(n))));
+        }
+        if let Some(prev) = &last {
+            if prev.image == r.image {
+                if strict && *prev != r {
+                    return Err(Error::file(
+                        &sources[i],
+                        format!(
+                            "{} is captioned differently in another input (shards of different runs?)",
+                            r.image
+                        ),
+                    ));
+                }
+                continue;
+            }
+        }
+        visit(&r).map_err(|e| Error::Invalid(format!("cannot write: {e}")))?;
+        count += 1;
+        last = Some(r);
+    }
+    Ok(count)
+}
+
+/// A record in a heap entry, never compared (image and source index decide).
+struct RecordOrd(CaptionRecord);
+
+impl PartialEq for RecordOrd {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RecordOrd {}
+impl PartialOrd for RecordOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for RecordOrd {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// Merges `sources` in groups of [`MAX_OPEN`] into temporary files until few enough are left.
+fn narrowed(sources: &[PathBuf], strict: bool, scratch: &Path) -> Result<Vec<PathBuf>> {
+    let mut current = sources.to_vec();
+    let mut round = 0;
+    while current.len() > MAX_OPEN {
+        let mut next = Vec::new();
+        for (g, group) in current.chunks(MAX_OPEN).enumerate() {
+            let file = scratch.join(format!("merge-{round}-{g:06}.jsonl"));
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(&file)
+                    .map_err(|e| Error::file(&file, format!("cannot create: {e}")))?,
+            );
+            merge_sorted(group, strict, &mut |r| write_line(&mut w, r))?;
+            std::io::Write::flush(&mut w).map_err(|e| Error::file(&file, e.to_string()))?;
+            next.push(file);
+        }
+        current = next;
+        round += 1;
+    }
+    Ok(current)
+}
+
+fn write_line(w: &mut dyn std::io::Write, r: &CaptionRecord) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, r)?;
+    w.write_all(b"\n")
+}
+
+/// Writes the record, the CSV and the gallery of the merged `sources` (each streamed, a
+/// record at a time); returns the number of records.
 fn write_outputs(
-    all: &[CaptionRecord],
+    sources: &[PathBuf],
+    strict: bool,
     out: Option<&Path>,
     csv: Option<&Path>,
     html: Option<&Path>,
-) -> Result<()> {
+) -> Result<usize> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::Invalid(format!("cannot make a temporary folder to merge in: {e}")))?;
+    let sources = narrowed(sources, strict, scratch.path())?;
+    let mut rows = 0;
+    let mut failure: Option<Error> = None;
+    let mut stream =
+        |path: &Path,
+         head: &str,
+         line: &mut dyn FnMut(&mut dyn std::io::Write, &CaptionRecord) -> std::io::Result<()>,
+         tail: &dyn Fn(usize) -> String|
+         -> Result<()> {
+            let written = autocaption_io::write_atomic_with(path, &mut |w| {
+                w.write_all(head.as_bytes())?;
+                match merge_sorted(&sources, strict, &mut |r| line(&mut *w, r)) {
+                    Ok(n) => {
+                        rows = n;
+                        w.write_all(tail(n).as_bytes())
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        Err(std::io::Error::other("merge failed"))
+                    }
+                }
+            });
+            if let Some(e) = failure.take() {
+                return Err(e);
+            }
+            written?;
+            Ok(())
+        };
     if let Some(out) = out {
-        autocaption_io::write_atomic(out, &record_bytes(all))?;
+        stream(out, "", &mut |w, r| write_line(w, r), &|_| String::new())?;
     }
     if let Some(path) = csv {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let bad = |e: csv::Error| Error::file(path, e.to_string());
-        w.write_record(CSV_HEADER.split(',')).map_err(bad)?;
-        for r in all {
-            w.write_record([r.image.as_str(), r.caption.as_str(), &r.score.to_string()])
-                .map_err(bad)?;
-        }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| Error::file(path, e.to_string()))?;
-        autocaption_io::write_atomic(path, &bytes)?;
+        let head = format!("{CSV_HEADER}\n");
+        stream(
+            path,
+            &head,
+            &mut |w, r| {
+                let mut c = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut *w);
+                c.write_record([r.image.as_str(), r.caption.as_str(), &r.score.to_string()])
+                    .map_err(std::io::Error::other)?;
+                c.flush()
+            },
+            &|_| String::new(),
+        )?;
     }
     if let Some(path) = html {
-        autocaption_io::write_atomic(path, gallery(all, path).as_bytes())?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        stream(
+            path,
+            GALLERY_HEAD,
+            &mut |w, r| w.write_all(gallery_item(r, &base).as_bytes()),
+            &|n| {
+                format!("</ul>\n<p>{n} photos, captioned by autocaption.</p>\n</main>\n</body>\n</html>\n")
+            },
+        )?;
     }
-    Ok(())
+    if out.is_none() && csv.is_none() && html.is_none() {
+        rows = merge_sorted(&sources, strict, &mut |_| Ok(()))?;
+    }
+    Ok(rows)
 }
 
 /// The part files of `dir` with extension `ext`, in order.
@@ -442,51 +626,45 @@ fn relative_url(target: &Path, base: &Path) -> String {
         .join("/")
 }
 
-/// An accessible gallery: each photo with its caption as `alt` text and as visible text, its
-/// score and the other beams.
-fn gallery(all: &[CaptionRecord], path: &Path) -> String {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut out = String::new();
-    out.push_str(&format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{HTML_GENERATOR}\n\
+/// The gallery's page up to its list (the count of photos goes after the list, as the
+/// records stream through).
+const GALLERY_HEAD: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"generator\" content=\"autocaption caption\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>Captions ({} photos)</title>\n<style>\n\
-body {{ font: 16px/1.5 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; }}\n\
-ul.gallery {{ list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1.25rem; }}\n\
-figure {{ margin: 0; }}\n\
-img {{ width: 100%; height: 12rem; object-fit: cover; border-radius: 6px; background: #eee; }}\n\
-figcaption {{ font-weight: 600; margin-top: .4rem; }}\n\
-.meta, details {{ color: #55555a; font-size: .875rem; }}\n\
-</style>\n</head>\n<body>\n<main>\n<h1>Captions</h1>\n<p>{} photos, captioned by autocaption.</p>\n\
-<ul class=\"gallery\">\n",
-        all.len(),
-        all.len()
-    ));
-    for r in all {
-        let src = relative_url(Path::new(&r.image), base);
-        let name = Path::new(&r.image)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "<li><figure>\n<img src=\"{}\" alt=\"{}\" loading=\"lazy\">\n<figcaption>{}</figcaption>\n\
+<title>Captions</title>\n<style>\n\
+body { font: 16px/1.5 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; }\n\
+ul.gallery { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1.25rem; }\n\
+figure { margin: 0; }\n\
+img { width: 100%; height: 12rem; object-fit: cover; border-radius: 6px; background: #eee; }\n\
+figcaption { font-weight: 600; margin-top: .4rem; }\n\
+.meta, details { color: #55555a; font-size: .875rem; }\n\
+</style>\n</head>\n<body>\n<main>\n<h1>Captions</h1>\n<ul class=\"gallery\">\n";
+
+/// One photo of an accessible gallery: its caption as `alt` text and as visible text, its
+/// file name and score, and the other beams.
+fn gallery_item(r: &CaptionRecord, base: &Path) -> String {
+    let src = relative_url(Path::new(&r.image), base);
+    let name = Path::new(&r.image)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut out = format!(
+        "<li><figure>\n<img src=\"{}\" alt=\"{}\" loading=\"lazy\">\n<figcaption>{}</figcaption>\n\
 <p class=\"meta\">{} · score {:.3}</p>\n",
-            escape(&src),
-            escape(&r.caption),
-            escape(&r.caption),
-            escape(&name),
-            r.score
-        ));
-        if !r.alternatives.is_empty() {
-            out.push_str("<details><summary>Other captions</summary><ol>\n");
-            for a in &r.alternatives {
-                out.push_str(&format!("<li>{} ({:.3})</li>\n", escape(&a.text), a.score));
-            }
-            out.push_str("</ol></details>\n");
+        escape(&src),
+        escape(&r.caption),
+        escape(&r.caption),
+        escape(&name),
+        r.score
+    );
+    if !r.alternatives.is_empty() {
+        out.push_str("<details><summary>Other captions</summary><ol>\n");
+        for a in &r.alternatives {
+            out.push_str(&format!("<li>{} ({:.3})</li>\n", escape(&a.text), a.score));
         }
-        out.push_str("</figure></li>\n");
+        out.push_str("</ol></details>\n");
     }
-    out.push_str("</ul>\n</main>\n</body>\n</html>\n");
+    out.push_str("</figure></li>\n");
     out
 }
 
@@ -505,20 +683,29 @@ pub struct MergeReport {
 /// `out`: rows in the order of their names, each once (a row in two inputs must be the same
 /// in both), so N shards give exactly the bytes one run gives. With caption records, `csv`
 /// and `html` are written from the joined record.
+/// An existing `out` is replaced only with `force`, and only when it is a file of the same
+/// kind (a feature file, or a caption record).
 pub fn merge(
     inputs: &[PathBuf],
     out: &Path,
     csv: Option<&Path>,
     html: Option<&Path>,
+    force: bool,
 ) -> Result<MergeReport> {
     if inputs.is_empty() {
         return Err(Error::Invalid("name the shard outputs to merge".into()));
     }
     let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    autocaption_io::refuse_input(out, &refs)?;
     let first = autocaption_io::read(&inputs[0])?;
-    if first.first() == Some(&b'{') || first.is_empty() {
-        drop(first);
+    let records = first.first() == Some(&b'{') || first.is_empty();
+    drop(first);
+    let ours = if records {
+        Ours::FileStarting(b"{\"image\":")
+    } else {
+        Ours::FileMentioning("\"__metadata__\"")
+    };
+    autocaption_io::check_output(out, force, ours, &refs)?;
+    if records {
         if let Some(c) = csv {
             autocaption_io::check_output(
                 c,
@@ -530,34 +717,13 @@ pub fn merge(
         if let Some(h) = html {
             autocaption_io::check_output(h, true, Ours::FileMentioning(HTML_GENERATOR), &refs)?;
         }
-        let mut rows: BTreeMap<String, (CaptionRecord, &Path)> = BTreeMap::new();
-        for p in inputs {
-            for r in read_record(p)? {
-                if let Some((seen, from)) = rows.get(&r.image) {
-                    if *seen != r {
-                        return Err(Error::file(
-                            p,
-                            format!(
-                                "{} is captioned differently in {} (shards of different runs?)",
-                                r.image,
-                                from.display()
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                rows.insert(r.image.clone(), (r, p));
-            }
-        }
-        let all: Vec<CaptionRecord> = rows.into_values().map(|(r, _)| r).collect();
-        write_outputs(&all, Some(out), csv, html)?;
+        let rows = write_outputs(inputs, true, Some(out), csv, html)?;
         return Ok(MergeReport {
             kind: "captions",
             inputs: inputs.len(),
-            rows: all.len(),
+            rows,
         });
     }
-    drop(first);
     if csv.is_some() || html.is_some() {
         return Err(Error::Invalid(
             "--csv and --html go with caption records, not feature files".into(),
@@ -646,6 +812,43 @@ mod tests {
         for bad in ["4/4", "0/0", "1", "-1/3", "a/b", "0/100001"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn many_sorted_sources_merge_in_groups_to_one_sorted_record() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = |i: usize| CaptionRecord {
+            image: format!("p/{i:05}.jpg"),
+            caption: format!("caption {i}"),
+            score: -(i as f64) / 7.0,
+            alternatives: vec![],
+        };
+        // 300 sources (more than MAX_OPEN), interleaved, each sorted, with repeats.
+        let sources: Vec<PathBuf> = (0..300)
+            .map(|k| {
+                let p = t.path().join(format!("s{k}.jsonl"));
+                let rows: Vec<CaptionRecord> = (0..5)
+                    .map(|j| rec(k + 300 * j))
+                    .chain([rec(k / 2)])
+                    .collect();
+                let mut rows = rows;
+                rows.sort_by(|a, b| a.image.cmp(&b.image));
+                std::fs::write(&p, record_bytes(&rows)).unwrap();
+                p
+            })
+            .collect();
+        let out = t.path().join("out.jsonl");
+        let n = write_outputs(&sources, true, Some(&out), None, None).unwrap();
+        assert_eq!(n, 1500);
+        let expected: Vec<CaptionRecord> = (0..1500).map(rec).collect();
+        assert_eq!(std::fs::read(&out).unwrap(), record_bytes(&expected));
+        // A source out of order is refused, naming it.
+        std::fs::write(&sources[7], record_bytes(&[rec(9), rec(3)])).unwrap();
+        let e = write_outputs(&sources, true, Some(&out), None, None).unwrap_err();
+        assert!(
+            e.to_string().contains("s7.jsonl") && e.to_string().contains("not sorted"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Args {
     /// With caption records: also write the HTML gallery `caption --html` writes.
     #[arg(long, value_name = "FILE.html")]
     html: Option<PathBuf>,
+
+    /// Replace --out if it exists (only an earlier feature file or caption record).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs `merge`.
@@ -35,6 +39,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         &args.out,
         args.csv.as_deref(),
         args.html.as_deref(),
+        args.force,
     )?;
     if !global.quiet {
         eprintln!(
