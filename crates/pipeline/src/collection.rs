@@ -573,8 +573,8 @@ fn write_outputs(
     Ok(rows)
 }
 
-/// The part files of `dir` with extension `ext`, in order.
-fn part_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+/// The part files (`part-*.EXT`) of `dir`, in order.
+pub(crate) fn part_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
     let mut out: Vec<PathBuf> = entries

@@ -155,7 +155,7 @@ pub fn extract(
     let mut part_files = Vec::new();
     let mut part_names: Vec<Vec<String>> = Vec::new();
     if parts_dir.is_dir() {
-        part_files = parts(&parts_dir)?;
+        part_files = crate::collection::part_files(&parts_dir, "safetensors")?;
         for p in &part_files {
             part_names.push(read_same_encoder(p, &spec)?.names().to_vec());
         }
@@ -305,23 +305,6 @@ pub fn extract(
         saves,
         merge_seconds: t.elapsed().as_secs_f64(),
     })
-}
-
-/// The part files of `dir`, in order.
-fn parts(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read: {e}")))?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".safetensors"))
-        })
-        .collect();
-    out.sort();
-    Ok(out)
 }
 
 /// A store written earlier to the same output, which must come from the same encoder.
