@@ -206,7 +206,14 @@ async fn serve(
                         app.upstream.clone(),
                         app.metrics.clone(),
                     );
-                    let model = captioner.model().path.display().to_string();
+                    // The model directory's name, not its path: clients need not know the
+                    // server's file system.
+                    let model = captioner
+                        .model()
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     let _ = app.ready.set(Ready {
                         captioner,
                         engine,
