@@ -557,7 +557,12 @@ fn write_outputs(
         )?;
     }
     if let Some(path) = html {
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // `gallery.html` has the parent "": the current folder.
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         stream(
             path,
             GALLERY_HEAD,
@@ -601,8 +606,12 @@ fn escape(s: &str) -> String {
 fn relative_url(target: &Path, base: &Path) -> String {
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (t, b) = (abs(target), abs(base));
+    // Only the names count: the root (and a Windows prefix) must match, not be encoded.
     let tc: Vec<Component> = t.components().collect();
     let bc: Vec<Component> = b.components().collect();
+    if tc.first() != bc.first() {
+        return format!("file://{}", t.display());
+    }
     let common = tc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
     let mut parts: Vec<String> = vec!["..".into(); bc.len() - common];
     parts.extend(
@@ -635,7 +644,7 @@ const GALLERY_HEAD: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta c
 body { font: 16px/1.5 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; }\n\
 ul.gallery { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: 1.25rem; }\n\
 figure { margin: 0; }\n\
-img { width: 100%; height: 12rem; object-fit: cover; border-radius: 6px; background: #eee; }\n\
+img { width: 100%; height: 12rem; object-fit: contain; border-radius: 6px; background: #eee; }\n\
 figcaption { font-weight: 600; margin-top: .4rem; }\n\
 .meta, details { color: #55555a; font-size: .875rem; }\n\
 </style>\n</head>\n<body>\n<main>\n<h1>Captions</h1>\n<ul class=\"gallery\">\n";
@@ -861,5 +870,26 @@ mod tests {
             relative_url(Path::new("/a/x.jpg"), Path::new("/a")),
             "x.jpg"
         );
+        // A page in the current folder: relative to it, never an encoded root.
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            relative_url(&here.join("p/x.jpg"), Path::new(".")),
+            "p/x.jpg"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let r = CaptionRecord {
+            image: here.join("p/x.jpg").display().to_string(),
+            caption: "a".into(),
+            score: 0.0,
+            alternatives: vec![],
+        };
+        let src = t.path().join("s.jsonl");
+        std::fs::write(&src, record_bytes(std::slice::from_ref(&r))).unwrap();
+        let page = here.join("autocaption-gallery-test.html");
+        let rel = Path::new("autocaption-gallery-test.html");
+        write_outputs(&[src], true, None, None, Some(rel)).unwrap();
+        let html = std::fs::read_to_string(&page).unwrap();
+        std::fs::remove_file(&page).unwrap();
+        assert!(html.contains("<img src=\"p/x.jpg\""), "{html}");
     }
 }
