@@ -293,12 +293,7 @@ pub fn caption_collection(
         already_done: photos.len() - todo.len(),
         ..Default::default()
     };
-    let model = captioner
-        .model()
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let model = captioner.model().name();
     progress.start("captions", todo.len() as u64);
     let counted = PhotosOnly {
         inner: progress,
@@ -362,9 +357,14 @@ pub fn caption_collection(
         s.csv.as_deref(),
         s.html.as_deref(),
     )?;
-    if s.out.is_some() && parts.exists() {
-        std::fs::remove_dir_all(&parts)
-            .map_err(|e| Error::file(&parts, format!("cannot remove after merging: {e}")))?;
+    // Only the parts go (anything else someone put in the folder stays, and so does the
+    // folder then).
+    if s.out.is_some() {
+        for p in part_files(&parts, "jsonl").unwrap_or_default() {
+            std::fs::remove_file(&p)
+                .map_err(|e| Error::file(&p, format!("cannot remove after merging: {e}")))?;
+        }
+        let _ = std::fs::remove_dir(&parts);
     }
     Ok(report)
 }
@@ -557,12 +557,7 @@ fn write_outputs(
         )?;
     }
     if let Some(path) = html {
-        // `gallery.html` has the parent "": the current folder.
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let base = page_folder(path);
         stream(
             path,
             GALLERY_HEAD,
@@ -600,6 +595,15 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The folder a page at `path` links from (`gallery.html` has the parent "": the current
+/// folder).
+fn page_folder(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 /// `target` relative to the folder `base` (both made absolute), as a URL path.
@@ -876,20 +880,11 @@ mod tests {
             relative_url(&here.join("p/x.jpg"), Path::new(".")),
             "p/x.jpg"
         );
-        let t = tempfile::tempdir().unwrap();
-        let r = CaptionRecord {
-            image: here.join("p/x.jpg").display().to_string(),
-            caption: "a".into(),
-            score: 0.0,
-            alternatives: vec![],
-        };
-        let src = t.path().join("s.jsonl");
-        std::fs::write(&src, record_bytes(std::slice::from_ref(&r))).unwrap();
-        let page = here.join("autocaption-gallery-test.html");
-        let rel = Path::new("autocaption-gallery-test.html");
-        write_outputs(&[src], true, None, None, Some(rel)).unwrap();
-        let html = std::fs::read_to_string(&page).unwrap();
-        std::fs::remove_file(&page).unwrap();
-        assert!(html.contains("<img src=\"p/x.jpg\""), "{html}");
+        assert_eq!(page_folder(Path::new("gallery.html")), Path::new("."));
+        assert_eq!(page_folder(Path::new("out/g.html")), Path::new("out"));
+        assert_eq!(
+            relative_url(&here.join("p/x.jpg"), &page_folder(Path::new("g.html"))),
+            "p/x.jpg"
+        );
     }
 }

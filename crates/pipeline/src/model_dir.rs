@@ -172,6 +172,14 @@ impl ModelDir {
         })
     }
 
+    /// The directory's name, not its path: what outputs and clients are told.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Width of the features the model reads.
     pub fn feature_dim(&self) -> usize {
         self.model.config.feature_dim

@@ -206,14 +206,8 @@ async fn serve(
                         app.upstream.clone(),
                         app.metrics.clone(),
                     );
-                    // The model directory's name, not its path: clients need not know the
-                    // server's file system.
-                    let model = captioner
-                        .model()
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    // Not its path: clients need not know the server's file system.
+                    let model = captioner.model().name();
                     let _ = app.ready.set(Ready {
                         captioner,
                         engine,
