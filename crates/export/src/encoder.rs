@@ -1,6 +1,7 @@
 //! The image encoder as ONNX: `encoder.onnx`, ResNet-50 (batch norm already folded into
-//! the convolutions) from preprocessed NHWC images to pooled features.
+//! the convolutions) or the demo's concept CNN, from preprocessed NHWC images to features.
 
+use autocaption_concepts::ConceptNet;
 use autocaption_onnx::proto::ModelProto;
 use autocaption_onnx::TensorData;
 use autocaption_vision::{Conv, ResNet};
@@ -107,5 +108,88 @@ pub fn encoder(net: &ResNet, size: usize) -> ModelProto {
     b.model(
         "autocaption_encoder",
         "autocaption ResNet (batch norm folded): preprocessed images [N, H, W, 3] -> pooled features [N, 2048]",
+    )
+}
+
+/// `encoder.onnx` of the concept CNN: input `images` `[N, size, size, 3]` (see
+/// `autocaption_concepts::pixels`), output `features` `[N, feature_dim]`, the last map
+/// average-pooled 2×2 and flattened in (y, x, channel) order, as the network gives them.
+pub fn concept_encoder(net: &ConceptNet) -> ModelProto {
+    let c = &net.config;
+    let mut b = Builder::default();
+    let images = b.input(
+        "images",
+        1,
+        &[D::Named("N"), D::Fixed(c.size), D::Fixed(c.size), D::Fixed(3)],
+    );
+    let mut x = b.op(
+        "Transpose",
+        "to_nchw",
+        &[&images],
+        &[A::Ints("perm", vec![0, 3, 1, 2])],
+    );
+    let pool = [
+        A::Ints("kernel_shape", vec![2, 2]),
+        A::Ints("strides", vec![2, 2]),
+    ];
+    for (i, (w, bias)) in net.convs.iter().enumerate() {
+        let cout = bias.value.len();
+        let cin = w.value.len() / (9 * cout);
+        // [9·cin, cout] in (ky, kx, cin) row order → OIHW.
+        let mut oihw = vec![0.0f32; w.value.len()];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                for ci in 0..cin {
+                    for o in 0..cout {
+                        oihw[((o * cin + ci) * 3 + ky) * 3 + kx] =
+                            w.value[((ky * 3 + kx) * cin + ci) * cout + o];
+                    }
+                }
+            }
+        }
+        let name = format!("conv{i}");
+        let wn = b.init(
+            &format!("{name}.weight"),
+            vec![cout, cin, 3, 3],
+            TensorData::F32(oihw),
+        );
+        let bn = b.init(
+            &format!("{name}.bias"),
+            vec![cout],
+            TensorData::F32(bias.value.clone()),
+        );
+        let y = b.op(
+            "Conv",
+            &name,
+            &[&x, &wn, &bn],
+            &[
+                A::Ints("kernel_shape", vec![3, 3]),
+                A::Ints("pads", vec![1, 1, 1, 1]),
+            ],
+        );
+        let y = b.op("Relu", &format!("{name}/Relu"), &[&y], &[]);
+        let op = if i + 1 < net.convs.len() {
+            "MaxPool"
+        } else {
+            "AveragePool"
+        };
+        x = b.op(op, &format!("{name}/{op}"), &[&y], &pool);
+    }
+    let nhwc = b.op(
+        "Transpose",
+        "to_nhwc",
+        &[&x],
+        &[A::Ints("perm", vec![0, 2, 3, 1])],
+    );
+    let features = b.op("Flatten", "features/Flatten", &[&nhwc], &[A::Int("axis", 1)]);
+    b.output(
+        &features,
+        "features",
+        1,
+        &[D::Named("N"), D::Fixed(c.feature_dim())],
+    );
+    b.model(
+        "autocaption_concept_encoder",
+        "autocaption concept CNN: images [N, size, size, 3] (pixels/255 - 0.5) -> features [N, feature_dim]",
     )
 }

@@ -15,7 +15,7 @@ use autocaption_vision::ResNet;
 
 pub use builder::OPSET;
 pub use decoder::{decoder, decoder_step, step_states};
-pub use encoder::encoder;
+pub use encoder::{concept_encoder, encoder};
 
 /// Tensors above this many bytes go to the model's external data file.
 pub const EXTERNAL_ABOVE: usize = 1 << 20;

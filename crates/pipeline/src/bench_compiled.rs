@@ -128,7 +128,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn failed(what: &str, out: &std::process::Output) -> Error {
+pub(crate) fn failed(what: &str, out: &std::process::Output) -> Error {
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stdout));
     let tail: String = text
@@ -172,7 +172,7 @@ fn time_n(repeats: usize, f: &mut dyn FnMut()) -> Timing {
     )
 }
 
-fn io_err(path: &Path, error: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, error: std::io::Error) -> Error {
     Error::File {
         path: path.to_path_buf(),
         message: error.to_string(),

@@ -30,6 +30,7 @@ mod captioner;
 mod collection;
 mod concepts;
 mod demo;
+pub mod device;
 mod encoder;
 mod error;
 mod eval_files;

@@ -35,6 +35,9 @@ enum What {
     /// and times ONNX Runtime (1 intra-op thread and its default) through a Python that has
     /// `onnxruntime`, and our engine where it runs the same model; prints the ratios.
     Compiled(CompiledArgs),
+    /// The C captioner of `compile --captioner` against the Rust engine, photo → caption on
+    /// one thread each, on the same decoded pixels: identical captions, and the time a call.
+    Captioner(CaptionerArgs),
     /// `serve` under load, on loopback in this process: throughput and p50/p95/p99 latency
     /// at each concurrency, without and with batching, beside `caption` on the same photos
     /// in one batch run and one photo a call (the library calls `caption` makes).
@@ -637,6 +640,139 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
         What::Encode(a) => encode(a, global),
         What::Caption(a) => caption(a, global),
         What::Compiled(a) => compiled(a, global),
+        What::Captioner(a) => captioner(a, global),
         What::Serve(a) => serve(a, global),
     }
+}
+
+/// Options of `bench captioner`.
+#[derive(Debug, clap::Args)]
+struct CaptionerArgs {
+    /// Model directory (its own encoder is used).
+    #[arg(long, short)]
+    model: PathBuf,
+
+    /// Photos (files or folders); by default the Flickr8k photos under
+    /// $AUTOCAPTION_SHARED/data/flickr8k/images.
+    photos: Vec<PathBuf>,
+
+    /// Beam width (1: greedy).
+    #[arg(long, default_value_t = 3)]
+    beam: usize,
+
+    /// Most words in a caption.
+    #[arg(long, default_value_t = 30)]
+    max_words: usize,
+
+    /// Length normalisation of beam scores.
+    #[arg(long, default_value_t = 0.7)]
+    length_alpha: f64,
+
+    /// Generate int8 weights (see `compile --quantize`): the captions are then compared with
+    /// the f32 engine's, and differ where int8 moves them.
+    #[arg(long, value_name = "int8")]
+    quantize: Option<autocaption_compiler::Quantize>,
+
+    /// The C compiler.
+    #[arg(long, default_value = "cc")]
+    cc: String,
+
+    /// Flags for the C compiler, one string (-ffp-contract=off is always added).
+    #[arg(long, default_value = "-std=c99 -O3", allow_hyphen_values = true)]
+    cflags: String,
+
+    /// Calls a photo on each side (the mean is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+
+    /// Keep the generated code, PPMs and program here (default: a temporary folder).
+    #[arg(long)]
+    keep: Option<PathBuf>,
+}
+
+fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
+    use autocaption_pipeline::device::{bench_captioner, DeviceBench, DeviceSettings};
+    if args.repeats == 0 || args.repeats > 10_000 {
+        anyhow::bail!("--repeats {}: expected 1 to 10000", args.repeats);
+    }
+    let options = autocaption_pipeline::CaptionOptions {
+        beam: args.beam,
+        max_words: args.max_words,
+        length_alpha: args.length_alpha,
+        ..Default::default()
+    };
+    options.validate()?;
+    let photos = if args.photos.is_empty() {
+        let shared = std::env::var_os("AUTOCAPTION_SHARED").ok_or_else(|| {
+            anyhow::anyhow!("give photos, or set AUTOCAPTION_SHARED for the Flickr8k photos")
+        })?;
+        vec![PathBuf::from(shared).join("data/flickr8k/images")]
+    } else {
+        args.photos.clone()
+    };
+    let photos = autocaption_pipeline::expand_photos(&photos)?;
+    let temp;
+    let work = match &args.keep {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let b = DeviceBench {
+        model: args.model.clone(),
+        photos,
+        settings: DeviceSettings {
+            int8: args.quantize.is_some(),
+            ..DeviceSettings::default()
+        },
+        options,
+        cc: args.cc.clone(),
+        cflags: args.cflags.split_whitespace().map(String::from).collect(),
+        repeats: args.repeats,
+        work,
+    };
+    let r = bench_captioner(&b)?;
+    let n = r.photos.len();
+    let same = r.photos.iter().filter(|p| p.c.0 == p.rust.0).count();
+    let mean = |f: &dyn Fn(&autocaption_pipeline::device::DevicePhoto) -> f64| {
+        r.photos.iter().map(f).sum::<f64>() / n.max(1) as f64
+    };
+    let (c, rust) = (mean(&|p| p.c_seconds), mean(&|p| p.rust_seconds));
+    let score = r
+        .photos
+        .iter()
+        .filter(|p| p.c.0 == p.rust.0)
+        .map(|p| (p.c.1 - p.rust.1).abs())
+        .fold(0.0f64, f64::max);
+    if !global.quiet {
+        for p in r.photos.iter().filter(|p| p.c.0 != p.rust.0) {
+            println!("{}: C \"{}\" ({:.4}), Rust \"{}\" ({:.4})", p.name, p.c.0, p.c.1, p.rust.0, p.rust.1);
+        }
+    }
+    let z = &r.sizes;
+    println!(
+        "bench captioner: {} photos, {} {} ({}), {} calls each, one thread; generated in {:.1} s, built in {:.1} s",
+        n,
+        args.cc,
+        args.cflags,
+        if b.settings.int8 { "int8" } else { "f32" },
+        args.repeats,
+        r.generate,
+        r.build
+    );
+    println!(
+        "  identical captions: {same}/{n} (largest score difference among them {score:.2e})"
+    );
+    println!(
+        "  photo → caption: C {:.2} ms, Rust engine {:.2} ms a photo (mean), C ÷ Rust {:.2}×",
+        c * 1e3,
+        rust * 1e3,
+        c / rust
+    );
+    println!(
+        "  sizes: decoder weights {} bytes, encoder weights {} bytes, C source {} bytes, arena {} bytes (features path {} bytes)",
+        z.decoder_weights, z.encoder_weights, z.source, z.arena, z.features_arena
+    );
+    Ok(())
 }
