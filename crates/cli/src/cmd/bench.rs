@@ -668,6 +668,12 @@ struct CaptionerArgs {
     #[arg(long, default_value_t = 0.7)]
     length_alpha: f64,
 
+    /// Where the weights go: external (NAME.weights blobs, read by the program; quick to
+    /// build) or embed (in the C files: about 2.5× their size in source, slow to build for
+    /// ResNet-50).
+    #[arg(long, default_value = "external")]
+    weights: autocaption_compiler::WeightStorage,
+
     /// Generate int8 weights (see `compile --quantize`): the captions are then compared with
     /// the f32 engine's, and differ where int8 moves them.
     #[arg(long, value_name = "int8")]
@@ -724,6 +730,7 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
         photos,
         settings: DeviceSettings {
             int8: args.quantize.is_some(),
+            external: args.weights == autocaption_compiler::WeightStorage::External,
             ..DeviceSettings::default()
         },
         options,
@@ -752,11 +759,12 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
     }
     let z = &r.sizes;
     println!(
-        "bench captioner: {} photos, {} {} ({}), {} calls each, one thread; generated in {:.1} s, built in {:.1} s",
+        "bench captioner: {} photos, {} {} ({}, weights {}), {} calls each, one thread; generated in {:.1} s, built in {:.1} s",
         n,
         args.cc,
         args.cflags,
         if b.settings.int8 { "int8" } else { "f32" },
+        args.weights,
         args.repeats,
         r.generate,
         r.build

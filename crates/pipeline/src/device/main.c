@@ -84,7 +84,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     @NAME@_options opt = @UPPER@_DEFAULT_OPTIONS;
-    int repeats = 1, raw_w = 0, raw_h = 0, first = 1;
+    int repeats = 1, timed = 0, raw_w = 0, raw_h = 0, first = 1;
     const char *wpath = "@NAME@.weights", *epath = "@NAME@_encoder.weights";
     for (; first < argc && argv[first][0] == '-' && argv[first][1]; first += 2) {
         const char *f = argv[first], *v = first + 1 < argc ? argv[first + 1] : NULL;
@@ -96,7 +96,10 @@ int main(int argc, char **argv)
         else if (!strcmp(f, "-w")) opt.max_words = atoi(v);
         else if (!strcmp(f, "-a")) opt.length_alpha = atof(v);
         else if (!strcmp(f, "-n")) opt.alternatives = atoi(v);
-        else if (!strcmp(f, "-t")) repeats = atoi(v);
+        else if (!strcmp(f, "-t")) {
+            repeats = atoi(v);
+            timed = 1;
+        }
         else if (!strcmp(f, "-W")) wpath = v;
         else if (!strcmp(f, "-E")) epath = v;
         else if (!strcmp(f, "-s")) {
@@ -214,7 +217,7 @@ int main(int argc, char **argv)
                 failed = 1;
                 break;
             }
-            if (repeats > 1)
+            if (timed)
                 fprintf(stderr, "%s: %.3f ms a caption\n", argv[i], 1e3 * (t1 - t0) / repeats);
             if (rows > 1) printf("%s:%d", argv[i], r);
             else printf("%s", argv[i]);
