@@ -68,7 +68,14 @@ fn build(dir: &Path, cc: &str, flags: &[&str], out: &str) -> PathBuf {
         sources.push("captioner_encoder.c".into());
     }
     let status = Process::new(cc)
-        .args(["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"])
+        .args([
+            "-std=c99",
+            "-O2",
+            "-ffp-contract=off",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+        ])
         .args(flags)
         .args(["-o", out])
         .args(&sources)
@@ -86,8 +93,7 @@ fn fixture() -> &'static Fixture {
         let dir = TempDir::new().unwrap();
         let root = dir.path().to_path_buf();
         let (model, images) = train_concept_model(&root, 48);
-        let store =
-            autocaption_pipeline::FeatureStore::load(&root.join("f.safetensors")).unwrap();
+        let store = autocaption_pipeline::FeatureStore::load(&root.join("f.safetensors")).unwrap();
         let rows = root.join("rows.f32");
         let bytes: Vec<u8> = store.data().iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&rows, bytes).unwrap();
@@ -151,8 +157,17 @@ fn run_c(exe: &Path, wrapper: Option<&str>, args: &[String]) -> Vec<(String, f64
 
 /// The Rust engine's (caption, score) for `caption ARGS --json`.
 fn run_rust(args: &[&std::ffi::OsStr]) -> Vec<(String, f64)> {
-    let out = bin().arg("caption").args(args).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("caption")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -184,11 +199,7 @@ fn beam_args(beam: usize) -> Vec<String> {
 
 fn paths(v: &[(PathBuf, PathBuf)], first: bool) -> Vec<String> {
     v.iter()
-        .map(|(a, b)| {
-            if first { a } else { b }
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|(a, b)| if first { a } else { b }.to_string_lossy().into_owned())
         .collect()
 }
 
@@ -211,7 +222,10 @@ fn the_c_captioner_gives_the_engines_captions_from_features_and_pixels() {
         ]);
         assert_eq!(c.len(), f.names.len());
         let d = assert_same(&format!("features, beam {beam}"), &c, &rust, 1e-4);
-        eprintln!("features, beam {beam}: {} identical captions, scores within {d:.1e}", c.len());
+        eprintln!(
+            "features, beam {beam}: {} identical captions, scores within {d:.1e}",
+            c.len()
+        );
 
         for (set, label) in [(&f.ppms, "pixels"), (&f.real, "real photos")] {
             if set.is_empty() {
@@ -231,7 +245,10 @@ fn the_c_captioner_gives_the_engines_captions_from_features_and_pixels() {
             let refs: Vec<&std::ffi::OsStr> = rargs.iter().map(|s| s.as_os_str()).collect();
             let rust = run_rust(&refs);
             let d = assert_same(&format!("{label}, beam {beam}"), &c, &rust, 1e-4);
-            eprintln!("{label}, beam {beam}: {} identical captions, scores within {d:.1e}", c.len());
+            eprintln!(
+                "{label}, beam {beam}: {} identical captions, scores within {d:.1e}",
+                c.len()
+            );
         }
     }
 }
@@ -280,7 +297,11 @@ fn other_architectures_give_the_same_captions_under_qemu() {
 fn int8_and_external_weights_caption_close_to_f32() {
     let f = fixture();
     let dir = f.root.join("int8");
-    compile(&f.model, &dir, &["--quantize", "int8", "--weights", "external"]);
+    compile(
+        &f.model,
+        &dir,
+        &["--quantize", "int8", "--weights", "external"],
+    );
     assert!(dir.join("captioner.weights").exists());
     assert!(dir.join("captioner_encoder.weights").exists());
     let exe = build(&dir, "cc", &[], "captioner");
@@ -294,7 +315,11 @@ fn int8_and_external_weights_caption_close_to_f32() {
     let f32 = run_c(&f.c, None, &args);
     let same = int8.iter().zip(&f32).filter(|(a, b)| a.0 == b.0).count();
     eprintln!("int8: {same} of {} captions as f32", f32.len());
-    assert!(same * 10 >= f32.len() * 7, "int8 agrees on only {same} of {}", f32.len());
+    assert!(
+        same * 10 >= f32.len() * 7,
+        "int8 agrees on only {same} of {}",
+        f32.len()
+    );
     // Weights of another build are refused with the weights error.
     let out = Process::new(&exe)
         .args(["-W", "captioner_encoder.weights"])
@@ -405,13 +430,23 @@ fn bad_arguments_get_the_documented_error_codes() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"int main(void){return 0;}")?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"int main(void){return 0;}")?;
             c.wait()
         })
         .is_ok_and(|s| s.success());
     let flags: Vec<&str> = if probe { sanitize.to_vec() } else { Vec::new() };
     let status = Process::new("cc")
-        .args(["-std=c99", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Werror"])
+        .args([
+            "-std=c99",
+            "-O1",
+            "-g",
+            "-ffp-contract=off",
+            "-Wall",
+            "-Werror",
+        ])
         .args(&flags)
         .args([
             "-o",
@@ -431,7 +466,11 @@ fn bad_arguments_get_the_documented_error_codes() {
         "{text}(sanitizers: {})",
         if probe { "on" } else { "not available" }
     );
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("0 failures"));
 }
 
@@ -487,7 +526,9 @@ fn the_cortex_m7_build_runs_under_qemu() {
         .lines()
         .find(|l| {
             l.ends_with("captioner.elf")
-                && l.split_whitespace().next().is_some_and(|w| w.parse::<u64>().is_ok())
+                && l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<u64>().is_ok())
         })
         .unwrap()
         .split_whitespace()

@@ -120,7 +120,12 @@ pub fn concept_encoder(net: &ConceptNet) -> ModelProto {
     let images = b.input(
         "images",
         1,
-        &[D::Named("N"), D::Fixed(c.size), D::Fixed(c.size), D::Fixed(3)],
+        &[
+            D::Named("N"),
+            D::Fixed(c.size),
+            D::Fixed(c.size),
+            D::Fixed(3),
+        ],
     );
     let mut x = b.op(
         "Transpose",
@@ -181,7 +186,12 @@ pub fn concept_encoder(net: &ConceptNet) -> ModelProto {
         &[&x],
         &[A::Ints("perm", vec![0, 2, 3, 1])],
     );
-    let features = b.op("Flatten", "features/Flatten", &[&nhwc], &[A::Int("axis", 1)]);
+    let features = b.op(
+        "Flatten",
+        "features/Flatten",
+        &[&nhwc],
+        &[A::Int("axis", 1)],
+    );
     b.output(
         &features,
         "features",

@@ -175,7 +175,15 @@ impl Image {
     /// per-column int8 as `compile --quantize int8` and `evaluate --int8` use. `split`
     /// cuts the rows into two matrices sharing their column scales (the merge LSTM's image
     /// and text inputs).
-    fn matrix(&mut self, names: &[&str], split: &[usize], w: &[f32], k: usize, n: usize, int8: bool) {
+    fn matrix(
+        &mut self,
+        names: &[&str],
+        split: &[usize],
+        w: &[f32],
+        k: usize,
+        n: usize,
+        int8: bool,
+    ) {
         assert_eq!(w.len(), k * n);
         let bounds: Vec<usize> = std::iter::once(0)
             .chain(split.iter().copied())
@@ -185,7 +193,10 @@ impl Image {
             for (i, name) in names.iter().enumerate() {
                 let (r0, r1) = (bounds[i], bounds[i + 1]);
                 let at = self.floats(&w[r0 * n..r1 * n]);
-                self.define(&format!("AC_MAT_{name}"), format!("{{{at}L, -1L, -1L, {}, {n}}}", r1 - r0));
+                self.define(
+                    &format!("AC_MAT_{name}"),
+                    format!("{{{at}L, -1L, -1L, {}, {n}}}", r1 - r0),
+                );
             }
             return;
         }
@@ -277,7 +288,14 @@ pub fn compile_captioner(
         d.define(key, v);
     }
     let (g2, id) = (4 * c.merge_lstm, c.image_dense);
-    d.matrix(&["IMAGE"], &[], &m.image_dense.kernel.value, c.feature_dim, id, int8);
+    d.matrix(
+        &["IMAGE"],
+        &[],
+        &m.image_dense.kernel.value,
+        c.feature_dim,
+        id,
+        int8,
+    );
     let at = d.floats(&m.image_dense.bias.value);
     d.define("AC_B_IMAGE", format!("{at}L"));
     d.matrix(
@@ -290,7 +308,14 @@ pub fn compile_captioner(
     );
     let at = d.floats(&m.merge_lstm.bias.value);
     d.define("AC_B_MERGE", format!("{at}L"));
-    d.matrix(&["MERGE_R"], &[], &m.merge_lstm.recurrent.value, c.merge_lstm, g2, int8);
+    d.matrix(
+        &["MERGE_R"],
+        &[],
+        &m.merge_lstm.recurrent.value,
+        c.merge_lstm,
+        g2,
+        int8,
+    );
     let e = &m.embedding.table.value;
     if int8 {
         let (q, scales) = int8_channels(c.vocab_size, c.embed_dim, |r, k| e[r * c.embed_dim + k]);
@@ -303,19 +328,61 @@ pub fn compile_captioner(
         d.define("AC_EMBED", format!("{at}L"));
     }
     let g1 = 4 * c.text_lstm;
-    d.matrix(&["TEXT_X"], &[], &m.text_lstm.kernel.value, c.embed_dim, g1, int8);
-    d.matrix(&["TEXT_R"], &[], &m.text_lstm.recurrent.value, c.text_lstm, g1, int8);
+    d.matrix(
+        &["TEXT_X"],
+        &[],
+        &m.text_lstm.kernel.value,
+        c.embed_dim,
+        g1,
+        int8,
+    );
+    d.matrix(
+        &["TEXT_R"],
+        &[],
+        &m.text_lstm.recurrent.value,
+        c.text_lstm,
+        g1,
+        int8,
+    );
     let at = d.floats(&m.text_lstm.bias.value);
     d.define("AC_B_TEXT", format!("{at}L"));
-    d.matrix(&["TEXT_DENSE"], &[], &m.text_dense.kernel.value, c.text_lstm, c.text_dense, int8);
+    d.matrix(
+        &["TEXT_DENSE"],
+        &[],
+        &m.text_dense.kernel.value,
+        c.text_lstm,
+        c.text_dense,
+        int8,
+    );
     let at = d.floats(&m.text_dense.bias.value);
     d.define("AC_B_TEXT_DENSE", format!("{at}L"));
     let g3 = 4 * c.decoder_lstm;
-    d.matrix(&["DEC_X"], &[], &m.decoder_lstm.kernel.value, c.merge_lstm, g3, int8);
-    d.matrix(&["DEC_R"], &[], &m.decoder_lstm.recurrent.value, c.decoder_lstm, g3, int8);
+    d.matrix(
+        &["DEC_X"],
+        &[],
+        &m.decoder_lstm.kernel.value,
+        c.merge_lstm,
+        g3,
+        int8,
+    );
+    d.matrix(
+        &["DEC_R"],
+        &[],
+        &m.decoder_lstm.recurrent.value,
+        c.decoder_lstm,
+        g3,
+        int8,
+    );
     let at = d.floats(&m.decoder_lstm.bias.value);
     d.define("AC_B_DEC", format!("{at}L"));
-    d.matrix(&["OUT"], &[], &m.output.kernel.value, c.decoder_lstm, c.vocab_size, int8);
+    d.matrix(
+        &["OUT"],
+        &[],
+        &m.output.kernel.value,
+        c.decoder_lstm,
+        c.vocab_size,
+        int8,
+    );
     let at = d.floats(&m.output.bias.value);
     d.define("AC_B_OUT", format!("{at}L"));
     while !d.bytes.len().is_multiple_of(8) {
@@ -326,7 +393,11 @@ pub fn compile_captioner(
     // start and end tokens, which captions leave out).
     let mut vocab = format!("static const char *const ac_vocab[{}] = {{\n", c.vocab_size);
     for i in 0..c.vocab_size {
-        let _ = writeln!(vocab, "    {},", c_string(&model.tokenizer.decode(&[i as u32])));
+        let _ = writeln!(
+            vocab,
+            "    {},",
+            c_string(&model.tokenizer.decode(&[i as u32]))
+        );
     }
     vocab.push_str("};\n");
 
@@ -335,11 +406,13 @@ pub fn compile_captioner(
     let maxg = [g1, g2, g3].into_iter().max().unwrap_or(0);
     let maxo = maxg.max(c.vocab_size);
     let maxi = c.feature_dim.max(maxo);
-    let floats =
-        g2 + 2 * k * 2 * (c.text_lstm + c.merge_lstm + c.decoder_lstm) + k * maxg + k * c.text_dense
-            + k * c.embed_dim
-            + k * c.vocab_size
-            + k * (maxi + maxo);
+    let floats = g2
+        + 2 * k * 2 * (c.text_lstm + c.merge_lstm + c.decoder_lstm)
+        + k * maxg
+        + k * c.text_dense
+        + k * c.embed_dim
+        + k * c.vocab_size
+        + k * (maxi + maxo);
     let hyp = 32 + (4 * w).div_ceil(8) * 8;
     let features_arena = 4 * floats + 4 * 2 * k * w + 8 + k * hyp + k * k * 16;
 
@@ -409,7 +482,9 @@ pub fn compile_captioner(
             2 => 2 * size * (taps(256) + 2) * 4 + 3 * size * 4,
             _ => 3 * s.max_side * 4 + 2 * taps(size) * 4,
         };
-        arena = arena.max(feat + input + prep.max(src.arena_bytes)).max(feat + features_arena);
+        arena = arena
+            .max(feat + input + prep.max(src.arena_bytes))
+            .max(feat + features_arena);
         let _ = writeln!(
             header_extra,
             "/* Side of the square image the encoder takes, after the preprocessing. */\n\
@@ -507,7 +582,8 @@ pub fn compile_captioner(
         sources.push(enc_name.clone());
     }
     let objs: Vec<String> = sources.iter().map(|n| format!("{n}.c")).collect();
-    let makefile = format!(
+    let makefile =
+        format!(
         "# Builds the example captioner {name} (generated by autocaption compile --captioner).\n\
          # -ffp-contract=off: every float operation rounds as written, on every architecture.\n\
          CC ?= cc\nCFLAGS ?= -std=c99 -O3 -Wall\nCFLAGS += -ffp-contract=off\n\n\
@@ -662,7 +738,10 @@ fn header(
              {name}_result *result, void *arena);\n"
         );
     }
-    let _ = writeln!(h, "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {upper}_H */");
+    let _ = writeln!(
+        h,
+        "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {upper}_H */"
+    );
     h
 }
 
@@ -800,9 +879,13 @@ pub fn bench_captioner(b: &DeviceBench) -> Result<DeviceReport> {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let fields: Vec<&str> = stdout.trim_end().split('\t').collect();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let c_ms = stderr
-            .lines()
-            .find_map(|l| l.rsplit(": ").next()?.strip_suffix(" ms a caption")?.parse::<f64>().ok());
+        let c_ms = stderr.lines().find_map(|l| {
+            l.rsplit(": ")
+                .next()?
+                .strip_suffix(" ms a caption")?
+                .parse::<f64>()
+                .ok()
+        });
         let (Some(c_text), Some(c_score), Some(c_ms)) = (
             fields.get(1),
             fields.get(2).and_then(|s| s.parse::<f64>().ok()),

@@ -754,7 +754,10 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
         .fold(0.0f64, f64::max);
     if !global.quiet {
         for p in r.photos.iter().filter(|p| p.c.0 != p.rust.0) {
-            println!("{}: C \"{}\" ({:.4}), Rust \"{}\" ({:.4})", p.name, p.c.0, p.c.1, p.rust.0, p.rust.1);
+            println!(
+                "{}: C \"{}\" ({:.4}), Rust \"{}\" ({:.4})",
+                p.name, p.c.0, p.c.1, p.rust.0, p.rust.1
+            );
         }
     }
     let z = &r.sizes;
@@ -769,9 +772,7 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
         r.generate,
         r.build
     );
-    println!(
-        "  identical captions: {same}/{n} (largest score difference among them {score:.2e})"
-    );
+    println!("  identical captions: {same}/{n} (largest score difference among them {score:.2e})");
     println!(
         "  photo → caption: C {:.2} ms, Rust engine {:.2} ms a photo (mean), C ÷ Rust {:.2}×",
         c * 1e3,
