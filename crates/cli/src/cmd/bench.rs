@@ -271,14 +271,7 @@ fn compiled(args: CompiledArgs, global: Global) -> anyhow::Result<()> {
             }
         });
     }
-    let temp;
-    let work = match &args.keep {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (_temp, work) = work_dir(args.keep.as_deref())?;
     let s = CompiledBench {
         models,
         vocab: args.vocab,
@@ -717,14 +710,7 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
         args.photos.clone()
     };
     let photos = autocaption_pipeline::expand_photos(&photos)?;
-    let temp;
-    let work = match &args.keep {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (_temp, work) = work_dir(args.keep.as_deref())?;
     let b = DeviceBench {
         model: args.model.clone(),
         photos,
@@ -784,4 +770,19 @@ fn captioner(args: CaptionerArgs, global: Global) -> anyhow::Result<()> {
         z.decoder_weights, z.encoder_weights, z.source, z.arena, z.features_arena
     );
     Ok(())
+}
+
+/// The folder a benchmark works in: `keep`, or a temporary one (removed when the first value
+/// is dropped).
+fn work_dir(
+    keep: Option<&std::path::Path>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    Ok(match keep {
+        Some(dir) => (None, dir.to_path_buf()),
+        None => {
+            let t = tempfile::tempdir()?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    })
 }

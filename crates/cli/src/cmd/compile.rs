@@ -261,26 +261,36 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             println!("wrote {}", f.display());
         }
     }
-    if let Some(cc) = &args.cc {
-        let exe = args.out.join(&args.name);
-        let mut cmd = std::process::Command::new(cc);
-        if let Some(t) = &args.target {
-            cmd.arg(format!("--target={t}"));
-        }
-        cmd.args(["-std=c99", "-O2", "-Wall", "-Werror", "-o"])
-            .arg(&exe)
-            .arg(args.out.join(format!("{}.c", args.name)))
-            .arg(args.out.join("main.c"))
-            .arg("-lm");
-        let status = cmd
-            .status()
-            .with_context(|| format!("cannot run the C compiler '{cc}'"))?;
-        if !status.success() {
-            bail!("{cc} failed on the generated code ({status})");
-        }
-        if !global.quiet {
-            println!("built {}", exe.display());
-        }
+    let sources = [format!("{}.c", args.name), "main.c".into()];
+    build(
+        &args,
+        &["-std=c99", "-O2", "-Wall", "-Werror"],
+        &sources,
+        global,
+    )
+}
+
+/// With --cc, builds the runner in --out from `sources` (file names there).
+fn build(args: &Args, flags: &[&str], sources: &[String], global: Global) -> anyhow::Result<()> {
+    let Some(cc) = &args.cc else {
+        return Ok(());
+    };
+    let exe = args.out.join(&args.name);
+    let mut cmd = std::process::Command::new(cc);
+    if let Some(t) = &args.target {
+        cmd.arg(format!("--target={t}"));
+    }
+    cmd.args(flags).arg("-o").arg(&exe);
+    cmd.args(sources.iter().map(|f| args.out.join(f)))
+        .arg("-lm");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run the C compiler '{cc}'"))?;
+    if !status.success() {
+        bail!("{cc} failed on the generated code ({status})");
+    }
+    if !global.quiet {
+        println!("built {}", exe.display());
     }
     Ok(())
 }
@@ -321,29 +331,16 @@ fn captioner(args: &Args, dir: &std::path::Path, global: Global) -> anyhow::Resu
             println!("wrote {}", f.display());
         }
     }
-    if let Some(cc) = &args.cc {
-        let exe = args.out.join(&args.name);
-        let mut cmd = std::process::Command::new(cc);
-        if let Some(t) = &args.target {
-            cmd.arg(format!("--target={t}"));
-        }
-        cmd.args(["-std=c99", "-O3", "-ffp-contract=off", "-Wall", "-o"])
-            .arg(&exe);
-        for (f, _) in &built.files {
-            if f.ends_with(".c") {
-                cmd.arg(args.out.join(f));
-            }
-        }
-        cmd.arg("-lm");
-        let status = cmd
-            .status()
-            .with_context(|| format!("cannot run the C compiler '{cc}'"))?;
-        if !status.success() {
-            bail!("{cc} failed on the generated code ({status})");
-        }
-        if !global.quiet {
-            println!("built {}", exe.display());
-        }
-    }
-    Ok(())
+    let sources: Vec<String> = built
+        .files
+        .iter()
+        .filter(|(f, _)| f.ends_with(".c"))
+        .map(|(f, _)| f.clone())
+        .collect();
+    build(
+        args,
+        &["-std=c99", "-O3", "-ffp-contract=off", "-Wall"],
+        &sources,
+        global,
+    )
 }
