@@ -570,3 +570,40 @@ fn the_cortex_m7_build_runs_under_qemu() {
     let want: Vec<&str> = want.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn bad_settings_are_refused_before_anything_is_written() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    for (args, says) in [
+        (vec!["--max-beam", "0"], "--max-beam"),
+        (vec!["--max-words", "500"], "--max-words"),
+        (vec!["--max-side", "10"], "--max-side"),
+        (vec!["--name", "9lives"], "C identifier"),
+        (vec!["--batch", "2"], "--captioner"),
+    ] {
+        let o = bin()
+            .args(["compile", "--captioner"])
+            .arg(dir.path().join("no-such-model"))
+            .arg("--out")
+            .arg(&out)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+    // A model directory that is not one: named, nothing written.
+    let o = bin()
+        .args(["compile", "--captioner"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("config.json"));
+    assert!(!out.exists());
+}
