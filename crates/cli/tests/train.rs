@@ -369,6 +369,22 @@ fn evaluates_and_captions_a_trained_model() {
         serde_json::from_slice(&read(&sweep.join("metrics.json"))).unwrap();
     assert_eq!(metrics["decoders"][1]["length_alpha"], 0.0);
     assert_eq!(metrics["decoders"][2]["beam"], 2);
+    // Int8 per-word weights: the same files, the format recorded, the same bits twice.
+    let (q1, q2) = (t.path().join("q1"), t.path().join("q2"));
+    for q in [&q1, &q2] {
+        evaluate(q, &["-q", "--beam", "2", "--decoder-weights", "int8"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("beam 2"));
+    }
+    assert!(read(&q1.join("metrics.json")) == read(&q2.join("metrics.json")));
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&read(&q1.join("metrics.json"))).unwrap();
+    assert_eq!(metrics["decoder_weights"], "int8", "{metrics}");
+    evaluate(&t.path().join("never"), &["--decoder-weights", "int4"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("expected f32, f16 or int8"));
     bin()
         .args(["caption", "--length-alpha", "0,1", "--features"])
         .arg(&features)

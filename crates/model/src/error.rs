@@ -46,4 +46,16 @@ pub enum ModelError {
         /// The value.
         value: f32,
     },
+    /// A weight that is not finite cannot be rounded to int8.
+    #[error("layer {layer}: weight [{row}, {column}] = {value} is not finite; int8 needs finite weights")]
+    NotFinite {
+        /// The layer.
+        layer: String,
+        /// Row of its (stacked input and recurrent) kernel.
+        row: usize,
+        /// Column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
 }

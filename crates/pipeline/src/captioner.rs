@@ -30,7 +30,8 @@ pub struct CaptionOptions {
     /// Length normalisation of beam scores: log p / length^alpha.
     pub length_alpha: f64,
     /// How the decoder holds the weights each word reads (f16: half the bytes, about twice
-    /// as fast at batch 1; log-probabilities move by about 1e-4).
+    /// as fast at batch 1, log-probabilities move by about 1e-4; int8: a quarter, summed in
+    /// integers).
     pub weights: WeightFormat,
 }
 

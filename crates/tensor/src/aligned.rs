@@ -19,6 +19,8 @@ pub(crate) unsafe trait Plain: Copy {}
 unsafe impl Plain for f32 {}
 // SAFETY: as above.
 unsafe impl Plain for u16 {}
+// SAFETY: any byte is an i8.
+unsafe impl Plain for i8 {}
 
 /// `len` values of `T` starting on a cache line.
 #[derive(Clone)]

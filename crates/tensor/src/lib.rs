@@ -9,6 +9,7 @@ mod f16;
 mod gemm;
 mod init;
 mod panel;
+mod qpanel;
 mod simd;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};

@@ -2,8 +2,9 @@
 //! multiplies one vector by every weight matrix of the model, so the time is the time to
 //! stream the weights through the cores. The matrix is packed once into column panels of
 //! [`PANEL`] columns stored one after the other, so each panel is one sequential read, in f32
-//! or in half precision ([`WeightFormat::F16`], half the bytes), and the panels are split
-//! between the threads.
+//! or in half precision ([`WeightFormat::F16`], half the bytes), or as equalised int8
+//! ([`WeightFormat::Int8`], a quarter, multiplied in integers: see `qpanel.rs`), and the
+//! panels are split between the threads.
 //!
 //! Every output value is `init + Σ_k a[k]·w[k]`, summed in k order on one thread whatever the
 //! number of rows or threads, so a row's result does not depend on the batch it is in.
@@ -11,6 +12,7 @@
 use rayon::prelude::*;
 
 use crate::aligned::Aligned;
+use crate::qpanel::Int8Panels;
 use crate::{from_f16, to_f16};
 
 /// Columns in a panel: four AVX-512 vectors of f32.
@@ -22,7 +24,9 @@ const MR: usize = 6;
 /// Panel rows in a slice: 32 KB of f32, inside the L1 cache.
 const KC: usize = 128;
 
-/// How a packed matrix stores its values. The products are f32 either way.
+/// How a packed matrix stores its values. The products are f32 for f32 and f16; int8
+/// matrices ([`PanelMatrix::mul`] only) round each input row to 16-bit integers and sum in
+/// i32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
@@ -31,6 +35,9 @@ pub enum WeightFormat {
     F32,
     /// Rounded to IEEE half precision (relative error ≤ 2⁻¹¹): half the bytes to read.
     F16,
+    /// Equalised per-column symmetric int8 (each input row divided by its largest weight,
+    /// then each column rounded to ±127 steps): a quarter of the bytes.
+    Int8,
 }
 
 impl std::str::FromStr for WeightFormat {
@@ -39,8 +46,9 @@ impl std::str::FromStr for WeightFormat {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
+            "int8" => Ok(Self::Int8),
             other => Err(format!(
-                "unknown weight format {other:?} (expected f32 or f16)"
+                "unknown weight format {other:?} (expected f32, f16 or int8)"
             )),
         }
     }
@@ -51,11 +59,12 @@ impl std::fmt::Display for WeightFormat {
         f.write_str(match self {
             Self::F32 => "f32",
             Self::F16 => "f16",
+            Self::Int8 => "int8",
         })
     }
 }
 
-/// A value too large for half precision, found while packing.
+/// A value too large for half precision (or, for int8, not finite), found while packing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutOfRange {
     /// Row of the source matrix.
@@ -72,6 +81,7 @@ pub struct OutOfRange {
 enum Data {
     F32(Aligned<f32>),
     F16(Aligned<u16>),
+    Int8(Int8Panels),
 }
 
 /// A `[k, n]` matrix packed into column panels for [`PanelMatrix::mul`].
@@ -104,12 +114,21 @@ impl PanelMatrix {
             "column index outside the matrix"
         );
         let panels = columns.len() / PANEL;
+        if format == WeightFormat::Int8 {
+            return Ok(Self {
+                k,
+                width: columns.len(),
+                panels,
+                data: Data::Int8(Int8Panels::pack(w, k, n, columns)?),
+            });
+        }
         let value =
             |p: usize, r: usize, j: usize| columns[p * PANEL + j].map(|c| (c, w[r * n + c]));
         let len = panels * k * PANEL;
         let mut data = match format {
             WeightFormat::F32 => Data::F32(Aligned::zeroed(len)),
             WeightFormat::F16 => Data::F16(Aligned::zeroed(len)),
+            WeightFormat::Int8 => unreachable!("packed above"),
         };
         for p in 0..panels {
             for r in 0..k {
@@ -118,6 +137,7 @@ impl PanelMatrix {
                     match (&mut data, value(p, r, j)) {
                         (_, None) => {} // stays zero
                         (Data::F32(d), Some((_, v))) => d[at] = v,
+                        (Data::Int8(_), Some(_)) => unreachable!("packed above"),
                         (Data::F16(d), Some((column, v))) => {
                             d[at] = to_f16(v).ok_or(OutOfRange {
                                 row: r,
@@ -168,6 +188,7 @@ impl PanelMatrix {
         match self.data {
             Data::F32(_) => WeightFormat::F32,
             Data::F16(_) => WeightFormat::F16,
+            Data::Int8(_) => WeightFormat::Int8,
         }
     }
 
@@ -176,6 +197,7 @@ impl PanelMatrix {
         match &self.data {
             Data::F32(v) => 4 * v.len(),
             Data::F16(v) => 2 * v.len(),
+            Data::Int8(q) => q.bytes(),
         }
     }
 
@@ -187,6 +209,9 @@ impl PanelMatrix {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
+        if let Data::Int8(q) = &self.data {
+            return q.mul(a, rows, out, finish);
+        }
         let block = rows * PANEL;
         assert_eq!(a.len(), rows * self.k, "input is not {rows}×{}", self.k);
         assert_eq!(
@@ -275,6 +300,10 @@ impl PanelMatrix {
     ) {
         assert!(panels.end <= self.panels, "panels outside the matrix");
         assert!(segment > 0, "segments must hold values");
+        assert!(
+            !matches!(self.data, Data::Int8(_)),
+            "int8 panels multiply through `mul` only"
+        );
         let first = panels.start * PANEL;
         let cols = self.width.min(panels.end * PANEL).saturating_sub(first);
         if rows == 0 || cols == 0 {
@@ -406,6 +435,7 @@ impl PanelMatrix {
         match &self.data {
             Data::F32(w) => bytes_of(&w[span]),
             Data::F16(w) => bytes_of(&w[span]),
+            Data::Int8(_) => unreachable!("int8 panels multiply through `mul` only"),
         }
     }
 
@@ -466,6 +496,7 @@ impl PanelMatrix {
         match &self.data {
             Data::F32(w) => kernel_f32(&w[span], group, o, ldo, step),
             Data::F16(w) => kernel_f16(&w[span], group, o, ldo, step),
+            Data::Int8(_) => unreachable!("int8 panels multiply through `mul` only"),
         }
     }
 }
@@ -492,6 +523,7 @@ impl PanelMatrix {
         let done = match &self.data {
             Data::F32(w) => vectorised_slice::<false, f32>(&w[span], slice, o, ldo, step, ahead),
             Data::F16(w) => vectorised_slice::<true, u16>(&w[span], slice, o, ldo, step, ahead),
+            Data::Int8(_) => unreachable!("int8 panels multiply through `mul` only"),
         };
         if done {
             return;
@@ -1359,6 +1391,7 @@ mod tests {
                 let start = match &m.data {
                     Data::F32(d) => d.as_ptr() as usize,
                     Data::F16(d) => d.as_ptr() as usize,
+                    Data::Int8(_) => unreachable!("not packed here"),
                 };
                 let row_bytes = m.bytes() / (m.panels() * k);
                 assert_eq!((start % 64, row_bytes % 64), (0, 0), "{k}×{n} {format}");

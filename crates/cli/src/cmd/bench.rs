@@ -356,7 +356,8 @@ struct CaptionArgs {
     #[arg(long, default_value_t = 50)]
     repeats: usize,
 
-    /// How the per-word layers hold their weights: f32, or f16 (half the bytes a word).
+    /// How the per-word layers hold their weights: f32, f16 (half the bytes a word) or int8
+    /// (a quarter, summed in integers).
     #[arg(long, default_value = "f32")]
     format: WeightFormat,
 
