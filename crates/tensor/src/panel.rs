@@ -209,9 +209,6 @@ impl PanelMatrix {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        if let Data::Int8(q) = &self.data {
-            return q.mul(a, rows, out, finish);
-        }
         let block = rows * PANEL;
         assert_eq!(a.len(), rows * self.k, "input is not {rows}×{}", self.k);
         assert_eq!(
@@ -222,21 +219,15 @@ impl PanelMatrix {
         if rows == 0 || self.panels == 0 {
             return;
         }
-        let threads = rayon::current_num_threads().clamp(1, self.panels);
-        let per_task = self.panels.div_ceil(threads);
-        let run = |p0: usize, chunk: &mut [f32]| {
+        if let Data::Int8(q) = &self.data {
+            return q.mul(a, rows, out, finish);
+        }
+        by_panels(self.panels, block, out, |p0, chunk| {
             for (i, o) in chunk.chunks_exact_mut(block).enumerate() {
                 self.panel(p0 + i, a, rows, o);
                 finish(p0 + i, o);
             }
-        };
-        if threads == 1 {
-            run(0, out);
-        } else {
-            out.par_chunks_mut(per_task * block)
-                .enumerate()
-                .for_each(|(t, chunk)| run(t * per_task, chunk));
-        }
+        });
     }
 
     /// Panel `p` for every row, `MR` rows at a time, in slices of `KC` panel rows that stay
@@ -612,6 +603,25 @@ impl<'a> Step<'a> {
                 "residual shorter than the rows"
             );
         }
+    }
+}
+
+/// Splits `out`, `panels` blocks of `block` values, into one run of whole blocks a thread:
+/// `run(first panel, its blocks)`.
+pub(crate) fn by_panels(
+    panels: usize,
+    block: usize,
+    out: &mut [f32],
+    run: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let threads = rayon::current_num_threads().clamp(1, panels.max(1));
+    let per_task = panels.div_ceil(threads);
+    if threads == 1 {
+        run(0, out);
+    } else {
+        out.par_chunks_mut(per_task * block)
+            .enumerate()
+            .for_each(|(t, chunk)| run(t * per_task, chunk));
     }
 }
 
@@ -1042,10 +1052,10 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn random(rng: &mut crate::Rng, n: usize) -> Vec<f32> {
+    pub(crate) fn random(rng: &mut crate::Rng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
@@ -1064,7 +1074,13 @@ mod tests {
     }
 
     /// Runs `m.mul` with `init` in every row and returns the result row-major `[rows, n]`.
-    fn product(m: &PanelMatrix, a: &[f32], rows: usize, n: usize, init: &[f32]) -> Vec<f32> {
+    pub(crate) fn product(
+        m: &PanelMatrix,
+        a: &[f32],
+        rows: usize,
+        n: usize,
+        init: &[f32],
+    ) -> Vec<f32> {
         let mut out = vec![0.0f32; m.panels() * rows * PANEL];
         for p in 0..m.panels() {
             for r in 0..rows {

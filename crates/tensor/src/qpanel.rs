@@ -12,10 +12,8 @@
 //! The sums are exact integers, so every kernel (AVX-512BW, AVX2, portable) and every
 //! thread count gives the same bits, and a row's result does not depend on its batch.
 
-use rayon::prelude::*;
-
 use crate::aligned::Aligned;
-use crate::panel::{OutOfRange, PANEL};
+use crate::panel::{by_panels, OutOfRange, PANEL};
 
 /// Pairs of panel rows in a slice (16 KB of weights, inside L1) that every row of a batch
 /// passes over before the next slice.
@@ -107,29 +105,17 @@ impl Int8Panels {
         self.q.len()
     }
 
-    /// [`crate::PanelMatrix::mul`] on these panels: `out` (`[panels][rows][PANEL]`) holds
-    /// the initial values and gets the products added; `finish` sees each panel's block on
-    /// the thread that computed it.
+    /// [`crate::PanelMatrix::mul`] on these panels, its arguments checked there: `out`
+    /// (`[panels][rows][PANEL]`) holds the initial values and gets the products added;
+    /// `finish` sees each panel's block on the thread that computed it.
     pub(crate) fn mul<F>(&self, a: &[f32], rows: usize, out: &mut [f32], finish: F)
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        let block = rows * PANEL;
-        assert_eq!(a.len(), rows * self.k, "input is not {rows}×{}", self.k);
-        assert_eq!(
-            out.len(),
-            self.panels * block,
-            "output is not panels×rows×{PANEL}"
-        );
-        if rows == 0 || self.panels == 0 {
-            return;
-        }
         let (x, scales) = self.quantize(a, rows);
-        let threads = rayon::current_num_threads().clamp(1, self.panels);
-        let per_task = self.panels.div_ceil(threads);
-        let run = |p0: usize, chunk: &mut [f32]| {
+        by_panels(self.panels, rows * PANEL, out, |p0, chunk| {
             let mut acc = vec![[0i32; PANEL]; rows];
-            for (i, o) in chunk.chunks_exact_mut(block).enumerate() {
+            for (i, o) in chunk.chunks_exact_mut(rows * PANEL).enumerate() {
                 let p = p0 + i;
                 self.panel(p, &x, &mut acc);
                 let cols = &self.cols[p * PANEL..(p + 1) * PANEL];
@@ -140,14 +126,7 @@ impl Int8Panels {
                 }
                 finish(p, o);
             }
-        };
-        if threads == 1 {
-            run(0, out);
-        } else {
-            out.par_chunks_mut(per_task * block)
-                .enumerate()
-                .for_each(|(t, chunk)| run(t * per_task, chunk));
-        }
+        });
     }
 
     /// Each row of `a` times the row scales, rounded to `±amax` with a scale per row: the
@@ -279,11 +258,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Rng;
-
-    fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
-    }
+    use crate::panel::{self, tests::random};
+    use crate::{PanelMatrix, Rng, WeightFormat};
 
     fn in_order(n: usize) -> Vec<Option<usize>> {
         (0..n.div_ceil(PANEL) * PANEL)
@@ -309,16 +285,11 @@ mod tests {
         out
     }
 
-    fn product(m: &Int8Panels, a: &[f32], rows: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0.0f32; m.panels * rows * PANEL];
-        m.mul(a, rows, &mut out, |_, _| {});
-        let mut rowmajor = vec![0.0f32; rows * n];
-        for r in 0..rows {
-            for j in 0..n {
-                rowmajor[r * n + j] = out[((j / PANEL) * rows + r) * PANEL + j % PANEL];
-            }
-        }
-        rowmajor
+    /// `a·W` through [`crate::PanelMatrix::mul`] on int8 panels, row-major `[rows, n]`.
+    fn product(w: &[f32], k: usize, a: &[f32], rows: usize, n: usize) -> Vec<f32> {
+        let m = PanelMatrix::pack(w, k, n, WeightFormat::Int8).unwrap();
+        assert_eq!(m.format(), WeightFormat::Int8);
+        panel::tests::product(&m, a, rows, n, &[])
     }
 
     #[test]
@@ -366,7 +337,7 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let got = pool.install(|| product(&m, &a, rows, n));
+                let got = pool.install(|| product(&w, k, &a, rows, n));
                 for r in 0..rows {
                     // Each input moves by at most half a level of its row's largest scaled value.
                     let top = (0..k)
@@ -429,16 +400,15 @@ mod tests {
         let mut rng = Rng::new(4);
         let (k, n) = (200, 130);
         let w = random(&mut rng, k * n);
-        let m = Int8Panels::pack(&w, k, n, &in_order(n)).unwrap();
         let mut a = random(&mut rng, 5 * k);
-        let alone = product(&m, &a[2 * k..3 * k], 1, n);
-        let all = product(&m, &a, 5, n);
+        let alone = product(&w, k, &a[2 * k..3 * k], 1, n);
+        let all = product(&w, k, &a, 5, n);
         assert_eq!(alone, all[2 * n..3 * n]);
         a[k + 7] = f32::NAN;
-        let all = product(&m, &a, 5, n);
+        let all = product(&w, k, &a, 5, n);
         assert!(all[n..2 * n].iter().all(|v| v.is_nan()));
         assert_eq!(alone, all[2 * n..3 * n]);
-        let zero = product(&m, &vec![0.0; k], 1, n);
+        let zero = product(&w, k, &vec![0.0; k], 1, n);
         assert!(zero.iter().all(|&v| v == 0.0));
     }
 
