@@ -20,10 +20,11 @@ pub use encoder::{concept_encoder, encoder};
 /// Tensors above this many bytes go to the model's external data file.
 pub const EXTERNAL_ABOVE: usize = 1 << 20;
 
-/// Writes `decoder.onnx` and `decoder_step.onnx` for `model`, and `encoder.onnx` when an
-/// encoder is given (with its input size), into `dir`; returns the files written.
+/// Writes `decoder.onnx` and `decoder_step.onnx` for `model` when one is given, and
+/// `encoder.onnx` when an encoder is given (with its input size), into `dir`; returns the
+/// files written.
 pub fn export(
-    model: &MergeModel,
+    model: Option<&MergeModel>,
     encoder_net: Option<(&ResNet, usize)>,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, OnnxError> {
@@ -34,10 +35,13 @@ pub fn export(
     // Every file is built first and all are written together (see write_files_atomic).
     let mut bytes = Vec::new();
     let mut files = Vec::new();
-    for (name, m) in [
-        ("decoder.onnx", decoder(model)),
-        ("decoder_step.onnx", decoder_step(model)),
-    ] {
+    let decoders = model.map(|model| {
+        [
+            ("decoder.onnx", decoder(model)),
+            ("decoder_step.onnx", decoder_step(model)),
+        ]
+    });
+    for (name, m) in decoders.into_iter().flatten() {
         let path = dir.join(name);
         bytes.extend(model_files(&path, &m, None));
         files.push(path);

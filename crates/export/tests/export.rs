@@ -142,7 +142,7 @@ fn exported_decoder_compiled_to_c_matches_the_engine() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    autocaption_export::export(&m, None, dir.path()).unwrap();
+    autocaption_export::export(Some(&m), None, dir.path()).unwrap();
     let (t, f) = (
         dir.path().join("tokens.bin"),
         dir.path().join("features.bin"),
@@ -192,7 +192,7 @@ fn exported_encoder_compiled_to_c_matches_the_engine() {
     let images = random_images(size);
     let want = net.forward(&images);
     let dir = tempfile::tempdir().unwrap();
-    autocaption_export::export(&model(), Some((&net, size)), dir.path()).unwrap();
+    autocaption_export::export(Some(&model()), Some((&net, size)), dir.path()).unwrap();
     let x = dir.path().join("images.bin");
     write_f32(&x, &images.data);
     let got = run_compiled(
@@ -228,7 +228,7 @@ fn exported_models_match_the_engine_in_onnx_runtime() {
     let features = net.forward(&images);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    autocaption_export::export(&m, Some((&net, size)), d).unwrap();
+    autocaption_export::export(Some(&m), Some((&net, size)), d).unwrap();
     write_f32(&d.join("tokens.bin"), &tokens);
     write_f32(&d.join("features.bin"), &feats);
     write_f32(&d.join("probs_all.bin"), &all);

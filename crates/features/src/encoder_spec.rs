@@ -1,6 +1,7 @@
 //! What made a set of features: recorded in the feature file and in every model trained on
 //! it, so that a model can be fed features from its own encoder only.
 
+use autocaption_vision::Calibration;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of image encoder.
@@ -54,6 +55,10 @@ pub struct EncoderSpec {
     pub preprocessing: String,
     /// Width of the features.
     pub feature_dim: usize,
+    /// For an int8 encoder, the activation ranges it was quantized with (absent: f32).
+    /// Part of the identity: int8 features and f32 ones are never mixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Calibration>,
 }
 
 impl EncoderSpec {
@@ -66,15 +71,21 @@ impl EncoderSpec {
             seed: None,
             preprocessing: "unknown".into(),
             feature_dim: dim,
+            int8: None,
         }
     }
 
-    /// What tells two encoders of the same kind apart: the weights' hash, or the seed.
+    /// What tells two encoders of the same kind apart: the weights' hash, or the seed, and
+    /// for int8 the calibration's hash.
     pub fn identity(&self) -> String {
-        match (&self.sha256, self.seed) {
+        let weights = match (&self.sha256, self.seed) {
             (Some(h), _) => h.clone(),
             (None, Some(s)) => format!("seed {s}"),
             (None, None) => "unknown weights".into(),
+        };
+        match &self.int8 {
+            Some(c) => format!("{weights}, int8 with calibration {}", calibration_id(c)),
+            None => weights,
         }
     }
 
@@ -94,6 +105,12 @@ impl EncoderSpec {
         s.push_str(&format!(" ({}, {}-d)", self.identity(), self.feature_dim));
         s
     }
+}
+
+/// `sha256:<first 16 hex digits>` of a calibration's JSON: what tells calibrations apart.
+pub fn calibration_id(c: &Calibration) -> String {
+    let json = serde_json::to_vec(c).expect("a calibration serialises");
+    sha256_id(&json)[..7 + 16].to_string()
 }
 
 /// `sha256:<hex>` of `bytes`, the form [`EncoderSpec::sha256`] records.

@@ -6,7 +6,7 @@
 mod encoder_spec;
 mod probe;
 
-pub use encoder_spec::{sha256_id, EncoderKind, EncoderSpec};
+pub use encoder_spec::{calibration_id, sha256_id, EncoderKind, EncoderSpec};
 pub use probe::linear_probe;
 
 use std::collections::HashMap;
@@ -481,6 +481,7 @@ mod tests {
             seed: Some(7),
             preprocessing: "keras".into(),
             feature_dim: 1,
+            int8: None,
         };
         let s = FeatureStore::new(vec!["a".into(), "b".into()], 1, vec![1.0, 2.0])
             .with_encoder(spec.clone());
@@ -501,6 +502,7 @@ mod tests {
             seed: None,
             preprocessing: "pixels".into(),
             feature_dim: 1,
+            int8: None,
         };
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let save = |dir: &Path| {

@@ -10,10 +10,12 @@ use autocaption_model::{DecodeOptions, Decoder, MergeConfig, MergeModel};
 use autocaption_nn::{Adam, AdamConfig};
 use autocaption_tensor::{Precision, Rng, WeightFormat};
 use autocaption_train::{bucketed_batches, train_flops_per_batch};
-use autocaption_vision::{batch, load_rgb, Layout, Maps, Preset, ResNet, ResNetConfig};
+use autocaption_vision::{
+    batch, load_rgb, Calibrator, Layout, Maps, Preset, QuantizedResNet, ResNet, ResNetConfig,
+};
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{Encoder, Error, Result};
 
 /// The best of `repeats` timed runs of `f`, after one untimed run.
 fn best_of(repeats: usize, f: &mut dyn FnMut()) -> f64 {
@@ -165,7 +167,7 @@ pub fn bench_caption(s: &CaptionBench) -> Result<CaptionBenchReport> {
 }
 
 /// Settings of [`bench_encode`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EncodeBench {
     /// Weight layout (the arithmetic is the same; the stride placement differs slightly).
     pub layout: Layout,
@@ -173,8 +175,11 @@ pub struct EncodeBench {
     pub repeats: usize,
     /// Use the Winograd transform for 3×3 convolutions where it pays.
     pub winograd: bool,
-    /// Also measure time per convolution shape.
+    /// Also measure time per convolution shape (f32 only).
     pub layers: bool,
+    /// Run the network in int8, calibrated on these photos (preprocessed for the layout),
+    /// or, when there are none, on the bench's own batch of 8 random images.
+    pub int8: Option<Vec<PathBuf>>,
 }
 
 /// Time spent in one convolution shape (summed over the blocks that share it).
@@ -209,6 +214,11 @@ pub fn bench_encode(s: &EncodeBench) -> Result<EncodeBenchReport> {
     if s.repeats == 0 {
         return Err(Error::Invalid("--repeats must be at least 1".into()));
     }
+    if s.layers && s.int8.is_some() {
+        return Err(Error::Invalid(
+            "--layers times the f32 network; leave it out with --precision int8".into(),
+        ));
+    }
     autocaption_vision::set_winograd(s.winograd);
     let config = ResNetConfig::resnet50(s.layout);
     let net = ResNet::random(config, 0);
@@ -224,12 +234,38 @@ pub fn bench_encode(s: &EncodeBench) -> Result<EncodeBenchReport> {
             .collect(),
     };
     let (one, eight) = (image(1, &mut rng), image(8, &mut rng));
+    let int8 = match &s.int8 {
+        None => None,
+        Some(paths) => {
+            let calibration = if paths.is_empty() {
+                let mut c = Calibrator::new(crate::encoder::DEFAULT_RANGES);
+                rayon::scope(|_| c.observe(&net, &eight));
+                c.finish().expect("eight images observed")
+            } else if s.layout != Layout::Keras {
+                return Err(Error::Invalid(
+                    "int8 calibration photos are read for the Keras layout; leave out --layout"
+                        .into(),
+                ));
+            } else {
+                let encoder = Encoder::random_resnet(0);
+                encoder.calibrate(paths, crate::encoder::DEFAULT_RANGES, &autocaption_io::NoProgress)?
+            };
+            Some(
+                QuantizedResNet::new(&net, &calibration)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+        }
+    };
+    let forward = |x: &Maps| match &int8 {
+        Some(q) => q.forward(x),
+        None => net.forward(x),
+    };
     Ok(rayon::scope(|_| {
         let batch1 = best_of(s.repeats, &mut || {
-            net.forward(&one);
+            forward(&one);
         });
         let batch8 = best_of(s.repeats, &mut || {
-            net.forward(&eight);
+            forward(&eight);
         });
         let layers = s.layers.then(|| {
             [

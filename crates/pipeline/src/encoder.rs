@@ -8,12 +8,19 @@ use std::sync::mpsc;
 use autocaption_concepts::{pixels, ConceptNet};
 use autocaption_features::{sha256_id, EncoderKind, EncoderSpec};
 use autocaption_io::Progress;
-use autocaption_vision::{batch, load_rgb, Layout, Preset, ResNet, ResNetConfig};
+use autocaption_vision::{
+    batch, load_rgb, Calibration, Calibrator, Layout, Preset, QuantizedResNet, RangeMethod,
+    ResNet, ResNetConfig,
+};
 use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::model_dir::{files, ModelDir};
 use crate::{Error, Result};
+
+/// How int8 calibration chooses activation ranges unless told otherwise: the 99.99th
+/// percentile of each map's values (see README, "int8 encoder", for the measurements).
+pub const DEFAULT_RANGES: RangeMethod = RangeMethod::Percentile { percent: 99.99 };
 
 /// The network inside an [`Encoder`].
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ impl EncoderSource {
 pub struct Encoder {
     net: Network,
     spec: EncoderSpec,
+    /// The ResNet in int8, when the spec records a calibration.
+    int8: Option<QuantizedResNet>,
 }
 
 /// What [`Encoder::encode_files`] hands over after each batch.
@@ -74,10 +83,12 @@ impl Encoder {
             seed: Some(seed),
             preprocessing: Preset::Keras.describe().into(),
             feature_dim: net.config.features(),
+            int8: None,
         };
         Self {
             net: Network::ResNet(net),
             spec,
+            int8: None,
         }
     }
 
@@ -90,10 +101,12 @@ impl Encoder {
             seed: None,
             preprocessing: concept_preprocessing(net.config.size),
             feature_dim: net.config.feature_dim(),
+            int8: None,
         };
         Self {
             net: Network::Concept(net),
             spec,
+            int8: None,
         }
     }
 
@@ -130,10 +143,12 @@ impl Encoder {
             seed: None,
             preprocessing: Preset::for_layout(layout).describe().into(),
             feature_dim: net.config.features(),
+            int8: None,
         };
         Ok(Self {
             net: Network::ResNet(net),
             spec,
+            int8: None,
         })
     }
 
@@ -144,7 +159,10 @@ impl Encoder {
         let recorded = model.config.encoder.as_ref();
         let encoder = match (given, recorded) {
             (Some(source), _) => {
-                let e = Self::load(source)?;
+                let mut e = Self::load(source)?;
+                if let Some(c) = recorded.and_then(|r| r.int8.as_ref()) {
+                    e = e.quantized(c.clone())?;
+                }
                 if let Some(r) = recorded {
                     if r.kind != EncoderKind::External && !r.same_encoder(&e.spec) {
                         return Err(Error::EncoderMismatch {
@@ -191,7 +209,7 @@ impl Encoder {
             }
             EncoderKind::Resnet50Random => {
                 let seed = r.seed.ok_or_else(|| not_found("no seed recorded".into()))?;
-                return Ok(Self::random_resnet(seed));
+                return Self::random_resnet(seed).with_precision_of(r);
             }
             _ => {}
         }
@@ -213,7 +231,7 @@ impl Encoder {
             let bytes = autocaption_io::read(&c)?;
             let id = sha256_id(&bytes);
             if Some(&id) == r.sha256.as_ref() {
-                let mut e = Self::from_bytes(bytes, &c)?;
+                let mut e = Self::from_bytes(bytes, &c)?.with_precision_of(r)?;
                 // The model's record stays the identity, wherever the file was found.
                 e.spec.weights.clone_from(&r.weights);
                 return Ok(e);
@@ -224,6 +242,78 @@ impl Encoder {
             "looked at {}; pass --weights FILE",
             looked.join(", ")
         )))
+    }
+
+    /// This encoder run in int8 with the activation ranges of `calibration` (measured on
+    /// this network with [`Encoder::calibrate`]); recorded in its identity.
+    pub fn quantized(&self, calibration: Calibration) -> Result<Self> {
+        let Network::ResNet(net) = &self.net else {
+            return Err(Error::Invalid(
+                "int8 applies to ResNet-50 encoders; the concept CNN runs in f32".into(),
+            ));
+        };
+        let q = QuantizedResNet::new(net, &calibration)
+            .map_err(|e| Error::Invalid(format!("the int8 calibration does not fit: {e}")))?;
+        let mut spec = self.spec.clone();
+        spec.int8 = Some(calibration);
+        Ok(Self {
+            net: self.net.clone(),
+            spec,
+            int8: Some(q),
+        })
+    }
+
+    /// Quantized as the record `r` says, if it does.
+    fn with_precision_of(self, r: &EncoderSpec) -> Result<Self> {
+        match &r.int8 {
+            Some(c) => self.quantized(c.clone()),
+            None => Ok(self),
+        }
+    }
+
+    /// Activation ranges of this encoder (f32) on the images at `paths`, read and
+    /// preprocessed as for features, in batches of 8; `progress` counts images. An image
+    /// that cannot be read is an error naming it.
+    pub fn calibrate(
+        &self,
+        paths: &[PathBuf],
+        method: RangeMethod,
+        progress: &dyn Progress,
+    ) -> Result<Calibration> {
+        let Network::ResNet(net) = &self.net else {
+            return Err(Error::Invalid(
+                "int8 applies to ResNet-50 encoders; the concept CNN runs in f32".into(),
+            ));
+        };
+        if paths.is_empty() {
+            return Err(Error::Invalid("no calibration images".into()));
+        }
+        let size = Preset::for_layout(net.config.layout).size();
+        let mut calibrator = Calibrator::new(method);
+        progress.start("calibrate", paths.len() as u64);
+        for chunk in paths.chunks(8) {
+            let inputs = chunk
+                .par_iter()
+                .map(|p| {
+                    load_rgb(p)
+                        .map(|img| self.preprocess(&img))
+                        .map_err(|e| Error::Invalid(format!("calibration image: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            rayon::scope(|_| calibrator.observe(net, &batch(&inputs, size)));
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        Ok(calibrator.finish().expect("at least one image was observed"))
+    }
+
+    /// `int8` or `f32`.
+    pub fn precision(&self) -> &'static str {
+        if self.int8.is_some() {
+            "int8"
+        } else {
+            "f32"
+        }
     }
 
     /// What identifies the encoder (recorded in feature files and models).
@@ -266,7 +356,10 @@ impl Encoder {
         rayon::scope(|_| match &self.net {
             Network::ResNet(net) => {
                 let size = Preset::for_layout(net.config.layout).size();
-                net.forward(&batch(inputs, size))
+                match &self.int8 {
+                    Some(q) => q.forward(&batch(inputs, size)),
+                    None => net.forward(&batch(inputs, size)),
+                }
             }
             Network::Concept(net) => net.features(&inputs.concat(), inputs.len()),
         })

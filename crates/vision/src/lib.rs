@@ -7,6 +7,7 @@
 mod buffers;
 mod conv;
 mod derived;
+mod int8;
 mod load;
 mod pool;
 mod preprocess;
@@ -15,6 +16,7 @@ mod weights;
 mod winograd;
 
 pub use conv::{Conv, Padding, Residual};
+pub use int8::{Calibration, CalibrationMismatch, Calibrator, QuantizedResNet, RangeMethod};
 pub use load::{decode_rgb, load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};

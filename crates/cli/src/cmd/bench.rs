@@ -438,9 +438,20 @@ struct EncodeArgs {
     no_winograd: bool,
 
     /// Also print where the time goes: time and GFLOP/s per convolution shape, at batch 1
-    /// and at batch 8.
+    /// and at batch 8 (f32).
     #[arg(long)]
     layers: bool,
+
+    /// Arithmetic of the network: f32, or int8 (7-bit per-channel weights, 8-bit
+    /// activations with ranges from calibration; see `features --precision`).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    precision: String,
+
+    /// With --precision int8: calibrate on the images of this folder (the Keras layout's
+    /// preprocessing), as `features --calibrate` does; by default on the bench's own batch of
+    /// 8 random images.
+    #[arg(long, value_name = "DIR")]
+    calibrate: Option<PathBuf>,
 
     /// Then run `features` end to end (decoding on one thread while the network runs,
     /// batch 8, seeded random Keras-layout weights) on the images of this folder, in the same
@@ -453,6 +464,15 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
     if args.images.is_some() && args.layout != "keras" {
         anyhow::bail!("--images runs the Keras layout; leave out --layout");
     }
+    let int8 = args.precision == "int8";
+    if args.calibrate.is_some() && !int8 {
+        anyhow::bail!("--calibrate goes with --precision int8");
+    }
+    let int8 = match (int8, &args.calibrate) {
+        (false, _) => None,
+        (true, None) => Some(Vec::new()),
+        (true, Some(dir)) => Some(autocaption_pipeline::expand_photos(std::slice::from_ref(dir))?),
+    };
     let s = EncodeBench {
         layout: if args.layout == "keras" {
             Layout::Keras
@@ -462,13 +482,26 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
         repeats: args.repeats,
         winograd: !args.no_winograd,
         layers: args.layers,
+        int8,
     };
     if !global.quiet {
+        let arithmetic = match &s.int8 {
+            None => format!(
+                "f32, 3×3 convolutions {}",
+                if args.no_winograd { "direct" } else { "Winograd F(2×2,3×3) where it pays" }
+            ),
+            Some(photos) => format!(
+                "int8 ({} kernel), calibrated on {}",
+                autocaption_tensor::int8_kernel_name(),
+                match photos.len() {
+                    0 => "its 8 random images".to_string(),
+                    n => format!("{n} photos"),
+                }
+            ),
+        };
         println!(
-            "bench encode: ResNet-50 ({} layout), 224×224, f32, 3×3 convolutions {}, {} repeats, best of",
-            args.layout,
-            if args.no_winograd { "direct" } else { "Winograd F(2×2,3×3) where it pays" },
-            args.repeats
+            "bench encode: ResNet-50 ({} layout), 224×224, {arithmetic}, {} repeats, best of",
+            args.layout, args.repeats
         );
     }
     let r = bench_encode(&s)?;

@@ -16,13 +16,15 @@ use crate::Global;
 /// `decoder_step.onnx`, one incremental step (`token` [N], `features` and the six LSTM
 /// states → `log_probs` and the new states) for fast generation in other runtimes; and,
 /// with --encoder (or --weights), `encoder.onnx` (preprocessed images [N, 224, 224, 3] →
-/// features [N, 2048]; its large tensors in `encoder.onnx.data` beside it).
+/// features [N, 2048]; its large tensors in `encoder.onnx.data` beside it). With --weights
+/// and no --model, only `encoder.onnx` (an encoder to run or quantize elsewhere).
 #[derive(Debug, clap::Args)]
 #[command(long_about)]
 pub struct Args {
-    /// Model directory (from `autocaption train`).
+    /// Model directory (from `autocaption train`); leave it out to export the encoder of
+    /// --weights alone.
     #[arg(long, short)]
-    model: PathBuf,
+    model: Option<PathBuf>,
 
     /// Output directory (other files in it are left alone).
     #[arg(long, short)]
@@ -56,9 +58,15 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if !(32..=4096).contains(&args.image_size) {
         bail!("--image-size must be 32 to 4096, got {}", args.image_size);
     }
+    if args.model.is_none() && args.weights.is_none() {
+        bail!("nothing to export: give --model DIR (and --encoder or --weights for its encoder), or --weights alone for the encoder alone");
+    }
+    if args.model.is_none() && args.encoder {
+        bail!("--encoder exports a model's encoder: give --model DIR, or name the weights with --weights");
+    }
     {
         use autocaption_io::{check_output, Ours};
-        let mut inputs = vec![args.model.as_path()];
+        let mut inputs: Vec<&std::path::Path> = args.model.iter().map(|m| m.as_path()).collect();
         if let Some(w) = args.weights.as_deref() {
             inputs.push(std::path::Path::new(w));
         }
@@ -74,26 +82,27 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             &inputs,
         )?;
     }
-    let model = ModelDir::load(&args.model)?;
-    let encoder = if args.encoder || args.weights.is_some() {
-        let given = args
-            .weights
-            .as_deref()
-            .map(|w| EncoderSource::parse(w, args.seed));
-        Some(Encoder::for_model(&model, given.as_ref())?)
-    } else {
-        None
+    let model = args.model.as_deref().map(ModelDir::load).transpose()?;
+    let given = args
+        .weights
+        .as_deref()
+        .map(|w| EncoderSource::parse(w, args.seed));
+    let encoder = match (&model, given) {
+        (Some(model), given) if args.encoder || given.is_some() => {
+            Some(Encoder::for_model(model, given.as_ref())?)
+        }
+        (None, Some(given)) => Some(Encoder::load(&given)?),
+        _ => None,
     };
     let resnet = match encoder.as_ref().map(Encoder::network) {
         None => None,
         Some(Network::ResNet(net)) => Some((net, args.image_size)),
         Some(Network::Concept(_)) => bail!(
-            "{}: the model's encoder is the concept CNN, which cannot be exported to ONNX yet; \
-             export the decoder alone (leave out --encoder and --weights)",
-            args.model.display()
+            "the encoder is the concept CNN, which cannot be exported to ONNX yet; export the \
+             decoder alone (leave out --encoder and --weights)"
         ),
     };
-    let files = autocaption_export::export(&model.model, resnet, &args.out)?;
+    let files = autocaption_export::export(model.as_ref().map(|m| &m.model), resnet, &args.out)?;
     if !global.quiet {
         for f in files {
             println!("wrote {}", f.display());

@@ -1,0 +1,417 @@
+//! Products of unsigned 8-bit inputs and signed 7-bit weights with exact `i32` sums: the
+//! int8 image encoder's convolutions.
+//!
+//! Weights are stored per output column: symmetric, `|q| ≤` [`WEIGHT_LEVELS`] with a scale of
+//! the column's own, packed in blocks of [`QNR`] columns by quads of k (`[block][k/4][QNR][4]`,
+//! the layout `vpmaddubsw` and `vpdpbusd` read). Inputs are rows of bytes (activations with a
+//! per-tensor scale and zero point, read where they lie or from a patch buffer).
+//!
+//! Why 7-bit weights: without VNNI, `vpmaddubsw` adds two `u8 · i8` products into a
+//! saturating `i16`; with `|q| ≤ 63` the pair is at most `2 · 255 · 63 = 32,130`, so it never
+//! saturates and every sum is exact. VNNI's `vpdpbusd` and the portable loop then give the
+//! same integers, so every path and thread count gives the same bits.
+
+use crate::aligned::Aligned;
+use crate::panel::OutOfRange;
+
+/// Columns in a block: one 512-bit vector, or two 256-bit ones, of `i32` sums.
+pub const QNR: usize = 16;
+
+/// Rows a kernel call carries at once.
+const QMR: usize = 4;
+
+/// Largest magnitude of a quantized weight (see the module notes).
+pub const WEIGHT_LEVELS: i32 = 63;
+
+/// Bytes of one quad of k for a block: four weights for each of the [`QNR`] columns.
+const QUAD: usize = 4 * QNR;
+
+/// A `[k, n]` matrix as per-column symmetric 7-bit integers in blocks of [`QNR`] columns.
+#[derive(Debug, Clone)]
+pub struct QuantWeights {
+    k: usize,
+    quads: usize,
+    n: usize,
+    blocks: usize,
+    /// `[blocks][quads][QNR][4]`; zero past `k` and past `n`.
+    q: Aligned<i8>,
+    /// Each column's scale: weight ≈ `q · scale` (`n`).
+    scale: Vec<f32>,
+    /// Each column's `Σ_k q` (`n`): what an input zero point costs a sum.
+    colsum: Vec<i32>,
+}
+
+impl QuantWeights {
+    /// Quantizes `w` (`[k, n]`, row-major): each column rounded to `±WEIGHT_LEVELS` steps of
+    /// its largest magnitude. Fails on a weight that is not finite.
+    pub fn quantize(w: &[f32], k: usize, n: usize) -> Result<Self, OutOfRange> {
+        assert_eq!(w.len(), k * n, "matrix is not {k}×{n}");
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(OutOfRange {
+                row: i / n,
+                column: i % n,
+                value: w[i],
+            });
+        }
+        let levels = WEIGHT_LEVELS as f32;
+        let scale: Vec<f32> = (0..n)
+            .map(|j| {
+                let m = (0..k).fold(0.0f32, |m, r| m.max(w[r * n + j].abs()));
+                if m > 0.0 {
+                    m / levels
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let (quads, blocks) = (k.div_ceil(4), n.div_ceil(QNR));
+        let mut q = Aligned::zeroed(blocks * quads * QUAD);
+        let mut colsum = vec![0i32; n];
+        for (j, (&s, sum)) in scale.iter().zip(&mut colsum).enumerate() {
+            let (b, jj) = (j / QNR, j % QNR);
+            for r in 0..k {
+                let v = (w[r * n + j] / s).round().clamp(-levels, levels) as i8;
+                q[(b * quads + r / 4) * QUAD + 4 * jj + r % 4] = v;
+                *sum += i32::from(v);
+            }
+        }
+        Ok(Self {
+            k,
+            quads,
+            n,
+            blocks,
+            q,
+            scale,
+            colsum,
+        })
+    }
+
+    /// Rows of the matrix.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes an input row must hold: `k` rounded up to a multiple of 4 (the values past `k`
+    /// meet zero weights).
+    pub fn row_bytes(&self) -> usize {
+        4 * self.quads
+    }
+
+    /// Columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Blocks of [`QNR`] columns.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// Each column's scale.
+    pub fn scales(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// Each column's sum of quantized weights.
+    pub fn column_sums(&self) -> &[i32] {
+        &self.colsum
+    }
+
+    /// The weight the integers stand for at row `r`, column `j`.
+    pub fn dequantized(&self, r: usize, j: usize) -> f32 {
+        let (b, jj) = (j / QNR, j % QNR);
+        f32::from(self.q[(b * self.quads + r / 4) * QUAD + 4 * jj + r % 4]) * self.scale[j]
+    }
+
+    /// `acc[i][jj] = Σ_k rows[i][k] · q[k][b·QNR + jj]`, exactly, for block `b`. Each row
+    /// must hold [`QuantWeights::row_bytes`] bytes.
+    pub fn block_sums(&self, rows: &[&[u8]], b: usize, acc: &mut [[i32; QNR]]) {
+        assert!(b < self.blocks, "block {b} of {}", self.blocks);
+        assert_eq!(rows.len(), acc.len(), "a sum for every row");
+        let need = self.row_bytes();
+        assert!(rows.iter().all(|r| r.len() >= need), "rows shorter than k");
+        let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
+        let kernel = kernel();
+        for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
+            let mut a = [rows[0].as_ptr(); QMR];
+            for (p, r) in a.iter_mut().zip(rows) {
+                *p = r.as_ptr();
+            }
+            let mut sums = [[0i32; QNR]; QMR];
+            // SAFETY: every pointer reads `4·quads` bytes (asserted above; the spare slots
+            // repeat the first row), `w` holds `quads` quads, and the kernel's instruction
+            // sets were detected when it was chosen.
+            unsafe { kernel(a, w.as_ptr(), self.quads, &mut sums) };
+            acc.copy_from_slice(&sums[..acc.len()]);
+        }
+    }
+}
+
+/// A kernel: the sums of four rows (pointers to `4·quads` bytes) against one block.
+type Kernel = unsafe fn([*const u8; QMR], *const i8, usize, &mut [[i32; QNR]; QMR]);
+
+/// Which instruction set the kernels use here, for reports.
+pub fn int8_kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_vnni() {
+            return "AVX-512 VNNI";
+        }
+        if crate::has_avx512() {
+            return "AVX-512BW";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2";
+        }
+    }
+    "portable"
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_vnni() -> bool {
+    crate::has_avx512() && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+fn kernel() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_vnni() {
+            return x86::sums_vnni;
+        }
+        if crate::has_avx512() {
+            return x86::sums_avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return x86::sums_avx2;
+        }
+    }
+    sums_portable
+}
+
+/// The kernel without vector instructions: the same integers.
+///
+/// # Safety
+/// Each pointer must read `4·quads` bytes; `w` must hold `quads` quads.
+unsafe fn sums_portable(
+    a: [*const u8; QMR],
+    w: *const i8,
+    quads: usize,
+    acc: &mut [[i32; QNR]; QMR],
+) {
+    // SAFETY: the caller's promise.
+    let w = unsafe { std::slice::from_raw_parts(w, quads * QUAD) };
+    for (p, acc) in a.iter().zip(acc.iter_mut()) {
+        // SAFETY: the caller's promise.
+        let x = unsafe { std::slice::from_raw_parts(*p, 4 * quads) };
+        for (xq, wq) in x.chunks_exact(4).zip(w.chunks_exact(QUAD)) {
+            for (s, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
+                *s += xq
+                    .iter()
+                    .zip(wj)
+                    .map(|(&x, &w)| i32::from(x) * i32::from(w))
+                    .sum::<i32>();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{QMR, QNR, QUAD};
+
+    /// Four input bytes of row `p` at quad `t`, in every 32-bit lane.
+    ///
+    /// # Safety
+    /// `p` must read `4·(t + 1)` bytes.
+    #[inline(always)]
+    unsafe fn quad256(p: *const u8, t: usize) -> __m256i {
+        _mm256_set1_epi32(p.add(4 * t).cast::<i32>().read_unaligned())
+    }
+
+    /// In 256-bit vectors: `vpmaddubsw` (pairs into i16, never saturating for 7-bit
+    /// weights), then `vpmaddwd` by ones (pairs into i32), then added.
+    ///
+    /// # Safety
+    /// AVX2 must be present; as [`super::sums_portable`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sums_avx2(
+        a: [*const u8; QMR],
+        w: *const i8,
+        quads: usize,
+        acc: &mut [[i32; QNR]; QMR],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut c = [[_mm256_setzero_si256(); 2]; QMR];
+        for t in 0..quads {
+            let p = w.add(t * QUAD);
+            let w0 = _mm256_loadu_si256(p.cast());
+            let w1 = _mm256_loadu_si256(p.add(32).cast());
+            for (r, c) in c.iter_mut().enumerate() {
+                let x = quad256(a[r], t);
+                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                c[0] = _mm256_add_epi32(c[0], s0);
+                c[1] = _mm256_add_epi32(c[1], s1);
+            }
+        }
+        for (c, acc) in c.iter().zip(acc.iter_mut()) {
+            let o = acc.as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(o, c[0]);
+            _mm256_storeu_si256(o.add(1), c[1]);
+        }
+    }
+
+    /// [`sums_avx2`] in 512-bit vectors: one vector holds a block's quad.
+    ///
+    /// # Safety
+    /// AVX-512F and BW must be present; as [`super::sums_portable`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn sums_avx512(
+        a: [*const u8; QMR],
+        w: *const i8,
+        quads: usize,
+        acc: &mut [[i32; QNR]; QMR],
+    ) {
+        let ones = _mm512_set1_epi16(1);
+        let mut c = [_mm512_setzero_si512(); QMR];
+        for t in 0..quads {
+            let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+            for (r, c) in c.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                let s = _mm512_madd_epi16(_mm512_maddubs_epi16(x, wq), ones);
+                *c = _mm512_add_epi32(*c, s);
+            }
+        }
+        for (c, acc) in c.iter().zip(acc.iter_mut()) {
+            _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+        }
+    }
+
+    /// With VNNI: `vpdpbusd` adds the four products of a quad into i32 at once.
+    ///
+    /// # Safety
+    /// AVX-512F, BW and VNNI must be present; as [`super::sums_portable`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn sums_vnni(
+        a: [*const u8; QMR],
+        w: *const i8,
+        quads: usize,
+        acc: &mut [[i32; QNR]; QMR],
+    ) {
+        let mut c = [_mm512_setzero_si512(); QMR];
+        for t in 0..quads {
+            let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+            for (r, c) in c.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                *c = _mm512_dpbusd_epi32(*c, x, wq);
+            }
+        }
+        for (c, acc) in c.iter().zip(acc.iter_mut()) {
+            _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+        (0..n).map(|_| rng.uniform(0.0, 256.0) as u8).collect()
+    }
+
+    #[test]
+    fn weights_round_to_half_a_step_and_sums_are_exact() {
+        let mut rng = Rng::new(11);
+        // k not a multiple of 4, n not a multiple of the block; columns of different sizes.
+        let (k, n) = (37, 21);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| rng.uniform(-1.0, 1.0) * (1 + i % n) as f32)
+            .collect();
+        let m = QuantWeights::quantize(&w, k, n).unwrap();
+        assert_eq!((m.row_bytes(), m.blocks()), (40, 2));
+        for r in 0..k {
+            for j in 0..n {
+                let step = m.scales()[j];
+                assert!((m.dequantized(r, j) - w[r * n + j]).abs() <= 0.5 * step * 1.0001);
+            }
+        }
+        // Extreme inputs (all 255 against ±63 weights) and random ones; 1 to 9 rows.
+        for rows in 1..=9 {
+            let mut x: Vec<Vec<u8>> = (0..rows)
+                .map(|_| random_bytes(&mut rng, m.row_bytes()))
+                .collect();
+            x[0].fill(255);
+            let refs: Vec<&[u8]> = x.iter().map(Vec::as_slice).collect();
+            for b in 0..m.blocks() {
+                let mut got = vec![[0i32; QNR]; rows];
+                m.block_sums(&refs, b, &mut got);
+                let mut want = vec![[0i32; QNR]; rows];
+                for (i, row) in x.iter().enumerate() {
+                    for jj in 0..QNR {
+                        let j = b * QNR + jj;
+                        want[i][jj] = (0..k)
+                            .filter(|_| j < n)
+                            .map(|r| {
+                                let q = (m.dequantized(r, j) / m.scales()[j]).round() as i32;
+                                i32::from(row[r]) * q
+                            })
+                            .sum();
+                    }
+                }
+                assert_eq!(got, want, "{rows} rows, block {b}");
+            }
+        }
+        let sums: Vec<i32> = (0..n)
+            .map(|j| {
+                (0..k)
+                    .map(|r| (m.dequantized(r, j) / m.scales()[j]).round() as i32)
+                    .sum()
+            })
+            .collect();
+        assert_eq!(m.column_sums(), &sums[..]);
+    }
+
+    #[test]
+    fn the_vector_kernel_gives_the_portable_integers() {
+        let mut rng = Rng::new(12);
+        let (k, n) = (1155, 32);
+        let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let mut m = QuantWeights::quantize(&w, k, n).unwrap();
+        // The largest products: every weight ±63, every input 255.
+        for (i, q) in m.q.iter_mut().enumerate().take(QUAD * 8) {
+            *q = if i % 3 == 0 { -63 } else { 63 };
+        }
+        let x: Vec<Vec<u8>> = (0..QMR)
+            .map(|i| {
+                let mut r = random_bytes(&mut rng, m.row_bytes());
+                if i == 1 {
+                    r.fill(255);
+                }
+                r
+            })
+            .collect();
+        let a: [*const u8; QMR] = std::array::from_fn(|i| x[i].as_ptr());
+        for b in 0..m.blocks() {
+            let w = m.q[b * m.quads * QUAD..].as_ptr();
+            let (mut fast, mut slow) = ([[0i32; QNR]; QMR], [[0i32; QNR]; QMR]);
+            // SAFETY: rows of `row_bytes` bytes; block `b` in range; the kernel was detected.
+            unsafe {
+                kernel()(a, w, m.quads, &mut fast);
+                sums_portable(a, w, m.quads, &mut slow);
+            }
+            assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());
+        }
+    }
+
+    #[test]
+    fn a_weight_that_is_not_finite_is_refused() {
+        let mut w = vec![0.5f32; 12];
+        w[7] = f32::INFINITY;
+        let e = QuantWeights::quantize(&w, 3, 4).unwrap_err();
+        assert_eq!((e.row, e.column), (1, 3));
+    }
+}
