@@ -14,6 +14,7 @@ use autocaption_vision::{
 };
 use image::RgbImage;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::model_dir::{files, ModelDir};
 use crate::{Error, Result};
@@ -458,6 +459,93 @@ impl Encoder {
         progress.finish();
         result
     }
+}
+
+/// Where an int8 encoder's activation ranges come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CalibrationSource {
+    /// Measured on these images.
+    Images(Vec<PathBuf>),
+    /// Read from a calibration file written earlier ([`save_calibration`]).
+    File(PathBuf),
+}
+
+/// Images of a folder (sorted by name) to calibrate on when none are named: `count` of them,
+/// spread evenly.
+pub fn calibration_sample(dir: &Path, count: usize) -> Result<Vec<PathBuf>> {
+    let names = crate::list_images(dir)?;
+    if names.is_empty() {
+        return Err(Error::file(dir, "no images to calibrate on in this folder"));
+    }
+    let count = count.clamp(1, names.len());
+    Ok((0..count)
+        .map(|i| dir.join(&names[i * names.len() / count]))
+        .collect())
+}
+
+/// A calibration file: the encoder it was measured on, and the ranges.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalibrationFile {
+    format: String,
+    /// [`EncoderSpec::identity`] of the f32 encoder.
+    weights: String,
+    calibration: Calibration,
+}
+
+const CALIBRATION_FORMAT: &str = "autocaption int8 calibration 1";
+
+/// The int8 encoder of `encoder` with ranges from `source`, and the ranges; a calibration
+/// file measured on other weights is an error naming both.
+pub fn int8_encoder(
+    encoder: &Encoder,
+    source: &CalibrationSource,
+    method: RangeMethod,
+    progress: &dyn Progress,
+) -> Result<Encoder> {
+    let calibration = match source {
+        CalibrationSource::Images(paths) => encoder.calibrate(paths, method, progress)?,
+        CalibrationSource::File(path) => {
+            let bytes = autocaption_io::read(path)?;
+            let file: CalibrationFile = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::file(path, format!("not a calibration file: {e}")))?;
+            if file.format != CALIBRATION_FORMAT {
+                return Err(Error::file(
+                    path,
+                    format!("format {:?}, expected {CALIBRATION_FORMAT:?}", file.format),
+                ));
+            }
+            let ours = encoder.spec().identity();
+            if file.weights != ours {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "measured on the encoder {}, but these weights are {ours}",
+                        file.weights
+                    ),
+                ));
+            }
+            file.calibration
+        }
+    };
+    encoder.quantized(calibration)
+}
+
+/// Writes the calibration of an int8 encoder atomically, for `--calibration` to read.
+pub fn save_calibration(path: &Path, encoder: &Encoder) -> Result<()> {
+    let Some(calibration) = encoder.spec().int8.clone() else {
+        return Err(Error::Invalid("the encoder is not int8".into()));
+    };
+    let mut f32_spec = encoder.spec().clone();
+    f32_spec.int8 = None;
+    let file = CalibrationFile {
+        format: CALIBRATION_FORMAT.into(),
+        weights: f32_spec.identity(),
+        calibration,
+    };
+    let json = serde_json::to_string_pretty(&file).expect("a calibration serialises") + "\n";
+    autocaption_io::write_atomic(path, json.as_bytes())?;
+    Ok(())
 }
 
 fn concept_preprocessing(size: usize) -> String {

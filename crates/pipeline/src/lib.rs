@@ -53,7 +53,10 @@ pub use collection::{
 };
 pub use concepts::{default_weights_path, train_concepts, ConceptOutcome, ConceptSettings};
 pub use demo::{run_demo, DemoReport, DemoSettings};
-pub use encoder::{EncodedBatch, Encoder, EncoderSource, Network, DEFAULT_RANGES};
+pub use encoder::{
+    calibration_sample, int8_encoder, save_calibration, CalibrationSource, EncodedBatch, Encoder,
+    EncoderSource, Network, DEFAULT_RANGES,
+};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, EvalImage, EvalRow, EvalSettings, Evaluation};
 pub use extract::{extract, ExtractEvent, ExtractReport, ExtractSettings, Failure, Save};
