@@ -137,12 +137,16 @@ impl QuantWeights {
             for (p, r) in a.iter_mut().zip(rows) {
                 *p = r.as_ptr();
             }
-            let mut sums = [[0i32; QNR]; QMR];
-            // SAFETY: every pointer reads `4·quads` bytes (asserted above; the spare slots
-            // repeat the first row), `w` holds `quads` quads, and the kernel's instruction
-            // sets were detected when it was chosen.
-            unsafe { kernel(a, w.as_ptr(), self.quads, &mut sums) };
-            acc.copy_from_slice(&sums[..acc.len()]);
+            // SAFETY (both calls): every pointer reads `4·quads` bytes (asserted above; the
+            // spare slots repeat the first row), `w` holds `quads` quads, and the kernel's
+            // instruction sets were detected when it was chosen.
+            if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
+                unsafe { kernel(a, w.as_ptr(), self.quads, full) };
+            } else {
+                let mut sums = [[0i32; QNR]; QMR];
+                unsafe { kernel(a, w.as_ptr(), self.quads, &mut sums) };
+                acc.copy_from_slice(&sums[..acc.len()]);
+            }
         }
     }
 }
@@ -413,5 +417,30 @@ mod tests {
         w[7] = f32::INFINITY;
         let e = QuantWeights::quantize(&w, 3, 4).unwrap_err();
         assert_eq!((e.row, e.column), (1, 3));
+    }
+}
+#[cfg(test)]
+mod speed {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        let mut rng = crate::Rng::new(1);
+        for (k, n, rows) in [(1024usize, 256usize, 64usize), (64, 256, 64), (4608, 512, 64), (576, 64, 64)] {
+            let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let m = QuantWeights::quantize(&w, k, n).unwrap();
+            let x: Vec<u8> = (0..rows * m.row_bytes()).map(|i| (i % 251) as u8).collect();
+            let refs: Vec<&[u8]> = x.chunks_exact(m.row_bytes()).collect();
+            let mut acc = vec![[0i32; QNR]; rows];
+            let reps = (2e9 / (k * n * rows) as f64) as usize + 1;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                for b in 0..m.blocks() {
+                    m.block_sums(&refs, b, &mut acc);
+                }
+            }
+            let s = t.elapsed().as_secs_f64();
+            eprintln!("k {k} n {n} rows {rows}: {:.1} GMAC/s", (reps * k * n * rows) as f64 / s / 1e9);
+        }
     }
 }

@@ -184,23 +184,73 @@ impl Quant {
     fn levels(&self) -> Levels {
         Levels {
             inv: 1.0 / self.scale,
-            zero: f32::from(self.zero) + 0.5,
+            zero: f32::from(self.zero),
         }
     }
 }
 
-/// [`Quant`] ready for many values: the nearest level, halves rounding up.
+/// [`Quant`] ready for many values: the nearest level (halves to even).
 #[derive(Clone, Copy)]
 struct Levels {
     inv: f32,
-    /// The zero point plus a half: truncation then rounds to nearest.
     zero: f32,
 }
+
+/// 1.5·2²³: added to a value in [0, 2²²), it leaves the value rounded to an integer in the
+/// low bits of the sum's representation (a rounding that vectorises, unlike `as`).
+const ROUNDER: f32 = 12_582_912.0;
 
 impl Levels {
     #[inline(always)]
     fn of(self, v: f32) -> u8 {
-        (v * self.inv + self.zero).clamp(0.0, 255.0) as u8
+        level(v * self.inv + self.zero)
+    }
+}
+
+/// The nearest of 0–255 to `l` (NaN gives 0).
+#[inline(always)]
+fn level(l: f32) -> u8 {
+    (l.clamp(0.0, 255.0) + ROUNDER).to_bits() as u8
+}
+
+autocaption_tensor::simd_fn! {
+    /// `out[i][j] = acc[i][j] · scale[j] + offset[j]` for each row `i` (rows of `out` are
+    /// `width` apart; `scale.len()` columns each).
+    fn affine(acc: &[[i32; QNR]], scale: &[f32], offset: &[f32], out: &mut [f32], width: usize) {
+        let w = scale.len();
+        for (i, a) in acc.iter().enumerate() {
+            let o = &mut out[i * width..i * width + w];
+            for (((o, &a), &s), &b) in o.iter_mut().zip(a).zip(scale).zip(offset) {
+                *o = a as f32 * s + b;
+            }
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// The level of each `max(v, floor)`: the nearest of 0–255 to `v · inv + zero`.
+    fn requantize(v: &[f32], floor: f32, inv: f32, zero: f32, out: &mut [u8]) {
+        for (d, &v) in out.iter_mut().zip(v) {
+            *d = level(v.max(floor) * inv + zero);
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// `v += r`.
+    fn add(v: &mut [f32], r: &[f32]) {
+        for (v, &r) in v.iter_mut().zip(r) {
+            *v += r;
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// `v += scale · (q − zero)`: a residual read from its levels.
+    fn add_levels(v: &mut [f32], q: &[u8], scale: f32, zero: f32) {
+        for (v, &q) in v.iter_mut().zip(q) {
+            *v += scale * (f32::from(q) - zero);
+        }
     }
 }
 
@@ -369,12 +419,7 @@ impl QConv {
             self.weights.block_sums(&rows, b, &mut acc);
             let j0 = b * QNR - c0;
             let w = QNR.min(width - j0);
-            let (scale, offset) = (&scale[j0..j0 + w], &offset[j0..j0 + w]);
-            for (o, a) in out.chunks_exact_mut(width).zip(&acc) {
-                for (((o, &a), &s), &b) in o[j0..j0 + w].iter_mut().zip(a).zip(scale).zip(offset) {
-                    *o = a as f32 * s + b;
-                }
-            }
+            affine(&acc, &scale[j0..j0 + w], &offset[j0..j0 + w], &mut out[j0..], width);
         }
     }
 
@@ -396,9 +441,7 @@ impl QConv {
             for (i, v) in vals.chunks_exact(width).enumerate() {
                 // SAFETY: each task writes its own rows' own blocks.
                 let dst = unsafe { shared.part((r0 + i) * cout + c0, width) };
-                for (d, &v) in dst.iter_mut().zip(v) {
-                    *d = levels.of(v.max(floor));
-                }
+                requantize(v, floor, levels.inv, levels.zero, dst);
             }
         });
         QMaps {
@@ -459,17 +502,13 @@ impl QBlock {
                 Some(s) => {
                     let mut sc = vec![0.0f32; r * width];
                     s.tile(x, (oh, ow), r0, r, blocks, &mut patch, &mut sc);
-                    for (v, s) in vals.iter_mut().zip(&sc) {
-                        *v = (*v + s).max(0.0);
-                    }
+                    add(&mut vals, &sc);
                 }
                 None => {
                     let (scale, zero) = (x.quant.scale, f32::from(x.quant.zero));
                     for (i, v) in vals.chunks_exact_mut(width).enumerate() {
                         let at = (r0 + i) * cout + c0;
-                        for (v, &q) in v.iter_mut().zip(&x.data[at..at + width]) {
-                            *v = (*v + scale * (f32::from(q) - zero)).max(0.0);
-                        }
+                        add_levels(v, &x.data[at..at + width], scale, zero);
                     }
                 }
             }
@@ -480,11 +519,14 @@ impl QBlock {
                     Some(quant) => {
                         let levels = quant.levels();
                         let dst = unsafe { qs.part(at, width) };
+                        requantize(v, 0.0, levels.inv, levels.zero, dst);
+                    }
+                    None => {
+                        let dst = unsafe { fs.part(at, width) };
                         for (d, &v) in dst.iter_mut().zip(v) {
-                            *d = levels.of(v);
+                            *d = v.max(0.0);
                         }
                     }
-                    None => unsafe { fs.part(at, width) }.copy_from_slice(v),
                 }
             }
         });
