@@ -17,8 +17,8 @@ use crate::panel::OutOfRange;
 /// Columns in a block: one 512-bit vector, or two 256-bit ones, of `i32` sums.
 pub const QNR: usize = 16;
 
-/// Rows a kernel call carries at once.
-const QMR: usize = 4;
+/// Rows a kernel call carries at once: row counts that are a multiple waste nothing.
+pub const QMR: usize = 6;
 
 /// Largest magnitude of a quantized weight (see the module notes).
 pub const WEIGHT_LEVELS: i32 = 63;
@@ -417,30 +417,5 @@ mod tests {
         w[7] = f32::INFINITY;
         let e = QuantWeights::quantize(&w, 3, 4).unwrap_err();
         assert_eq!((e.row, e.column), (1, 3));
-    }
-}
-#[cfg(test)]
-mod speed {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn kernel_speed() {
-        let mut rng = crate::Rng::new(1);
-        for (k, n, rows) in [(1024usize, 256usize, 64usize), (64, 256, 64), (4608, 512, 64), (576, 64, 64)] {
-            let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            let m = QuantWeights::quantize(&w, k, n).unwrap();
-            let x: Vec<u8> = (0..rows * m.row_bytes()).map(|i| (i % 251) as u8).collect();
-            let refs: Vec<&[u8]> = x.chunks_exact(m.row_bytes()).collect();
-            let mut acc = vec![[0i32; QNR]; rows];
-            let reps = (2e9 / (k * n * rows) as f64) as usize + 1;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                for b in 0..m.blocks() {
-                    m.block_sums(&refs, b, &mut acc);
-                }
-            }
-            let s = t.elapsed().as_secs_f64();
-            eprintln!("k {k} n {n} rows {rows}: {:.1} GMAC/s", (reps * k * n * rows) as f64 / s / 1e9);
-        }
     }
 }

@@ -15,10 +15,32 @@ const MIN_KEEP: usize = 1 << 14;
 
 static FREE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
+/// The same for the int8 encoder's maps.
+static FREE_BYTES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
 /// A buffer of `len` values. Its contents are unspecified (zeros, or values from an
 /// earlier map): callers write every element before reading it.
 pub(crate) fn take(len: usize) -> Vec<f32> {
-    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    take_from(&FREE, len)
+}
+
+/// Returns a buffer for reuse.
+pub(crate) fn give(v: Vec<f32>) {
+    give_to(&FREE, v)
+}
+
+/// [`take`] for bytes.
+pub(crate) fn take_bytes(len: usize) -> Vec<u8> {
+    take_from(&FREE_BYTES, len)
+}
+
+/// [`give`] for bytes.
+pub(crate) fn give_bytes(v: Vec<u8>) {
+    give_to(&FREE_BYTES, v)
+}
+
+fn take_from<T: Copy + Default>(pool: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
+    let mut free = pool.lock().unwrap_or_else(|e| e.into_inner());
     let best = free
         .iter()
         .enumerate()
@@ -27,7 +49,7 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
         .map(|(i, _)| i);
     let Some(i) = best else {
         drop(free);
-        return vec![0.0; len];
+        return vec![T::default(); len];
     };
     let mut v = free.swap_remove(i);
     drop(free);
@@ -35,17 +57,16 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
     if v.len() >= len {
         v.truncate(len);
     } else {
-        v.resize(len, 0.0);
+        v.resize(len, T::default());
     }
     v
 }
 
-/// Returns a buffer for reuse.
-pub(crate) fn give(v: Vec<f32>) {
-    if v.capacity() < MIN_KEEP {
+fn give_to<T>(pool: &Mutex<Vec<Vec<T>>>, v: Vec<T>) {
+    if v.capacity() * std::mem::size_of::<T>() < MIN_KEEP * 4 {
         return;
     }
-    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut free = pool.lock().unwrap_or_else(|e| e.into_inner());
     if free.len() < KEEP {
         free.push(v);
     } else if let Some(smallest) = free.iter_mut().min_by_key(|b| b.capacity()) {

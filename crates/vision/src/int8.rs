@@ -18,7 +18,7 @@ use autocaption_tensor::{QuantWeights, QNR};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{global_average_pool, max_pool, Conv, Maps, Padding, ResNet, ResNetConfig};
+use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding, ResNet, ResNetConfig};
 
 /// How a map's range is chosen from its values on the calibration images.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -279,8 +279,11 @@ struct QConv {
     bias: Vec<f32>,
 }
 
-/// Rows of output pixels a task makes at once (its patch rows stay in L2).
-const TILE_ROWS: usize = 64;
+/// Rows of output pixels a task makes at once (its patch rows stay in L2), about.
+const TILE_ROWS: usize = 48;
+
+/// Rows the integer kernel carries at once.
+const _: () = assert!(TILE_ROWS % autocaption_tensor::QMR == 0);
 
 /// A shared output written by tasks in disjoint parts.
 struct Shared<T>(*mut T, usize);
@@ -384,8 +387,17 @@ impl QConv {
                 let row = r0 + i;
                 let (n, rem) = (row / (oh * ow), row % (oh * ow));
                 let (oy, ox) = (rem / ow, rem % ow);
+                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+                let run = self.kw * self.cin;
                 for ky in 0..self.kh {
                     let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+                    if iy >= 0 && iy < x.h as isize && ix0 >= 0 && ix0 as usize + self.kw <= x.w {
+                        // The kernel row lies inside: one run of kw·cin bytes.
+                        let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
+                        let at = ky * run;
+                        p[at..at + run].copy_from_slice(&x.data[src..src + run]);
+                        continue;
+                    }
                     for kx in 0..self.kw {
                         let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
                         let at = (ky * self.kw + kx) * self.cin;
@@ -428,7 +440,7 @@ impl QConv {
         assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
-        let mut data = vec![0u8; rows * self.cout];
+        let mut data = buffers::take_bytes(rows * self.cout); // every value written below
         let shared = Shared::new(&mut data);
         let cout = self.cout;
         let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
@@ -481,13 +493,14 @@ impl QBlock {
     fn forward(&self, x: &QMaps) -> BlockOut {
         let y1 = self.conv1.forward(x, self.q1);
         let y2 = self.conv2.forward(&y1, self.q2);
-        drop(y1);
+        buffers::give_bytes(y1.data);
         let c3 = &self.conv3;
         let (oh, ow) = c3.out_size(y2.h, y2.w);
         let rows = y2.n * oh * ow;
         let cout = c3.cout;
-        let mut q = vec![0u8; if self.out.is_some() { rows * cout } else { 0 }];
-        let mut f = vec![0.0f32; if self.out.is_some() { 0 } else { rows * cout }];
+        // Every value written below.
+        let mut q = buffers::take_bytes(if self.out.is_some() { rows * cout } else { 0 });
+        let mut f = buffers::take(if self.out.is_some() { 0 } else { rows * cout });
         let (qs, fs) = (Shared::new(&mut q), Shared::new(&mut f));
         if self.shortcut.is_none() {
             assert_eq!((x.n, x.h, x.w, x.c), (y2.n, oh, ow, cout), "identity shape");
@@ -531,6 +544,7 @@ impl QBlock {
             }
         });
         let (n, h, w, c) = (y2.n, oh, ow, cout);
+        buffers::give_bytes(y2.data);
         match self.out {
             Some(quant) => BlockOut::Q(QMaps {
                 n,
@@ -612,7 +626,7 @@ impl QuantizedResNet {
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
         let (input, levels) = (self.input, self.input.levels());
-        let mut data = vec![0u8; images.data.len()];
+        let mut data = buffers::take_bytes(images.data.len()); // every value written below
         data.par_chunks_mut(1 << 16)
             .zip(images.data.par_chunks(1 << 16))
             .for_each(|(q, v)| {
@@ -629,11 +643,18 @@ impl QuantizedResNet {
             quant: input,
         };
         let stem = self.stem.forward(&x, self.stem_out);
+        buffers::give_bytes(x.data);
         let mut x = max_pool_u8(&stem);
+        buffers::give_bytes(stem.data);
         for b in &self.blocks {
             match b.forward(&x) {
-                BlockOut::Q(y) => x = y,
-                BlockOut::F(y) => return global_average_pool(&y),
+                BlockOut::Q(y) => buffers::give_bytes(std::mem::replace(&mut x, y).data),
+                BlockOut::F(y) => {
+                    buffers::give_bytes(x.data);
+                    let features = global_average_pool(&y);
+                    buffers::give(y.data);
+                    return features;
+                }
             }
         }
         unreachable!("the last block's output is f32")
@@ -647,7 +668,8 @@ fn max_pool_u8(x: &QMaps) -> QMaps {
     let oh = (x.h + 2 * pad - k) / stride + 1;
     let ow = (x.w + 2 * pad - k) / stride + 1;
     let c = x.c;
-    let mut data = vec![0u8; x.n * oh * ow * c];
+    let mut data = buffers::take_bytes(x.n * oh * ow * c);
+    data.fill(0);
     data.par_chunks_mut((ow * c).max(1))
         .enumerate()
         .for_each(|(row, dst_row)| {
