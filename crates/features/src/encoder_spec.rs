@@ -78,15 +78,28 @@ impl EncoderSpec {
     /// What tells two encoders of the same kind apart: the weights' hash, or the seed, and
     /// for int8 the calibration's hash.
     pub fn identity(&self) -> String {
-        let weights = match (&self.sha256, self.seed) {
-            (Some(h), _) => h.clone(),
-            (None, Some(s)) => format!("seed {s}"),
-            (None, None) => "unknown weights".into(),
-        };
+        let weights = self.weights_identity();
         match &self.int8 {
             Some(c) => format!("{weights}, int8 with calibration {}", calibration_id(c)),
             None => weights,
         }
+    }
+
+    /// The weights' hash, or the seed: [`EncoderSpec::identity`] whatever the precision.
+    pub fn weights_identity(&self) -> String {
+        match (&self.sha256, self.seed) {
+            (Some(h), _) => h.clone(),
+            (None, Some(s)) => format!("seed {s}"),
+            (None, None) => "unknown weights".into(),
+        }
+    }
+
+    /// True when `other` runs the same network and weights, at whatever precision: a model
+    /// trained on one's features reads the other's (int8 features approximate f32 ones).
+    pub fn same_weights(&self, other: &EncoderSpec) -> bool {
+        self.kind == other.kind
+            && self.feature_dim == other.feature_dim
+            && self.weights_identity() == other.weights_identity()
     }
 
     /// True when features from `other` are features from this encoder.

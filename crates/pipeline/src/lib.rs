@@ -55,7 +55,7 @@ pub use concepts::{default_weights_path, train_concepts, ConceptOutcome, Concept
 pub use demo::{run_demo, DemoReport, DemoSettings};
 pub use encoder::{
     calibration_sample, int8_encoder, save_calibration, CalibrationSource, EncodedBatch, Encoder,
-    EncoderSource, Network, DEFAULT_RANGES,
+    EncoderSource, Network, DEFAULT_RANGES, PERCENTILE_RANGES,
 };
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, EvalImage, EvalRow, EvalSettings, Evaluation};

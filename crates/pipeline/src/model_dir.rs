@@ -186,7 +186,8 @@ impl ModelDir {
     }
 
     /// Checks that `store` holds features this model reads: their width, and, where both
-    /// record it, the same encoder.
+    /// record it, the same encoder's weights (at either precision: a model trained on f32
+    /// features reads int8 ones of the same weights, and the other way round).
     pub fn check_features(&self, store: &FeatureStore) -> Result<()> {
         let shown = store
             .source()
@@ -203,7 +204,7 @@ impl ModelDir {
         if let (Some(model), Some(made)) = (&self.config.encoder, store.encoder()) {
             let external =
                 model.kind == EncoderKind::External || made.kind == EncoderKind::External;
-            if !external && !model.same_encoder(made) {
+            if !external && !model.same_weights(made) {
                 return Err(Error::Invalid(format!(
                     "{shown}: made with {}, but the model in {} was trained on features of {}; \
                      its captions would be garbage",

@@ -56,6 +56,34 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// A `kh × kw` convolution of `cin` to `cout` channels with HWIO weights
+    /// (`[kh·kw·cin, cout]`) and a bias.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (kh, kw): (usize, usize),
+        (cin, cout): (usize, usize),
+        stride: usize,
+        pad: Padding,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        relu: bool,
+    ) -> Self {
+        assert_eq!(weight.len(), kh * kw * cin * cout, "weights are not HWIO");
+        assert_eq!(bias.len(), cout, "a bias for every output channel");
+        Self {
+            kh,
+            kw,
+            cin,
+            cout,
+            stride,
+            pad,
+            weight,
+            bias,
+            relu,
+            derived: Default::default(),
+        }
+    }
+
     /// Output height and width for an input of `h × w`.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let oh = (h + self.pad.top + self.pad.bottom - self.kh) / self.stride + 1;

@@ -101,6 +101,19 @@ impl Calibrator {
     /// A batch's range of a map is its percentile over the batch; the calibration's is the
     /// mean over batches, weighted by images (min-max: the largest value over all).
     pub fn observe(&mut self, net: &ResNet, images: &Maps) {
+        self.take(images, &mut |f| net.observe(images, f));
+    }
+
+    /// [`Calibrator::observe`] for a [`Chain`]: each convolution's output, after its ReLU
+    /// and before its pooling.
+    pub fn observe_chain(&mut self, chain: &Chain, images: &Maps) {
+        self.take(images, &mut |f| {
+            chain.observe(images, f);
+        });
+    }
+
+    /// Takes in the input and the maps `run` shows.
+    fn take(&mut self, images: &Maps, run: &mut dyn FnMut(&mut dyn FnMut(usize, &[f32]))) {
         if images.n == 0 {
             return;
         }
@@ -111,7 +124,7 @@ impl Calibrator {
         let n = images.n as f64;
         let method = self.method;
         let maps = &mut self.maps;
-        net.observe(images, &mut |i, values| {
+        run(&mut |i, values| {
             if maps.len() <= i {
                 maps.resize(i + 1, (0.0, 0.0));
             }
@@ -282,7 +295,7 @@ struct QConv {
 /// Rows of output pixels a task makes at once (its patch rows stay in L2), about.
 const TILE_ROWS: usize = 48;
 
-/// Rows the integer kernel carries at once.
+// Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS % autocaption_tensor::QMR == 0);
 
 /// A shared output written by tasks in disjoint parts.
@@ -435,6 +448,36 @@ impl QConv {
         }
     }
 
+    /// The convolution with its ReLU, in f32.
+    fn forward_f32(&self, x: &QMaps) -> Maps {
+        assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let rows = x.n * oh * ow;
+        let mut data = buffers::take(rows * self.cout); // every value written below
+        let shared = Shared::new(&mut data);
+        let (cout, relu) = (self.cout, self.relu);
+        for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
+            let c0 = blocks.start * QNR;
+            let width = (blocks.end * QNR).min(cout) - c0;
+            let mut vals = vec![0.0f32; r * width];
+            self.tile(x, (oh, ow), r0, r, blocks, &mut Vec::new(), &mut vals);
+            for (i, v) in vals.chunks_exact(width).enumerate() {
+                // SAFETY: each task writes its own rows' own blocks.
+                let dst = unsafe { shared.part((r0 + i) * cout + c0, width) };
+                for (d, &v) in dst.iter_mut().zip(v) {
+                    *d = if relu { v.max(0.0) } else { v };
+                }
+            }
+        });
+        Maps {
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: cout,
+            data,
+        }
+    }
+
     /// The convolution with its ReLU, requantized to `out`.
     fn forward(&self, x: &QMaps, out: Quant) -> QMaps {
         assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
@@ -559,6 +602,52 @@ impl QBlock {
     }
 }
 
+/// Checks that `calibration` holds `want` usable ranges.
+fn check_calibration(calibration: &Calibration, want: usize) -> Result<(), CalibrationMismatch> {
+    if calibration.ranges.len() != want {
+        return Err(CalibrationMismatch(format!(
+            "the calibration holds {} ranges, but this network has {want} maps to quantize \
+             (calibrated on another network?)",
+            calibration.ranges.len()
+        )));
+    }
+    let bad = |v: f32| !v.is_finite() || v < 0.0;
+    if let Some(i) = calibration.ranges.iter().position(|&v| bad(v)) {
+        return Err(CalibrationMismatch(format!(
+            "range {i} of the calibration is {}, not a finite value ≥ 0",
+            calibration.ranges[i]
+        )));
+    }
+    let [lo, hi] = calibration.input;
+    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+        return Err(CalibrationMismatch(format!(
+            "the calibration's input range [{lo}, {hi}] is not a range"
+        )));
+    }
+    Ok(())
+}
+
+/// Preprocessed images in 8 bits.
+fn quantize_input(images: &Maps, quant: Quant) -> QMaps {
+    let levels = quant.levels();
+    let mut data = buffers::take_bytes(images.data.len()); // every value written below
+    data.par_chunks_mut(1 << 16)
+        .zip(images.data.par_chunks(1 << 16))
+        .for_each(|(q, v)| {
+            for (q, &v) in q.iter_mut().zip(v) {
+                *q = levels.of(v);
+            }
+        });
+    QMaps {
+        n: images.n,
+        h: images.h,
+        w: images.w,
+        c: images.c,
+        data,
+        quant,
+    }
+}
+
 /// A ResNet run in int8 (see the module notes).
 #[derive(Debug, Clone)]
 pub struct QuantizedResNet {
@@ -578,27 +667,8 @@ pub struct CalibrationMismatch(String);
 impl QuantizedResNet {
     /// `net` quantized with the ranges of `calibration` (measured on `net`).
     pub fn new(net: &ResNet, calibration: &Calibration) -> Result<Self, CalibrationMismatch> {
-        let want = 1 + 3 * net.blocks.len();
-        if calibration.ranges.len() != want {
-            return Err(CalibrationMismatch(format!(
-                "the calibration holds {} ranges, but this network has {want} maps to quantize \
-                 (calibrated on another network?)",
-                calibration.ranges.len()
-            )));
-        }
-        let bad = |v: f32| !v.is_finite() || v < 0.0;
-        if let Some(i) = calibration.ranges.iter().position(|&v| bad(v)) {
-            return Err(CalibrationMismatch(format!(
-                "range {i} of the calibration is {}, not a finite value ≥ 0",
-                calibration.ranges[i]
-            )));
-        }
+        check_calibration(calibration, 1 + 3 * net.blocks.len())?;
         let [lo, hi] = calibration.input;
-        if !lo.is_finite() || !hi.is_finite() || lo > hi {
-            return Err(CalibrationMismatch(format!(
-                "the calibration's input range [{lo}, {hi}] is not a range"
-            )));
-        }
         let relu = |i: usize| Quant::over(0.0, calibration.ranges[i]);
         let last = net.blocks.len() - 1;
         Ok(Self {
@@ -625,23 +695,7 @@ impl QuantizedResNet {
 
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
-        let (input, levels) = (self.input, self.input.levels());
-        let mut data = buffers::take_bytes(images.data.len()); // every value written below
-        data.par_chunks_mut(1 << 16)
-            .zip(images.data.par_chunks(1 << 16))
-            .for_each(|(q, v)| {
-                for (q, &v) in q.iter_mut().zip(v) {
-                    *q = levels.of(v);
-                }
-            });
-        let x = QMaps {
-            n: images.n,
-            h: images.h,
-            w: images.w,
-            c: images.c,
-            data,
-            quant: input,
-        };
+        let x = quantize_input(images, self.input);
         let stem = self.stem.forward(&x, self.stem_out);
         buffers::give_bytes(x.data);
         let mut x = max_pool_u8(&stem);
@@ -693,6 +747,156 @@ fn max_pool_u8(x: &QMaps) -> QMaps {
                 }
             }
         });
+    QMaps {
+        n: x.n,
+        h: oh,
+        w: ow,
+        c,
+        data,
+        quant: x.quant,
+    }
+}
+
+
+/// What follows a convolution of a [`Chain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// 2×2 max pooling, stride 2.
+    Max2,
+    /// 2×2 average pooling, stride 2.
+    Avg2,
+}
+
+/// A plain CNN: convolutions (each with its ReLU) each followed by a 2×2 pooling, the last
+/// one's output flattened (NHWC) as the features. The concept CNN has this shape.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The layers in order.
+    pub layers: Vec<(Conv, Pool)>,
+}
+
+impl Chain {
+    /// The f32 forward pass, showing `observe` each convolution's output `(i, values)`.
+    pub fn observe(&self, images: &Maps, observe: &mut dyn FnMut(usize, &[f32])) -> Vec<f32> {
+        let mut x = images.clone();
+        for (i, (conv, pool)) in self.layers.iter().enumerate() {
+            let y = conv.forward(&x, None);
+            observe(i, &y.data);
+            x = pool_f32(&y, *pool);
+            buffers::give(y.data);
+        }
+        x.data
+    }
+
+    /// Features `[n, h·w·c of the last map]` in f32.
+    pub fn forward(&self, images: &Maps) -> Vec<f32> {
+        self.observe(images, &mut |_, _| {})
+    }
+}
+
+/// 2×2 pooling of stride 2 (odd edges dropped).
+fn pool_f32(x: &Maps, pool: Pool) -> Maps {
+    match pool {
+        Pool::Max2 => max_pool(x, 2, 2, Padding::same(0)),
+        Pool::Avg2 => {
+            let (oh, ow, c) = (x.h / 2, x.w / 2, x.c);
+            let mut y = Maps::zeros(x.n, oh, ow, c);
+            for n in 0..x.n {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let o = &mut y.data[((n * oh + oy) * ow + ox) * c..][..c];
+                        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let i = ((n * x.h + 2 * oy + dy) * x.w + 2 * ox + dx) * c;
+                            for (o, v) in o.iter_mut().zip(&x.data[i..i + c]) {
+                                *o += 0.25 * v;
+                            }
+                        }
+                    }
+                }
+            }
+            y
+        }
+    }
+}
+
+/// A [`Chain`] run in int8: every convolution's input in 8 bits, max pooling on the
+/// levels; the last convolution's output stays f32 for its pooling.
+#[derive(Debug, Clone)]
+pub struct QuantizedChain {
+    input: Quant,
+    layers: Vec<(QConv, Pool, Quant)>,
+}
+
+impl QuantizedChain {
+    /// `chain` quantized with the ranges of `calibration` (measured on `chain`).
+    pub fn new(chain: &Chain, calibration: &Calibration) -> Result<Self, CalibrationMismatch> {
+        check_calibration(calibration, chain.layers.len())?;
+        let last = chain.layers.len().saturating_sub(1);
+        if let Some(i) = (0..last).find(|&i| chain.layers[i].1 != Pool::Max2) {
+            return Err(CalibrationMismatch(format!(
+                "layer {i} is followed by average pooling: only the last layer's may be"
+            )));
+        }
+        if let Some(i) = chain.layers.iter().position(|(c, _)| !c.relu) {
+            return Err(CalibrationMismatch(format!(
+                "layer {i} has no ReLU: every map an int8 chain stores must be ≥ 0"
+            )));
+        }
+        Ok(Self {
+            input: Quant::over(calibration.input[0], calibration.input[1]),
+            layers: chain
+                .layers
+                .iter()
+                .zip(&calibration.ranges)
+                .map(|((c, p), &r)| (QConv::new(c), *p, Quant::over(0.0, r)))
+                .collect(),
+        })
+    }
+
+    /// Features of preprocessed images, as [`Chain::forward`].
+    pub fn forward(&self, images: &Maps) -> Vec<f32> {
+        let mut x = quantize_input(images, self.input);
+        let last = self.layers.len() - 1;
+        for (i, (conv, pool, quant)) in self.layers.iter().enumerate() {
+            if i == last {
+                let y = conv.forward_f32(&x);
+                buffers::give_bytes(x.data);
+                let out = pool_f32(&y, *pool);
+                buffers::give(y.data);
+                return out.data;
+            }
+            let y = conv.forward(&x, *quant);
+            buffers::give_bytes(std::mem::replace(
+                &mut x,
+                match pool {
+                    Pool::Max2 => max_pool2_u8(&y),
+                    Pool::Avg2 => unreachable!("average pooling ends a chain (checked)"),
+                },
+            ).data);
+            buffers::give_bytes(y.data);
+        }
+        unreachable!("the last layer returns")
+    }
+}
+
+/// 2×2 max pooling of stride 2 on 8-bit maps.
+fn max_pool2_u8(x: &QMaps) -> QMaps {
+    let (oh, ow, c) = (x.h / 2, x.w / 2, x.c);
+    let mut data = buffers::take_bytes(x.n * oh * ow * c);
+    data.fill(0);
+    for n in 0..x.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o = &mut data[((n * oh + oy) * ow + ox) * c..][..c];
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let i = ((n * x.h + 2 * oy + dy) * x.w + 2 * ox + dx) * c;
+                    for (o, &v) in o.iter_mut().zip(&x.data[i..i + c]) {
+                        *o = (*o).max(v);
+                    }
+                }
+            }
+        }
+    }
     QMaps {
         n: x.n,
         h: oh,
@@ -866,5 +1070,43 @@ mod tests {
         cal.ranges.pop();
         let e = QuantizedResNet::new(&net, &cal).unwrap_err();
         assert!(e.to_string().contains("12 ranges"), "{e}");
+    }
+
+    #[test]
+    fn an_int8_chain_follows_the_f32_one() {
+        let mut rng = Rng::new(31);
+        let mut layers = Vec::new();
+        let channels = [3, 8, 16, 16];
+        for i in 0..3 {
+            let mut c = random_conv(&mut rng, 3, channels[i], channels[i + 1], 1);
+            c.bias.iter_mut().for_each(|b| *b *= 0.1);
+            let scale = (2.0 / (9 * channels[i]) as f32).sqrt();
+            c.weight.iter_mut().for_each(|w| *w *= scale);
+            layers.push((c, if i < 2 { Pool::Max2 } else { Pool::Avg2 }));
+        }
+        let chain = Chain { layers };
+        let pixels = |rng: &mut Rng, n: usize| Maps {
+            n,
+            h: 32,
+            w: 32,
+            c: 3,
+            data: (0..n * 32 * 32 * 3).map(|_| rng.uniform(-0.5, 0.5)).collect(),
+        };
+        let mut cal = Calibrator::new(RangeMethod::Percentile { percent: 99.99 });
+        cal.observe_chain(&chain, &pixels(&mut rng, 4));
+        let cal = cal.finish().unwrap();
+        assert_eq!(cal.ranges.len(), 3);
+        let q = QuantizedChain::new(&chain, &cal).unwrap();
+        let x = pixels(&mut rng, 3);
+        let (want, got) = (chain.forward(&x), q.forward(&x));
+        let f = 4 * 4 * 16;
+        assert_eq!((want.len(), got.len()), (3 * f, 3 * f));
+        for i in 0..3 {
+            let c = cosine(&want[i * f..(i + 1) * f], &got[i * f..(i + 1) * f]);
+            assert!(c > 0.995, "image {i}: cosine {c}");
+        }
+        let mut bad = chain.clone();
+        bad.layers[0].1 = Pool::Avg2;
+        assert!(QuantizedChain::new(&bad, &cal).is_err());
     }
 }

@@ -16,7 +16,10 @@ mod weights;
 mod winograd;
 
 pub use conv::{Conv, Padding, Residual};
-pub use int8::{Calibration, CalibrationMismatch, Calibrator, QuantizedResNet, RangeMethod};
+pub use int8::{
+    Calibration, CalibrationMismatch, Calibrator, Chain, Pool, QuantizedChain, QuantizedResNet,
+    RangeMethod,
+};
 pub use load::{decode_rgb, load_rgb, ImageError, MAX_PIXELS};
 pub use pool::{global_average_pool, max_pool};
 pub use preprocess::{batch, keras_preprocess, torchvision_preprocess, Preset};

@@ -7,9 +7,8 @@ use anyhow::bail;
 use autocaption_pipeline::summary::thousands;
 use autocaption_pipeline::{
     calibration_sample, extract, int8_encoder, save_calibration, CalibrationSource, Encoder,
-    EncoderSource, ExtractEvent, ExtractSettings, DEFAULT_RANGES,
+    EncoderSource, ExtractEvent, ExtractSettings, DEFAULT_RANGES, PERCENTILE_RANGES,
 };
-use autocaption_vision::RangeMethod;
 
 use crate::progress::Bar;
 use crate::Global;
@@ -67,12 +66,14 @@ pub struct Args {
     #[arg(long)]
     report: Option<PathBuf>,
 
-    /// Arithmetic of the encoder (ResNet-50 only): f32, or int8: 7-bit per-channel weights
-    /// and 8-bit activations whose ranges are measured on calibration images, about 5× faster
-    /// here. The precision and the ranges are recorded in the features file (and in every
-    /// model trained on it), so int8 and f32 features are never mixed, and `caption` of
-    /// photos runs the same int8 encoder. The ranges are also written beside OUT as
-    /// OUT.calibration.json, for --calibration.
+    /// Arithmetic of the encoder: f32, or int8: 7-bit per-channel weights and 8-bit
+    /// activations whose ranges are measured on calibration images (ResNet-50: about 10×
+    /// faster than f32 here). The precision and the ranges are recorded in the features file
+    /// (and in every model trained on it), so int8 and f32 features are never mixed in one
+    /// file, and `caption` of photos runs the encoder the model was trained with. A model
+    /// trained on f32 features also reads int8 features of the same weights (`evaluate
+    /// --features`): that is how to measure what int8 costs. The ranges are also written
+    /// beside OUT as OUT.calibration.json, for --calibration.
     #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
 
@@ -87,9 +88,11 @@ pub struct Args {
     calibration: Option<PathBuf>,
 
     /// With --precision int8: how a map's range is chosen from its values on the
-    /// calibration images: `percentile` (the 99.99th; a few outliers clipped) or `min-max`
-    /// (the largest value).
-    #[arg(long, default_value = "percentile", value_parser = ["percentile", "min-max"])]
+    /// calibration images: `min-max` (the largest value: nothing is clipped) or
+    /// `percentile` (the 99.99th: the rarest large values are clipped, the rest get finer
+    /// steps). min-max measured as close or closer on both encoders (README, "int8
+    /// encoder").
+    #[arg(long, default_value = "min-max", value_parser = ["min-max", "percentile"])]
     calibration_method: String,
 }
 
@@ -153,7 +156,7 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
             (None, None) => CalibrationSource::Images(calibration_sample(&args.images, 16)?),
         };
         let method = match args.calibration_method.as_str() {
-            "min-max" => RangeMethod::MinMax,
+            "percentile" => PERCENTILE_RANGES,
             _ => DEFAULT_RANGES,
         };
         encoder = int8_encoder(&encoder, &source, method, &bar)?;
