@@ -624,6 +624,86 @@ fn features_skip_corrupt_images_and_resume() {
 }
 
 #[test]
+fn int8_features_record_their_calibration_and_are_never_mixed_with_f32() {
+    let t = TempDir::new().unwrap();
+    let images = synth(t.path(), "s", 4, 2).join("images");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut c = bin();
+        c.args(["features", "-q", "--weights", "random", "--seed", "3"])
+            .args(extra)
+            .arg("--images")
+            .arg(&images)
+            .arg("--out")
+            .arg(out);
+        c.assert()
+    };
+    let (f32_out, q) = (t.path().join("f.safetensors"), t.path().join("q.safetensors"));
+    run(&f32_out, &[]).success();
+    run(&q, &["--precision", "int8"]).success();
+    let calibration = t.path().join("q.safetensors.calibration.json");
+    assert!(calibration.is_file());
+    let (f, qs) = (
+        autocaption_features::FeatureStore::load(&f32_out).unwrap(),
+        autocaption_features::FeatureStore::load(&q).unwrap(),
+    );
+    let (fe, qe) = (f.encoder().unwrap(), qs.encoder().unwrap());
+    assert!(fe.int8.is_none());
+    let cal = qe.int8.as_ref().expect("int8 features record their ranges");
+    assert_eq!((cal.images, cal.ranges.len()), (4, 49));
+    assert!(qe.identity().contains("int8 with calibration sha256:"));
+    assert!(fe.same_weights(qe) && !fe.same_encoder(qe));
+    // Close to the f32 features, image by image.
+    for name in f.names() {
+        let (a, b) = (f.get(name).unwrap(), qs.get(name).unwrap());
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(x * x)).sum::<f64>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        assert!(cosine > 0.99, "{name}: cosine {cosine}");
+    }
+    // The same calibration read back gives the same bytes; so does measuring it again.
+    let q2 = t.path().join("q2.safetensors");
+    run(&q2, &["--precision", "int8"]).success();
+    let cal_arg = calibration.to_str().unwrap();
+    let q3 = t.path().join("q3.safetensors");
+    run(&q3, &["--precision", "int8", "--calibration", cal_arg]).success();
+    assert!(std::fs::read(&q3).unwrap() == std::fs::read(&q).unwrap());
+    assert!(std::fs::read(&q2).unwrap() == std::fs::read(&q).unwrap());
+    // int8 into the f32 file, and f32 into the int8 file: refused, nothing changed.
+    let before = std::fs::read(&f32_out).unwrap();
+    run(&f32_out, &["--precision", "int8"])
+        .failure()
+        .stderr(predicate::str::contains("made with another encoder"));
+    run(&q, &[])
+        .failure()
+        .stderr(predicate::str::contains("made with another encoder"));
+    assert!(std::fs::read(&f32_out).unwrap() == before);
+    // A calibration of other weights names the file and both encoders.
+    let other = t.path().join("o.safetensors");
+    let mut c = bin();
+    c.args(["features", "-q", "--weights", "random", "--seed", "4"])
+        .args(["--precision", "int8", "--calibration", cal_arg])
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&other)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("q.safetensors.calibration.json"))
+        .stderr(predicate::str::contains("seed 3"));
+    assert!(!other.exists());
+    // Calibration flags without int8, and a folder without images: refused before any work.
+    run(&other, &["--calibrate", images.to_str().unwrap()])
+        .failure()
+        .stderr(predicate::str::contains("go with --precision int8"));
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    run(&other, &["--precision", "int8", "--calibrate", empty.to_str().unwrap()])
+        .failure()
+        .stderr(predicate::str::contains("empty"));
+    assert!(!other.exists());
+}
+
+#[test]
 fn features_from_weight_files_match_keras_and_pick_the_preset() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let t = TempDir::new().unwrap();

@@ -409,3 +409,38 @@ fn collection_flags_are_checked_before_anything_is_written() {
     assert_eq!(read(&mine), b"<html>my page</html>");
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn a_model_reads_int8_features_of_its_concept_encoder() {
+    let (model, images) = concept_model();
+    let t = TempDir::new().unwrap();
+    let q = t.path().join("q.safetensors");
+    bin()
+        .args(["features", "-q", "--precision", "int8", "--weights"])
+        .arg(model.join("encoder.safetensors"))
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(&q)
+        .assert()
+        .success();
+    let store = autocaption_features::FeatureStore::load(&q).unwrap();
+    let spec = store.encoder().unwrap();
+    assert_eq!(spec.int8.as_ref().map(|c| c.ranges.len()), Some(4));
+    // The model was trained on f32 features of the same weights: it reads these, with
+    // int8 decoder weights too, and writes its metrics.
+    let prep = model.parent().unwrap().join("prep");
+    let out = t.path().join("eval");
+    bin()
+        .args(["evaluate", "-q", "--decoder-weights", "int8", "--model"])
+        .arg(model)
+        .arg("--data")
+        .arg(&prep)
+        .arg("--features")
+        .arg(&q)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("metrics.json").is_file());
+}
