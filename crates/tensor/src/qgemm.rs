@@ -117,6 +117,12 @@ impl QuantWeights {
         &self.colsum
     }
 
+    /// The integer of row `r`, column `j`.
+    pub fn level(&self, r: usize, j: usize) -> i8 {
+        let (b, jj) = (j / QNR, j % QNR);
+        self.q[(b * self.quads + r / 4) * QUAD + 4 * jj + r % 4]
+    }
+
     /// The weight the integers stand for at row `r`, column `j`.
     pub fn dequantized(&self, r: usize, j: usize) -> f32 {
         let (b, jj) = (j / QNR, j % QNR);
@@ -146,6 +152,110 @@ impl QuantWeights {
                 let mut sums = [[0i32; QNR]; QMR];
                 unsafe { kernel(a, w.as_ptr(), self.quads, &mut sums) };
                 acc.copy_from_slice(&sums[..acc.len()]);
+            }
+        }
+    }
+}
+
+/// A `[k, n]` matrix of 16-bit integers in blocks of [`QNR`] columns, for products with
+/// 16-bit inputs (`vpmaddwd`): the int8 encoder's Winograd convolutions, whose transformed
+/// weights and inputs outgrow 8 bits. Sums wrap as `i32` arithmetic does (callers keep the
+/// true results in range; wrapped intermediate sums then still give them exactly).
+#[derive(Debug, Clone)]
+pub struct PairWeights {
+    pairs: usize,
+    blocks: usize,
+    /// `[blocks][pairs][QNR][2]`, zero past `k` and `n`.
+    q: Aligned<u16>,
+}
+
+impl PairWeights {
+    /// Packs `w` (`[k, n]`, row-major).
+    pub fn pack(w: &[i16], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "matrix is not {k}×{n}");
+        let (pairs, blocks) = (k.div_ceil(2), n.div_ceil(QNR));
+        let mut q = Aligned::zeroed(blocks * pairs * 2 * QNR);
+        for r in 0..k {
+            for j in 0..n {
+                let (b, jj) = (j / QNR, j % QNR);
+                q[((b * pairs + r / 2) * QNR + jj) * 2 + r % 2] = w[r * n + j] as u16;
+            }
+        }
+        Self { pairs, blocks, q }
+    }
+
+    /// Pairs of rows: an input row holds this many `i32`, each two 16-bit values (the
+    /// first in the low half).
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// Blocks of [`QNR`] columns.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// `acc[i][jj] = Σ_k rows[i][k] · w[k][b·QNR + jj]` (wrapping), for block `b`.
+    pub fn block_sums(&self, rows: &[&[i32]], b: usize, acc: &mut [[i32; QNR]]) {
+        assert!(b < self.blocks, "block {b} of {}", self.blocks);
+        assert_eq!(rows.len(), acc.len(), "a sum for every row");
+        assert!(rows.iter().all(|r| r.len() >= self.pairs), "rows shorter than k");
+        let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
+        let kernel = pair_kernel();
+        for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
+            let mut a = [rows[0].as_ptr(); QMR];
+            for (p, r) in a.iter_mut().zip(rows) {
+                *p = r.as_ptr();
+            }
+            // SAFETY (both calls): every pointer reads `pairs` values (asserted above; the
+            // spare slots repeat the first row), `w` holds `pairs` pair rows, and the
+            // kernel's instruction sets were detected when it was chosen.
+            if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
+                unsafe { kernel(a, w.as_ptr(), self.pairs, full) };
+            } else {
+                let mut sums = [[0i32; QNR]; QMR];
+                unsafe { kernel(a, w.as_ptr(), self.pairs, &mut sums) };
+                acc.copy_from_slice(&sums[..acc.len()]);
+            }
+        }
+    }
+}
+
+/// A kernel of [`PairWeights`]: the sums of [`QMR`] rows (pointers to `pairs` values)
+/// against one block.
+type PairKernel = unsafe fn([*const i32; QMR], *const u16, usize, &mut [[i32; QNR]; QMR]);
+
+fn pair_kernel() -> PairKernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return x86::pair_sums_avx2;
+        }
+    }
+    pair_sums_portable
+}
+
+/// The pair kernel without vector instructions: the same integers.
+///
+/// # Safety
+/// Each pointer must read `pairs` values; `w` must hold `pairs` pair rows.
+unsafe fn pair_sums_portable(
+    a: [*const i32; QMR],
+    w: *const u16,
+    pairs: usize,
+    acc: &mut [[i32; QNR]; QMR],
+) {
+    // SAFETY: the caller's promise.
+    let w = unsafe { std::slice::from_raw_parts(w, pairs * 2 * QNR) };
+    for (p, acc) in a.iter().zip(acc.iter_mut()) {
+        // SAFETY: the caller's promise.
+        let x = unsafe { std::slice::from_raw_parts(*p, pairs) };
+        *acc = [0; QNR];
+        for (&xt, wt) in x.iter().zip(w.chunks_exact(2 * QNR)) {
+            let (lo, hi) = (i32::from(xt as i16), xt >> 16);
+            for (s, wj) in acc.iter_mut().zip(wt.chunks_exact(2)) {
+                let t = lo * i32::from(wj[0] as i16) + hi * i32::from(wj[1] as i16);
+                *s = s.wrapping_add(t);
             }
         }
     }
@@ -293,6 +403,36 @@ mod x86 {
         }
     }
 
+    /// [`super::PairWeights`] in 256-bit vectors: `vpmaddwd` of a broadcast pair of inputs
+    /// with eight columns' pairs of weights.
+    ///
+    /// # Safety
+    /// AVX2 must be present; as [`super::pair_sums_portable`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pair_sums_avx2(
+        a: [*const i32; QMR],
+        w: *const u16,
+        pairs: usize,
+        acc: &mut [[i32; QNR]; QMR],
+    ) {
+        let mut c = [[_mm256_setzero_si256(); 2]; QMR];
+        for t in 0..pairs {
+            let p = w.add(t * 2 * QNR);
+            let w0 = _mm256_loadu_si256(p.cast());
+            let w1 = _mm256_loadu_si256(p.add(16).cast());
+            for (r, c) in c.iter_mut().enumerate() {
+                let x = _mm256_set1_epi32(a[r].add(t).read_unaligned());
+                c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(x, w0));
+                c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(x, w1));
+            }
+        }
+        for (c, acc) in c.iter().zip(acc.iter_mut()) {
+            let o = acc.as_mut_ptr().cast::<__m256i>();
+            _mm256_storeu_si256(o, c[0]);
+            _mm256_storeu_si256(o.add(1), c[1]);
+        }
+    }
+
     /// With VNNI: `vpdpbusd` adds the four products of a quad into i32 at once.
     ///
     /// # Safety
@@ -408,6 +548,54 @@ mod tests {
                 sums_portable(a, w, m.quads, &mut slow);
             }
             assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());
+        }
+    }
+
+    #[test]
+    fn pair_products_are_exact_on_every_kernel() {
+        let mut rng = Rng::new(13);
+        let (k, n) = (37, 21);
+        let w: Vec<i16> = (0..k * n).map(|_| rng.uniform(-600.0, 600.0) as i16).collect();
+        let m = PairWeights::pack(&w, k, n);
+        for rows in [1, 6, 7] {
+            let x: Vec<Vec<i16>> = (0..rows)
+                .map(|_| (0..k).map(|_| rng.uniform(-1100.0, 1100.0) as i16).collect())
+                .collect();
+            let packed: Vec<Vec<i32>> = x
+                .iter()
+                .map(|r| {
+                    (0..m.pairs())
+                        .map(|t| {
+                            let v = |i: usize| r.get(i).copied().unwrap_or(0) as u16 as u32;
+                            (v(2 * t) | v(2 * t + 1) << 16) as i32
+                        })
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[i32]> = packed.iter().map(Vec::as_slice).collect();
+            for b in 0..m.blocks() {
+                let mut got = vec![[0i32; QNR]; rows];
+                m.block_sums(&refs, b, &mut got);
+                for (i, row) in x.iter().enumerate() {
+                    for jj in 0..QNR {
+                        let j = b * QNR + jj;
+                        let want: i32 = (0..k)
+                            .filter(|_| j < n)
+                            .map(|r| i32::from(row[r]) * i32::from(w[r * n + j]))
+                            .sum();
+                        assert_eq!(got[i][jj], want, "{rows} rows, block {b}");
+                    }
+                }
+                let a: [*const i32; QMR] = std::array::from_fn(|i| refs[i % rows].as_ptr());
+                let (mut slow, mut fast) = ([[0i32; QNR]; QMR], [[0i32; QNR]; QMR]);
+                let wb = m.q[b * m.pairs * 2 * QNR..].as_ptr();
+                // SAFETY: rows of `pairs` values; block `b` in range; the kernel was detected.
+                unsafe {
+                    pair_sums_portable(a, wb, m.pairs, &mut slow);
+                    pair_kernel()(a, wb, m.pairs, &mut fast);
+                }
+                assert_eq!(slow, fast);
+            }
         }
     }
 
