@@ -637,7 +637,10 @@ fn int8_features_record_their_calibration_and_are_never_mixed_with_f32() {
             .arg(out);
         c.assert()
     };
-    let (f32_out, q) = (t.path().join("f.safetensors"), t.path().join("q.safetensors"));
+    let (f32_out, q) = (
+        t.path().join("f.safetensors"),
+        t.path().join("q.safetensors"),
+    );
     run(&f32_out, &[]).success();
     run(&q, &["--precision", "int8"]).success();
     let calibration = t.path().join("q.safetensors.calibration.json");
@@ -697,9 +700,17 @@ fn int8_features_record_their_calibration_and_are_never_mixed_with_f32() {
         .stderr(predicate::str::contains("go with --precision int8"));
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    run(&other, &["--precision", "int8", "--calibrate", empty.to_str().unwrap()])
-        .failure()
-        .stderr(predicate::str::contains("empty"));
+    run(
+        &other,
+        &[
+            "--precision",
+            "int8",
+            "--calibrate",
+            empty.to_str().unwrap(),
+        ],
+    )
+    .failure()
+    .stderr(predicate::str::contains("empty"));
     assert!(!other.exists());
 }
 

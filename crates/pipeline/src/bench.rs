@@ -248,7 +248,11 @@ pub fn bench_encode(s: &EncodeBench) -> Result<EncodeBenchReport> {
                 ));
             } else {
                 let encoder = Encoder::random_resnet(0);
-                encoder.calibrate(paths, crate::encoder::DEFAULT_RANGES, &autocaption_io::NoProgress)?
+                encoder.calibrate(
+                    paths,
+                    crate::encoder::DEFAULT_RANGES,
+                    &autocaption_io::NoProgress,
+                )?
             };
             Some(
                 QuantizedResNet::new(&net, &calibration)

@@ -40,7 +40,7 @@ pub enum Network {
 /// An encoder's network in int8.
 #[derive(Debug, Clone)]
 enum Int8Network {
-    ResNet(QuantizedResNet),
+    ResNet(Box<QuantizedResNet>),
     Concept(QuantizedChain),
 }
 
@@ -63,7 +63,14 @@ fn concept_chain(net: &ConceptNet) -> Chain {
                     b.value.clone(),
                     true,
                 );
-                (conv, if i + 1 < net.convs.len() { Pool::Max2 } else { Pool::Avg2 })
+                (
+                    conv,
+                    if i + 1 < net.convs.len() {
+                        Pool::Max2
+                    } else {
+                        Pool::Avg2
+                    },
+                )
             })
             .collect(),
     }
@@ -299,7 +306,7 @@ impl Encoder {
     pub fn quantized(&self, calibration: Calibration) -> Result<Self> {
         let q = match &self.net {
             Network::ResNet(net) => {
-                QuantizedResNet::new(net, &calibration).map(Int8Network::ResNet)
+                QuantizedResNet::new(net, &calibration).map(|q| Int8Network::ResNet(Box::new(q)))
             }
             Network::Concept(net) => {
                 QuantizedChain::new(&concept_chain(net), &calibration).map(Int8Network::Concept)
@@ -363,7 +370,9 @@ impl Encoder {
             progress.advance(chunk.len() as u64);
         }
         progress.finish();
-        Ok(calibrator.finish().expect("at least one image was observed"))
+        Ok(calibrator
+            .finish()
+            .expect("at least one image was observed"))
     }
 
     /// `int8` or `f32`.

@@ -199,7 +199,10 @@ impl PairWeights {
     pub fn block_sums(&self, rows: &[&[i32]], b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
         assert_eq!(rows.len(), acc.len(), "a sum for every row");
-        assert!(rows.iter().all(|r| r.len() >= self.pairs), "rows shorter than k");
+        assert!(
+            rows.iter().all(|r| r.len() >= self.pairs),
+            "rows shorter than k"
+        );
         let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
         let kernel = pair_kernel();
         for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
@@ -555,11 +558,17 @@ mod tests {
     fn pair_products_are_exact_on_every_kernel() {
         let mut rng = Rng::new(13);
         let (k, n) = (37, 21);
-        let w: Vec<i16> = (0..k * n).map(|_| rng.uniform(-600.0, 600.0) as i16).collect();
+        let w: Vec<i16> = (0..k * n)
+            .map(|_| rng.uniform(-600.0, 600.0) as i16)
+            .collect();
         let m = PairWeights::pack(&w, k, n);
         for rows in [1, 6, 7] {
             let x: Vec<Vec<i16>> = (0..rows)
-                .map(|_| (0..k).map(|_| rng.uniform(-1100.0, 1100.0) as i16).collect())
+                .map(|_| {
+                    (0..k)
+                        .map(|_| rng.uniform(-1100.0, 1100.0) as i16)
+                        .collect()
+                })
                 .collect();
             let packed: Vec<Vec<i32>> = x
                 .iter()

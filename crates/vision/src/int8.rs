@@ -76,6 +76,9 @@ pub struct Calibration {
     pub ranges: Vec<f32>,
 }
 
+/// What a forward pass shows each map to: `(index, values)`.
+type Observer<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
 /// Accumulates [`Calibration`] ranges batch by batch.
 #[derive(Debug, Clone)]
 pub struct Calibrator {
@@ -113,7 +116,7 @@ impl Calibrator {
     }
 
     /// Takes in the input and the maps `run` shows.
-    fn take(&mut self, images: &Maps, run: &mut dyn FnMut(&mut dyn FnMut(usize, &[f32]))) {
+    fn take(&mut self, images: &Maps, run: &mut dyn FnMut(Observer<'_>)) {
         if images.n == 0 {
             return;
         }
@@ -322,7 +325,8 @@ impl QWinograd {
                 let g = |ky: usize, kx: usize| i32::from(w.level((ky * 3 + kx) * cin + ci, o));
                 for (i, gi) in G.iter().enumerate() {
                     // t = G'·g, row i.
-                    let t: [i32; 3] = std::array::from_fn(|kx| (0..3).map(|ky| gi[ky] * g(ky, kx)).sum());
+                    let t: [i32; 3] =
+                        std::array::from_fn(|kx| (0..3).map(|ky| gi[ky] * g(ky, kx)).sum());
                     for (j, gj) in G.iter().enumerate() {
                         let v: i32 = (0..3).map(|kx| t[kx] * gj[kx]).sum();
                         u[4 * i + j][ci * cout + o] = v as i16;
@@ -340,7 +344,7 @@ impl QWinograd {
 const TILE_ROWS: usize = 48;
 
 // Tiles hold whole kernel calls.
-const _: () = assert!(TILE_ROWS % autocaption_tensor::QMR == 0);
+const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 
 /// A shared output written by tasks in disjoint parts.
 struct Shared<T>(*mut T, usize);
@@ -393,7 +397,7 @@ impl QConv {
             && c.kw == 3
             && c.stride == 1
             && c.pad == Padding::same(1)
-            && c.cin % 2 == 0
+            && c.cin.is_multiple_of(2)
             && (WINOGRAD_MIN_CHANNELS..=WINOGRAD_MAX_CHANNELS).contains(&c.cin))
         .then(|| QWinograd::new(&weights, c.cin, c.cout));
         Self {
@@ -422,7 +426,7 @@ impl QConv {
             && self.kw == 1
             && self.stride == 1
             && self.pad == Padding::same(0)
-            && self.cin % 4 == 0
+            && self.cin.is_multiple_of(4)
     }
 
     /// Output rows `r0..r0 + r`, column blocks `blocks`: `scale · sum + bias` before any
@@ -496,7 +500,13 @@ impl QConv {
             self.weights.block_sums(&rows, b, &mut acc);
             let j0 = b * QNR - c0;
             let w = QNR.min(width - j0);
-            affine(&acc, &scale[j0..j0 + w], &offset[j0..j0 + w], &mut out[j0..], width);
+            affine(
+                &acc,
+                &scale[j0..j0 + w],
+                &offset[j0..j0 + w],
+                &mut out[j0..],
+                width,
+            );
         }
     }
 
@@ -542,6 +552,7 @@ impl QConv {
     /// [`QConv::forward`] as F(2×2, 3×3) (stride 1, padding 1, input zero point 0): each
     /// task transforms a block of 2×2 output tiles' 4×4 input patches, multiplies them by
     /// the transformed weights position by position, and transforms the sums back.
+    #[allow(clippy::needless_range_loop)] // tiles are counted, their sums indexed
     fn forward_winograd(&self, wg: &QWinograd, x: &QMaps, out: Quant) -> QMaps {
         let (h, w, cin, cout) = (x.h, x.w, self.cin, self.cout);
         let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
@@ -662,6 +673,7 @@ autocaption_tensor::simd_fn! {
     /// `v[p][t]` as pairs of channels (`[16][tiles][pairs]`). `Bᵀ` has rows `[1,0,−1,0]`,
     /// `[0,1,1,0]`, `[0,−1,1,0]`, `[0,1,0,−1]`; from 8-bit inputs every value is within
     /// ±1020.
+    #[allow(clippy::needless_range_loop)] // the transform reads as its matrices
     fn input_transform(d: &[i16], cin: usize, v: &mut [i32], t: usize, tiles: usize, pairs: usize) {
         let at = |a: usize, b: usize, c: usize| d[(4 * a + b) * cin + c];
         for c2 in 0..pairs {
@@ -807,7 +819,13 @@ impl QBlock {
                 data: q,
                 quant,
             }),
-            None => BlockOut::F(Maps { n, h, w, c, data: f }),
+            None => BlockOut::F(Maps {
+                n,
+                h,
+                w,
+                c,
+                data: f,
+            }),
         }
     }
 }
@@ -967,7 +985,6 @@ fn max_pool_u8(x: &QMaps) -> QMaps {
     }
 }
 
-
 /// What follows a convolution of a [`Chain`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
@@ -1076,13 +1093,16 @@ impl QuantizedChain {
                 return out.data;
             }
             let y = conv.forward(&x, *quant);
-            buffers::give_bytes(std::mem::replace(
-                &mut x,
-                match pool {
-                    Pool::Max2 => max_pool2_u8(&y),
-                    Pool::Avg2 => unreachable!("average pooling ends a chain (checked)"),
-                },
-            ).data);
+            buffers::give_bytes(
+                std::mem::replace(
+                    &mut x,
+                    match pool {
+                        Pool::Max2 => max_pool2_u8(&y),
+                        Pool::Avg2 => unreachable!("average pooling ends a chain (checked)"),
+                    },
+                )
+                .data,
+            );
             buffers::give_bytes(y.data);
         }
         unreachable!("the last layer returns")
@@ -1200,7 +1220,10 @@ mod tests {
                     }
                 }
                 // Only a value within f32 rounding of a half level can round the other way.
-                assert!(worst <= 1, "k{k} s{stride} {cin}→{cout}: off by {worst} levels");
+                assert!(
+                    worst <= 1,
+                    "k{k} s{stride} {cin}→{cout}: off by {worst} levels"
+                );
             }
         }
     }
@@ -1218,7 +1241,11 @@ mod tests {
     }
 
     fn cosine(a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         dot / (norm(a) * norm(b))
     }
@@ -1232,7 +1259,10 @@ mod tests {
         };
         let net = ResNet::random(config, 3);
         let mut rng = Rng::new(4);
-        for method in [RangeMethod::MinMax, RangeMethod::Percentile { percent: 99.99 }] {
+        for method in [
+            RangeMethod::MinMax,
+            RangeMethod::Percentile { percent: 99.99 },
+        ] {
             let mut cal = Calibrator::new(method);
             cal.observe(&net, &images(&mut rng, 3, 48));
             cal.observe(&net, &images(&mut rng, 2, 48));
@@ -1300,7 +1330,9 @@ mod tests {
             h: 32,
             w: 32,
             c: 3,
-            data: (0..n * 32 * 32 * 3).map(|_| rng.uniform(-0.5, 0.5)).collect(),
+            data: (0..n * 32 * 32 * 3)
+                .map(|_| rng.uniform(-0.5, 0.5))
+                .collect(),
         };
         let mut cal = Calibrator::new(RangeMethod::Percentile { percent: 99.99 });
         cal.observe_chain(&chain, &pixels(&mut rng, 4));
@@ -1342,7 +1374,13 @@ mod tests {
                 w,
                 c: cin,
                 data: (0..n * h * w * cin)
-                    .map(|_| if extreme { 255 } else { rng.uniform(0.0, 256.0) as u8 })
+                    .map(|_| {
+                        if extreme {
+                            255
+                        } else {
+                            rng.uniform(0.0, 256.0) as u8
+                        }
+                    })
                     .collect(),
                 quant: Quant {
                     scale: 0.01,

@@ -471,7 +471,9 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
     let int8 = match (int8, &args.calibrate) {
         (false, _) => None,
         (true, None) => Some(Vec::new()),
-        (true, Some(dir)) => Some(autocaption_pipeline::expand_photos(std::slice::from_ref(dir))?),
+        (true, Some(dir)) => Some(autocaption_pipeline::expand_photos(std::slice::from_ref(
+            dir,
+        ))?),
     };
     let s = EncodeBench {
         layout: if args.layout == "keras" {
@@ -488,7 +490,11 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
         let arithmetic = match &s.int8 {
             None => format!(
                 "f32, 3×3 convolutions {}",
-                if args.no_winograd { "direct" } else { "Winograd F(2×2,3×3) where it pays" }
+                if args.no_winograd {
+                    "direct"
+                } else {
+                    "Winograd F(2×2,3×3) where it pays"
+                }
             ),
             Some(photos) => format!(
                 "int8 ({} kernel), calibrated on {}",

@@ -150,9 +150,9 @@ pub fn run(args: Args, global: Global) -> anyhow::Result<()> {
     if int8 {
         let source = match (&args.calibrate, &args.calibration) {
             (_, Some(file)) => CalibrationSource::File(file.clone()),
-            (Some(dir), None) => {
-                CalibrationSource::Images(autocaption_pipeline::expand_photos(std::slice::from_ref(dir))?)
-            }
+            (Some(dir), None) => CalibrationSource::Images(autocaption_pipeline::expand_photos(
+                std::slice::from_ref(dir),
+            )?),
             (None, None) => CalibrationSource::Images(calibration_sample(&args.images, 16)?),
         };
         let method = match args.calibration_method.as_str() {
