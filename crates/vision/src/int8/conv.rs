@@ -515,28 +515,6 @@ mod tests {
         }
     }
 
-    fn images(rng: &mut Rng, n: usize, size: usize) -> Maps {
-        Maps {
-            n,
-            h: size,
-            w: size,
-            c: 3,
-            data: (0..n * size * size * 3)
-                .map(|_| rng.uniform(-120.0, 150.0))
-                .collect(),
-        }
-    }
-
-    fn cosine(a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        dot / (norm(a) * norm(b))
-    }
-
     #[test]
     fn winograd_gives_the_direct_convolutions_bits() {
         let mut rng = Rng::new(41);
