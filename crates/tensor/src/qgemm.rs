@@ -471,6 +471,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // the reference sums read as their formula
     fn weights_round_to_half_a_step_and_sums_are_exact() {
         let mut rng = Rng::new(11);
         // k not a multiple of 4, n not a multiple of the block; columns of different sizes.
@@ -555,6 +556,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // the reference sums read as their formula
     fn pair_products_are_exact_on_every_kernel() {
         let mut rng = Rng::new(13);
         let (k, n) = (37, 21);
