@@ -1,15 +1,16 @@
-//! The int8 encoder: ResNet with 7-bit per-output-channel weights and 8-bit activations,
-//! static per-tensor activation scales from calibration images, exact `i32` sums
-//! ([`QuantWeights`]) and each convolution's bias, residual, ReLU and requantization applied
-//! in one pass over its sums. Batch norm is folded into the weights before they are
-//! quantized (the f32 network already holds it folded).
+//! The int8 encoder: ResNet (and the concept CNN's plain chain) with 7-bit per-output-channel
+//! weights and 8-bit activations, static per-map activation scales from calibration images,
+//! exact `i32` sums ([`autocaption_tensor::QuantWeights`]; 3×3 convolutions through an
+//! integer Winograd transform with the same sums) and each convolution's bias, residual,
+//! ReLU and requantization applied in one pass over its sums. Batch norm is folded into the
+//! weights before they are quantized (the f32 network already holds it folded).
 //!
 //! Every activation a convolution reads is unsigned: the image with a zero point (the
 //! preprocessed pixels are signed), every later map with zero point 0 (each follows a
-//! ReLU). The last block's output stays f32 and is pooled as such.
+//! ReLU). The last convolution's output stays f32 and is pooled as such.
 //!
 //! Ranges come from [`Calibration`]: the f32 network's maps on sample images, each map's
-//! upper end taken as a high percentile of its values (or its largest value), see
+//! upper end taken as its largest value or a high percentile of its values, see
 //! [`RangeMethod`].
 
 mod calibration;
