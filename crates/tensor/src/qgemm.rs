@@ -138,21 +138,32 @@ impl QuantWeights {
         assert!(rows.iter().all(|r| r.len() >= need), "rows shorter than k");
         let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
         let kernel = kernel();
-        for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
-            let mut a = [rows[0].as_ptr(); QMR];
-            for (p, r) in a.iter_mut().zip(rows) {
-                *p = r.as_ptr();
-            }
-            // SAFETY (both calls): every pointer reads `4·quads` bytes (asserted above; the
-            // spare slots repeat the first row), `w` holds `quads` quads, and the kernel's
-            // instruction sets were detected when it was chosen.
-            if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
-                unsafe { kernel(a, w.as_ptr(), self.quads, full) };
-            } else {
-                let mut sums = [[0i32; QNR]; QMR];
-                unsafe { kernel(a, w.as_ptr(), self.quads, &mut sums) };
-                acc.copy_from_slice(&sums[..acc.len()]);
-            }
+        // SAFETY: every pointer reads `4·quads` bytes (asserted above), `w` holds `quads`
+        // quads, and the kernel's instruction sets were detected when it was chosen.
+        by_row_groups(rows, acc, |a, sums| unsafe {
+            kernel(a, w.as_ptr(), self.quads, sums)
+        });
+    }
+}
+
+/// Runs `call` on the rows in groups of [`QMR`] (the spare slots of the last group repeat
+/// its first row, and their sums are dropped), each group's sums going to its rows of `acc`.
+fn by_row_groups<T>(
+    rows: &[&[T]],
+    acc: &mut [[i32; QNR]],
+    mut call: impl FnMut([*const T; QMR], &mut [[i32; QNR]; QMR]),
+) {
+    for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
+        let mut a = [rows[0].as_ptr(); QMR];
+        for (p, r) in a.iter_mut().zip(rows) {
+            *p = r.as_ptr();
+        }
+        if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
+            call(a, full);
+        } else {
+            let mut sums = [[0i32; QNR]; QMR];
+            call(a, &mut sums);
+            acc.copy_from_slice(&sums[..acc.len()]);
         }
     }
 }
@@ -205,22 +216,11 @@ impl PairWeights {
         );
         let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
         let kernel = pair_kernel();
-        for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
-            let mut a = [rows[0].as_ptr(); QMR];
-            for (p, r) in a.iter_mut().zip(rows) {
-                *p = r.as_ptr();
-            }
-            // SAFETY (both calls): every pointer reads `pairs` values (asserted above; the
-            // spare slots repeat the first row), `w` holds `pairs` pair rows, and the
-            // kernel's instruction sets were detected when it was chosen.
-            if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
-                unsafe { kernel(a, w.as_ptr(), self.pairs, full) };
-            } else {
-                let mut sums = [[0i32; QNR]; QMR];
-                unsafe { kernel(a, w.as_ptr(), self.pairs, &mut sums) };
-                acc.copy_from_slice(&sums[..acc.len()]);
-            }
-        }
+        // SAFETY: every pointer reads `pairs` values (asserted above), `w` holds `pairs`
+        // pair rows, and the kernel's instruction sets were detected when it was chosen.
+        by_row_groups(rows, acc, |a, sums| unsafe {
+            kernel(a, w.as_ptr(), self.pairs, sums)
+        });
     }
 }
 

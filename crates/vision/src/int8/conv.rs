@@ -221,12 +221,38 @@ impl QConv {
 
     /// The convolution with its ReLU, in f32.
     pub(super) fn forward_f32(&self, x: &QMaps) -> Maps {
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let mut data = buffers::take(x.n * oh * ow * self.cout); // every value written below
+        let relu = self.relu;
+        self.rows_into(x, &mut data, |v, dst| {
+            for (d, &v) in dst.iter_mut().zip(v) {
+                *d = if relu { v.max(0.0) } else { v };
+            }
+        });
+        Maps {
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: self.cout,
+            data,
+        }
+    }
+
+    /// The direct product over every output row, tile by tile: `write(values, dst)` turns
+    /// each row's `scale · sum + bias` for a task's columns into that row's part of `out`
+    /// (`[rows][cout]`).
+    fn rows_into<T: Send>(
+        &self,
+        x: &QMaps,
+        out: &mut [T],
+        write: impl Fn(&[f32], &mut [T]) + Sync,
+    ) {
         assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
-        let mut data = buffers::take(rows * self.cout); // every value written below
-        let shared = Shared::new(&mut data);
-        let (cout, relu) = (self.cout, self.relu);
+        assert_eq!(out.len(), rows * self.cout, "output size");
+        let shared = Shared::new(out);
+        let cout = self.cout;
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
             let c0 = blocks.start * QNR;
             let width = (blocks.end * QNR).min(cout) - c0;
@@ -234,19 +260,9 @@ impl QConv {
             self.tile(x, (oh, ow), r0, r, blocks, &mut Vec::new(), &mut vals);
             for (i, v) in vals.chunks_exact(width).enumerate() {
                 // SAFETY: each task writes its own rows' own blocks.
-                let dst = unsafe { shared.part((r0 + i) * cout + c0, width) };
-                for (d, &v) in dst.iter_mut().zip(v) {
-                    *d = if relu { v.max(0.0) } else { v };
-                }
+                write(v, unsafe { shared.part((r0 + i) * cout + c0, width) });
             }
         });
-        Maps {
-            n: x.n,
-            h: oh,
-            w: ow,
-            c: cout,
-            data,
-        }
     }
 
     /// The convolution with its ReLU, requantized to `out`.
@@ -349,22 +365,11 @@ impl QConv {
     /// The convolution as a direct product of patch rows.
     pub(super) fn forward_direct(&self, x: &QMaps, out: Quant) -> QMaps {
         let (oh, ow) = self.out_size(x.h, x.w);
-        let rows = x.n * oh * ow;
-        let mut data = buffers::take_bytes(rows * self.cout); // every value written below
-        let shared = Shared::new(&mut data);
-        let cout = self.cout;
+        let mut data = buffers::take_bytes(x.n * oh * ow * self.cout); // every value written below
         let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
-        for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
-            let c0 = blocks.start * QNR;
-            let width = (blocks.end * QNR).min(cout) - c0;
-            let mut vals = vec![0.0f32; r * width];
-            self.tile(x, (oh, ow), r0, r, blocks, &mut Vec::new(), &mut vals);
-            let levels = out.levels();
-            for (i, v) in vals.chunks_exact(width).enumerate() {
-                // SAFETY: each task writes its own rows' own blocks.
-                let dst = unsafe { shared.part((r0 + i) * cout + c0, width) };
-                requantize(v, floor, levels.inv, levels.zero, dst);
-            }
+        let levels = out.levels();
+        self.rows_into(x, &mut data, |v, dst| {
+            requantize(v, floor, levels.inv, levels.zero, dst)
         });
         QMaps {
             n: x.n,
