@@ -140,30 +140,38 @@ impl QuantWeights {
         let kernel = kernel();
         // SAFETY: every pointer reads `4·quads` bytes (asserted above), `w` holds `quads`
         // quads, and the kernel's instruction sets were detected when it was chosen.
-        by_row_groups(rows, acc, |a, sums| unsafe {
-            kernel(a, w.as_ptr(), self.quads, sums)
+        by_row_groups(rows, acc, |groups, sums| unsafe {
+            kernel(groups, w.as_ptr(), self.quads, sums)
         });
     }
 }
 
+/// Groups of rows a kernel call takes at most: its loop over them stays inside the kernel.
+const GROUPS: usize = 8;
+
 /// Runs `call` on the rows in groups of [`QMR`] (the spare slots of the last group repeat
-/// its first row, and their sums are dropped), each group's sums going to its rows of `acc`.
+/// its first row, and their sums are dropped), each group's sums going to its rows of `acc`;
+/// up to [`GROUPS`] groups a call.
 fn by_row_groups<T>(
     rows: &[&[T]],
     acc: &mut [[i32; QNR]],
-    mut call: impl FnMut([*const T; QMR], &mut [[i32; QNR]; QMR]),
+    mut call: impl FnMut(&[[*const T; QMR]], &mut [[[i32; QNR]; QMR]]),
 ) {
-    for (rows, acc) in rows.chunks(QMR).zip(acc.chunks_mut(QMR)) {
-        let mut a = [rows[0].as_ptr(); QMR];
-        for (p, r) in a.iter_mut().zip(rows) {
-            *p = r.as_ptr();
+    for (rows, acc) in rows.chunks(QMR * GROUPS).zip(acc.chunks_mut(QMR * GROUPS)) {
+        let mut groups = [[rows[0].as_ptr(); QMR]; GROUPS];
+        for (g, rows) in groups.iter_mut().zip(rows.chunks(QMR)) {
+            for (p, r) in g.iter_mut().zip(rows) {
+                *p = r.as_ptr();
+            }
+            g[rows.len()..].fill(rows[0].as_ptr());
         }
-        if let Ok(full) = <&mut [[i32; QNR]; QMR]>::try_from(&mut *acc) {
-            call(a, full);
-        } else {
-            let mut sums = [[0i32; QNR]; QMR];
-            call(a, &mut sums);
-            acc.copy_from_slice(&sums[..acc.len()]);
+        let (full, rest) = acc.as_chunks_mut::<QMR>();
+        let n = full.len();
+        call(&groups[..n], full);
+        if !rest.is_empty() {
+            let mut sums = [[[0i32; QNR]; QMR]];
+            call(&groups[n..n + 1], &mut sums);
+            rest.copy_from_slice(&sums[0][..rest.len()]);
         }
     }
 }
@@ -195,8 +203,8 @@ impl PairWeights {
         Self { pairs, blocks, q }
     }
 
-    /// Pairs of rows: an input row holds this many `i32`, each two 16-bit values (the
-    /// first in the low half).
+    /// Pairs of rows: an input row holds twice this many 16-bit values (the last zero
+    /// where `k` is odd).
     pub fn pairs(&self) -> usize {
         self.pairs
     }
@@ -207,26 +215,26 @@ impl PairWeights {
     }
 
     /// `acc[i][jj] = Σ_k rows[i][k] · w[k][b·QNR + jj]` (wrapping), for block `b`.
-    pub fn block_sums(&self, rows: &[&[i32]], b: usize, acc: &mut [[i32; QNR]]) {
+    pub fn block_sums(&self, rows: &[&[i16]], b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
         assert_eq!(rows.len(), acc.len(), "a sum for every row");
         assert!(
-            rows.iter().all(|r| r.len() >= self.pairs),
+            rows.iter().all(|r| r.len() >= 2 * self.pairs),
             "rows shorter than k"
         );
         let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
         let kernel = pair_kernel();
-        // SAFETY: every pointer reads `pairs` values (asserted above), `w` holds `pairs`
+        // SAFETY: every pointer reads `2·pairs` values (asserted above), `w` holds `pairs`
         // pair rows, and the kernel's instruction sets were detected when it was chosen.
-        by_row_groups(rows, acc, |a, sums| unsafe {
-            kernel(a, w.as_ptr(), self.pairs, sums)
+        by_row_groups(rows, acc, |groups, sums| unsafe {
+            kernel(groups, w.as_ptr(), self.pairs, sums)
         });
     }
 }
 
-/// A kernel of [`PairWeights`]: the sums of [`QMR`] rows (pointers to `pairs` values)
-/// against one block.
-type PairKernel = unsafe fn([*const i32; QMR], *const u16, usize, &mut [[i32; QNR]; QMR]);
+/// A kernel of [`PairWeights`]: for each group, the sums of its [`QMR`] rows (pointers to
+/// `2·pairs` values) against one block.
+type PairKernel = unsafe fn(&[[*const i16; QMR]], *const u16, usize, &mut [[[i32; QNR]; QMR]]);
 
 fn pair_kernel() -> PairKernel {
     #[cfg(target_arch = "x86_64")]
@@ -241,31 +249,34 @@ fn pair_kernel() -> PairKernel {
 /// The pair kernel without vector instructions: the same integers.
 ///
 /// # Safety
-/// Each pointer must read `pairs` values; `w` must hold `pairs` pair rows.
+/// Each pointer must read `2·pairs` values; `w` must hold `pairs` pair rows.
 unsafe fn pair_sums_portable(
-    a: [*const i32; QMR],
+    groups: &[[*const i16; QMR]],
     w: *const u16,
     pairs: usize,
-    acc: &mut [[i32; QNR]; QMR],
+    acc: &mut [[[i32; QNR]; QMR]],
 ) {
     // SAFETY: the caller's promise.
     let w = unsafe { std::slice::from_raw_parts(w, pairs * 2 * QNR) };
-    for (p, acc) in a.iter().zip(acc.iter_mut()) {
-        // SAFETY: the caller's promise.
-        let x = unsafe { std::slice::from_raw_parts(*p, pairs) };
-        *acc = [0; QNR];
-        for (&xt, wt) in x.iter().zip(w.chunks_exact(2 * QNR)) {
-            let (lo, hi) = (i32::from(xt as i16), xt >> 16);
-            for (s, wj) in acc.iter_mut().zip(wt.chunks_exact(2)) {
-                let t = lo * i32::from(wj[0] as i16) + hi * i32::from(wj[1] as i16);
-                *s = s.wrapping_add(t);
+    for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+        for (p, acc) in a.iter().zip(acc.iter_mut()) {
+            // SAFETY: the caller's promise.
+            let x = unsafe { std::slice::from_raw_parts(*p, 2 * pairs) };
+            *acc = [0; QNR];
+            for (xt, wt) in x.chunks_exact(2).zip(w.chunks_exact(2 * QNR)) {
+                let (lo, hi) = (i32::from(xt[0]), i32::from(xt[1]));
+                for (s, wj) in acc.iter_mut().zip(wt.chunks_exact(2)) {
+                    let t = lo * i32::from(wj[0] as i16) + hi * i32::from(wj[1] as i16);
+                    *s = s.wrapping_add(t);
+                }
             }
         }
     }
 }
 
-/// A kernel: the sums of four rows (pointers to `4·quads` bytes) against one block.
-type Kernel = unsafe fn([*const u8; QMR], *const i8, usize, &mut [[i32; QNR]; QMR]);
+/// A kernel: for each group, the sums of its [`QMR`] rows (pointers to `4·quads` bytes)
+/// against one block.
+type Kernel = unsafe fn(&[[*const u8; QMR]], *const i8, usize, &mut [[[i32; QNR]; QMR]]);
 
 /// Which instruction set the kernels use here, for reports.
 pub fn int8_kernel_name() -> &'static str {
@@ -310,23 +321,26 @@ fn kernel() -> Kernel {
 /// # Safety
 /// Each pointer must read `4·quads` bytes; `w` must hold `quads` quads.
 unsafe fn sums_portable(
-    a: [*const u8; QMR],
+    groups: &[[*const u8; QMR]],
     w: *const i8,
     quads: usize,
-    acc: &mut [[i32; QNR]; QMR],
+    acc: &mut [[[i32; QNR]; QMR]],
 ) {
     // SAFETY: the caller's promise.
     let w = unsafe { std::slice::from_raw_parts(w, quads * QUAD) };
-    for (p, acc) in a.iter().zip(acc.iter_mut()) {
-        // SAFETY: the caller's promise.
-        let x = unsafe { std::slice::from_raw_parts(*p, 4 * quads) };
-        for (xq, wq) in x.chunks_exact(4).zip(w.chunks_exact(QUAD)) {
-            for (s, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
-                *s += xq
-                    .iter()
-                    .zip(wj)
-                    .map(|(&x, &w)| i32::from(x) * i32::from(w))
-                    .sum::<i32>();
+    for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+        for (p, acc) in a.iter().zip(acc.iter_mut()) {
+            // SAFETY: the caller's promise.
+            let x = unsafe { std::slice::from_raw_parts(*p, 4 * quads) };
+            *acc = [0; QNR];
+            for (xq, wq) in x.chunks_exact(4).zip(w.chunks_exact(QUAD)) {
+                for (s, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
+                    *s += xq
+                        .iter()
+                        .zip(wj)
+                        .map(|(&x, &w)| i32::from(x) * i32::from(w))
+                        .sum::<i32>();
+                }
             }
         }
     }
@@ -354,29 +368,31 @@ mod x86 {
     /// AVX2 must be present; as [`super::sums_portable`].
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn sums_avx2(
-        a: [*const u8; QMR],
+        groups: &[[*const u8; QMR]],
         w: *const i8,
         quads: usize,
-        acc: &mut [[i32; QNR]; QMR],
+        acc: &mut [[[i32; QNR]; QMR]],
     ) {
         let ones = _mm256_set1_epi16(1);
-        let mut c = [[_mm256_setzero_si256(); 2]; QMR];
-        for t in 0..quads {
-            let p = w.add(t * QUAD);
-            let w0 = _mm256_loadu_si256(p.cast());
-            let w1 = _mm256_loadu_si256(p.add(32).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let x = quad256(a[r], t);
-                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
-                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
-                c[0] = _mm256_add_epi32(c[0], s0);
-                c[1] = _mm256_add_epi32(c[1], s1);
+        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+            let mut c = [[_mm256_setzero_si256(); 2]; QMR];
+            for t in 0..quads {
+                let p = w.add(t * QUAD);
+                let w0 = _mm256_loadu_si256(p.cast());
+                let w1 = _mm256_loadu_si256(p.add(32).cast());
+                for (r, c) in c.iter_mut().enumerate() {
+                    let x = quad256(a[r], t);
+                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                    c[0] = _mm256_add_epi32(c[0], s0);
+                    c[1] = _mm256_add_epi32(c[1], s1);
+                }
             }
-        }
-        for (c, acc) in c.iter().zip(acc.iter_mut()) {
-            let o = acc.as_mut_ptr().cast::<__m256i>();
-            _mm256_storeu_si256(o, c[0]);
-            _mm256_storeu_si256(o.add(1), c[1]);
+            for (c, acc) in c.iter().zip(acc.iter_mut()) {
+                let o = acc.as_mut_ptr().cast::<__m256i>();
+                _mm256_storeu_si256(o, c[0]);
+                _mm256_storeu_si256(o.add(1), c[1]);
+            }
         }
     }
 
@@ -386,23 +402,25 @@ mod x86 {
     /// AVX-512F and BW must be present; as [`super::sums_portable`].
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn sums_avx512(
-        a: [*const u8; QMR],
+        groups: &[[*const u8; QMR]],
         w: *const i8,
         quads: usize,
-        acc: &mut [[i32; QNR]; QMR],
+        acc: &mut [[[i32; QNR]; QMR]],
     ) {
         let ones = _mm512_set1_epi16(1);
-        let mut c = [_mm512_setzero_si512(); QMR];
-        for t in 0..quads {
-            let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
-                let s = _mm512_madd_epi16(_mm512_maddubs_epi16(x, wq), ones);
-                *c = _mm512_add_epi32(*c, s);
+        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+            let mut c = [_mm512_setzero_si512(); QMR];
+            for t in 0..quads {
+                let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+                for (r, c) in c.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                    let s = _mm512_madd_epi16(_mm512_maddubs_epi16(x, wq), ones);
+                    *c = _mm512_add_epi32(*c, s);
+                }
             }
-        }
-        for (c, acc) in c.iter().zip(acc.iter_mut()) {
-            _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+            for (c, acc) in c.iter().zip(acc.iter_mut()) {
+                _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+            }
         }
     }
 
@@ -413,26 +431,29 @@ mod x86 {
     /// AVX2 must be present; as [`super::pair_sums_portable`].
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pair_sums_avx2(
-        a: [*const i32; QMR],
+        groups: &[[*const i16; QMR]],
         w: *const u16,
         pairs: usize,
-        acc: &mut [[i32; QNR]; QMR],
+        acc: &mut [[[i32; QNR]; QMR]],
     ) {
-        let mut c = [[_mm256_setzero_si256(); 2]; QMR];
-        for t in 0..pairs {
-            let p = w.add(t * 2 * QNR);
-            let w0 = _mm256_loadu_si256(p.cast());
-            let w1 = _mm256_loadu_si256(p.add(16).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let x = _mm256_set1_epi32(a[r].add(t).read_unaligned());
-                c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(x, w0));
-                c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(x, w1));
+        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+            let mut c = [[_mm256_setzero_si256(); 2]; QMR];
+            for t in 0..pairs {
+                let p = w.add(t * 2 * QNR);
+                let w0 = _mm256_loadu_si256(p.cast());
+                let w1 = _mm256_loadu_si256(p.add(16).cast());
+                for (r, c) in c.iter_mut().enumerate() {
+                    // The pair (2t, 2t + 1), the first in the low half.
+                    let x = _mm256_set1_epi32(a[r].add(2 * t).cast::<i32>().read_unaligned());
+                    c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(x, w0));
+                    c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(x, w1));
+                }
             }
-        }
-        for (c, acc) in c.iter().zip(acc.iter_mut()) {
-            let o = acc.as_mut_ptr().cast::<__m256i>();
-            _mm256_storeu_si256(o, c[0]);
-            _mm256_storeu_si256(o.add(1), c[1]);
+            for (c, acc) in c.iter().zip(acc.iter_mut()) {
+                let o = acc.as_mut_ptr().cast::<__m256i>();
+                _mm256_storeu_si256(o, c[0]);
+                _mm256_storeu_si256(o.add(1), c[1]);
+            }
         }
     }
 
@@ -442,21 +463,23 @@ mod x86 {
     /// AVX-512F, BW and VNNI must be present; as [`super::sums_portable`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn sums_vnni(
-        a: [*const u8; QMR],
+        groups: &[[*const u8; QMR]],
         w: *const i8,
         quads: usize,
-        acc: &mut [[i32; QNR]; QMR],
+        acc: &mut [[[i32; QNR]; QMR]],
     ) {
-        let mut c = [_mm512_setzero_si512(); QMR];
-        for t in 0..quads {
-            let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
-                *c = _mm512_dpbusd_epi32(*c, x, wq);
+        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+            let mut c = [_mm512_setzero_si512(); QMR];
+            for t in 0..quads {
+                let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+                for (r, c) in c.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                    *c = _mm512_dpbusd_epi32(*c, x, wq);
+                }
             }
-        }
-        for (c, acc) in c.iter().zip(acc.iter_mut()) {
-            _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+            for (c, acc) in c.iter().zip(acc.iter_mut()) {
+                _mm512_storeu_si512(acc.as_mut_ptr().cast(), *c);
+            }
         }
     }
 }
@@ -542,14 +565,18 @@ mod tests {
                 r
             })
             .collect();
-        let a: [*const u8; QMR] = std::array::from_fn(|i| x[i].as_ptr());
+        // Two groups, the second the rows in reverse; sums start as garbage.
+        let groups: [[*const u8; QMR]; 2] = [
+            std::array::from_fn(|i| x[i].as_ptr()),
+            std::array::from_fn(|i| x[QMR - 1 - i].as_ptr()),
+        ];
         for b in 0..m.blocks() {
             let w = m.q[b * m.quads * QUAD..].as_ptr();
-            let (mut fast, mut slow) = ([[0i32; QNR]; QMR], [[0i32; QNR]; QMR]);
+            let (mut fast, mut slow) = ([[[7i32; QNR]; QMR]; 2], [[[-3i32; QNR]; QMR]; 2]);
             // SAFETY: rows of `row_bytes` bytes; block `b` in range; the kernel was detected.
             unsafe {
-                kernel()(a, w, m.quads, &mut fast);
-                sums_portable(a, w, m.quads, &mut slow);
+                kernel()(&groups, w, m.quads, &mut fast);
+                sums_portable(&groups, w, m.quads, &mut slow);
             }
             assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());
         }
@@ -572,18 +599,16 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let packed: Vec<Vec<i32>> = x
+            // Rows padded to whole pairs.
+            let padded: Vec<Vec<i16>> = x
                 .iter()
                 .map(|r| {
-                    (0..m.pairs())
-                        .map(|t| {
-                            let v = |i: usize| r.get(i).copied().unwrap_or(0) as u16 as u32;
-                            (v(2 * t) | v(2 * t + 1) << 16) as i32
-                        })
+                    (0..2 * m.pairs())
+                        .map(|i| r.get(i).copied().unwrap_or(0))
                         .collect()
                 })
                 .collect();
-            let refs: Vec<&[i32]> = packed.iter().map(Vec::as_slice).collect();
+            let refs: Vec<&[i16]> = padded.iter().map(Vec::as_slice).collect();
             for b in 0..m.blocks() {
                 let mut got = vec![[0i32; QNR]; rows];
                 m.block_sums(&refs, b, &mut got);
@@ -597,13 +622,16 @@ mod tests {
                         assert_eq!(got[i][jj], want, "{rows} rows, block {b}");
                     }
                 }
-                let a: [*const i32; QMR] = std::array::from_fn(|i| refs[i % rows].as_ptr());
-                let (mut slow, mut fast) = ([[0i32; QNR]; QMR], [[0i32; QNR]; QMR]);
+                let groups: [[*const i16; QMR]; 2] = [
+                    std::array::from_fn(|i| refs[i % rows].as_ptr()),
+                    std::array::from_fn(|i| refs[(i + 1) % rows].as_ptr()),
+                ];
+                let (mut slow, mut fast) = ([[[5i32; QNR]; QMR]; 2], [[[-9i32; QNR]; QMR]; 2]);
                 let wb = m.q[b * m.pairs * 2 * QNR..].as_ptr();
-                // SAFETY: rows of `pairs` values; block `b` in range; the kernel was detected.
+                // SAFETY: rows of `2·pairs` values; block `b` in range; the kernel was detected.
                 unsafe {
-                    pair_sums_portable(a, wb, m.pairs, &mut slow);
-                    pair_kernel()(a, wb, m.pairs, &mut fast);
+                    pair_sums_portable(&groups, wb, m.pairs, &mut slow);
+                    pair_kernel()(&groups, wb, m.pairs, &mut fast);
                 }
                 assert_eq!(slow, fast);
             }

@@ -3,10 +3,10 @@
 
 use std::ops::Range;
 
-use autocaption_tensor::{PairWeights, QuantWeights, QNR};
-use rayon::prelude::*;
+use autocaption_tensor::{PairWeights, QuantWeights, QMR, QNR};
 
-use super::{affine, requantize, QMaps, Quant, Shared};
+use super::epilogue::{finish_block, Affine, Residual, Shortcut, Sink};
+use super::{level, Levels, QMaps, Quant, Shared};
 use crate::{buffers, Conv, Maps, Padding};
 
 /// A convolution on 8-bit inputs.
@@ -68,33 +68,55 @@ impl QWinograd {
     }
 }
 
-/// Rows of output pixels a task makes at once (its patch rows stay in L2), about.
+/// Rows of output pixels a tile makes at once (its patch rows stay in L2), at most.
 const TILE_ROWS: usize = 48;
 
 // Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 
-/// Splits `rows` output rows and `blocks` column blocks into tasks and runs
-/// `job(first row, rows, blocks)` for each on the thread pool: row tiles, and where they are
-/// too few to keep every thread busy, each tile's blocks split among several tasks too.
+/// Splits `rows` output rows and `blocks` column blocks among the pool's threads and runs
+/// `job(first row, rows, blocks)` for each tile of a thread's share, tile after tile.
+///
+/// The shares are fixed by thread: thread `i` of `n` takes the `i`-th of `n` equal runs of
+/// rows (in whole kernel groups), so consecutive layers find most of their input rows in the
+/// cache of the core that wrote them; with work stealing instead, each layer's rows landed
+/// on either core and crossed between their caches (2 threads ran about 1.7× one thread's
+/// speed, against 2× in isolation). Where the rows are too few for every thread to get whole
+/// tiles, the threads share the column blocks instead, each reading only its own weights.
 pub(super) fn for_tiles(
     rows: usize,
     blocks: usize,
     job: impl Fn(usize, usize, Range<usize>) + Sync,
 ) {
     let threads = rayon::current_num_threads().max(1);
-    let tiles = rows.div_ceil(TILE_ROWS);
-    let groups = if tiles >= 2 * threads {
-        1
-    } else {
-        (2 * threads).div_ceil(tiles.max(1)).min(blocks).max(1)
+    let share = |i: usize, n: usize, parts: usize| i * n / parts;
+    // Tiles of about equal size, whole kernel groups but for the last.
+    let run = |rows: Range<usize>, blocks: Range<usize>| {
+        let tiles = rows.len().div_ceil(TILE_ROWS);
+        let size = rows.len().div_ceil(tiles.max(1)).next_multiple_of(QMR);
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r = size.min(rows.end - r0);
+            job(r0, r, blocks.clone());
+            r0 += r;
+        }
     };
-    (0..tiles * groups).into_par_iter().for_each(|t| {
-        let (tile, g) = (t / groups, t % groups);
-        let r0 = tile * TILE_ROWS;
-        let b = |g: usize| g * blocks / groups;
-        job(r0, TILE_ROWS.min(rows - r0), b(g)..b(g + 1));
-    });
+    if threads == 1 {
+        return run(0..rows, 0..blocks);
+    }
+    let groups = rows.div_ceil(QMR);
+    if rows >= threads * TILE_ROWS || blocks < threads {
+        rayon::broadcast(|ctx| {
+            let (i, n) = (ctx.index(), ctx.num_threads());
+            let at = |i: usize| (share(i, groups, n) * QMR).min(rows);
+            run(at(i)..at(i + 1), 0..blocks);
+        });
+    } else {
+        rayon::broadcast(|ctx| {
+            let (i, n) = (ctx.index(), ctx.num_threads());
+            run(0..rows, share(i, blocks, n)..share(i + 1, blocks, n));
+        });
+    }
 }
 
 impl QConv {
@@ -138,84 +160,141 @@ impl QConv {
             && self.cin.is_multiple_of(4)
     }
 
-    /// Output rows `r0..r0 + r`, column blocks `blocks`: `scale · sum + bias` before any
-    /// residual and ReLU into `out`, `[r][width of the blocks]`. `patch` is scratch for
-    /// patch rows.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn tile(
+    /// The patch rows of output rows `r0..r0 + r`: the input pixels' channels where a
+    /// row reads them in place, else gathered into `patch` (padding is the zero point).
+    fn patch_rows<'a>(
         &self,
-        x: &QMaps,
+        x: &'a QMaps,
         (oh, ow): (usize, usize),
         r0: usize,
         r: usize,
-        blocks: Range<usize>,
-        patch: &mut Vec<u8>,
-        out: &mut [f32],
-    ) {
-        let bytes = self.weights.row_bytes();
-        let rows: Vec<&[u8]> = if self.reads_in_place() {
-            (r0..r0 + r)
+        patch: &'a mut Vec<u8>,
+    ) -> Vec<&'a [u8]> {
+        if self.reads_in_place() {
+            return (r0..r0 + r)
                 .map(|i| &x.data[i * self.cin..(i + 1) * self.cin])
-                .collect()
-        } else {
-            patch.clear();
-            patch.resize(r * bytes, 0);
-            let zero = x.quant.zero;
-            for (i, p) in patch.chunks_exact_mut(bytes).enumerate() {
-                let row = r0 + i;
-                let (n, rem) = (row / (oh * ow), row % (oh * ow));
-                let (oy, ox) = (rem / ow, rem % ow);
-                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
-                let run = self.kw * self.cin;
-                for ky in 0..self.kh {
-                    let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                    if iy >= 0 && iy < x.h as isize && ix0 >= 0 && ix0 as usize + self.kw <= x.w {
-                        // The kernel row lies inside: one run of kw·cin bytes.
-                        let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
-                        let at = ky * run;
-                        p[at..at + run].copy_from_slice(&x.data[src..src + run]);
-                        continue;
-                    }
-                    for kx in 0..self.kw {
-                        let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
-                        let at = (ky * self.kw + kx) * self.cin;
-                        let dst = &mut p[at..at + self.cin];
-                        if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
-                            dst.fill(zero);
-                        } else {
-                            let src = ((n * x.h + iy as usize) * x.w + ix as usize) * self.cin;
-                            dst.copy_from_slice(&x.data[src..src + self.cin]);
-                        }
+                .collect();
+        }
+        let bytes = self.weights.row_bytes();
+        patch.clear();
+        patch.resize(r * bytes, 0);
+        let zero = x.quant.zero;
+        for (i, p) in patch.chunks_exact_mut(bytes).enumerate() {
+            let row = r0 + i;
+            let (n, rem) = (row / (oh * ow), row % (oh * ow));
+            let (oy, ox) = (rem / ow, rem % ow);
+            let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+            let run = self.kw * self.cin;
+            for ky in 0..self.kh {
+                let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+                if iy >= 0 && iy < x.h as isize && ix0 >= 0 && ix0 as usize + self.kw <= x.w {
+                    // The kernel row lies inside: one run of kw·cin bytes.
+                    let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
+                    let at = ky * run;
+                    p[at..at + run].copy_from_slice(&x.data[src..src + run]);
+                    continue;
+                }
+                for kx in 0..self.kw {
+                    let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
+                    let at = (ky * self.kw + kx) * self.cin;
+                    let dst = &mut p[at..at + self.cin];
+                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                        dst.fill(zero);
+                    } else {
+                        let src = ((n * x.h + iy as usize) * x.w + ix as usize) * self.cin;
+                        dst.copy_from_slice(&x.data[src..src + self.cin]);
                     }
                 }
             }
-            patch.chunks_exact(bytes).collect()
-        };
-        let c0 = blocks.start * QNR;
-        let width = (blocks.end * QNR).min(self.cout) - c0;
-        assert_eq!(out.len(), r * width, "tile output");
+        }
+        patch.chunks_exact(bytes).collect()
+    }
+
+    /// Per block of columns, for inputs quantized as `input`: each sum's scale, and the
+    /// bias less what the input's zero point adds (zero past `cout`).
+    fn affine(&self, input: Quant) -> Vec<Affine> {
         let (scales, sums) = (self.weights.scales(), self.weights.column_sums());
-        let zero = i32::from(x.quant.zero);
-        // Per column: the sum's scale, and what the input zero point and bias add.
-        let scale: Vec<f32> = scales[c0..c0 + width]
-            .iter()
-            .map(|s| x.quant.scale * s)
-            .collect();
-        let offset: Vec<f32> = (c0..c0 + width)
-            .map(|o| self.bias[o] - (zero * sums[o]) as f32 * scale[o - c0])
-            .collect();
-        let mut acc = vec![[0i32; QNR]; r];
-        for b in blocks {
-            self.weights.block_sums(&rows, b, &mut acc);
-            let j0 = b * QNR - c0;
-            let w = QNR.min(width - j0);
-            affine(
-                &acc,
-                &scale[j0..j0 + w],
-                &offset[j0..j0 + w],
-                &mut out[j0..],
-                width,
-            );
+        let zero = i32::from(input.zero);
+        (0..self.weights.blocks())
+            .map(|b| {
+                let mut a = [[0.0; QNR]; 2];
+                for (jj, o) in (b * QNR..self.cout.min((b + 1) * QNR)).enumerate() {
+                    let scale = input.scale * scales[o];
+                    a[0][jj] = scale;
+                    a[1][jj] = self.bias[o] - (zero * sums[o]) as f32 * scale;
+                }
+                a
+            })
+            .collect()
+    }
+
+    /// The convolution as a direct product of patch rows, `shortcut` added to its
+    /// `scale · sum + bias` and each value then written by `sink`: tile by tile and block
+    /// by block, every step of a block's values within the first-level cache.
+    pub(super) fn run_direct(&self, x: &QMaps, shortcut: Shortcut<'_>, sink: Sink<'_>) {
+        assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
+        let (oh, ow) = self.out_size(x.h, x.w);
+        let rows = x.n * oh * ow;
+        let cout = self.cout;
+        let affine = self.affine(x.quant);
+        let shortcut_affine = match shortcut {
+            Shortcut::Conv(s, sx) => {
+                assert_eq!(
+                    (s.out_size(sx.h, sx.w), s.cout),
+                    ((oh, ow), cout),
+                    "shortcut shape"
+                );
+                s.affine(sx.quant)
+            }
+            Shortcut::Identity(q) => {
+                assert_eq!((q.n, q.h, q.w, q.c), (x.n, oh, ow, cout), "identity shape");
+                Vec::new()
+            }
+            Shortcut::None => Vec::new(),
+        };
+        for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
+            let (mut patch, mut shortcut_patch) = (Vec::new(), Vec::new());
+            let patch_rows = self.patch_rows(x, (oh, ow), r0, r, &mut patch);
+            let shortcut_rows = match shortcut {
+                Shortcut::Conv(s, sx) => s.patch_rows(sx, (oh, ow), r0, r, &mut shortcut_patch),
+                _ => Vec::new(),
+            };
+            let mut acc = vec![[0i32; QNR]; r];
+            let mut shortcut_acc = vec![[0i32; QNR]; r];
+            for b in blocks {
+                self.weights.block_sums(&patch_rows, b, &mut acc);
+                let (c0, width) = (b * QNR, QNR.min(cout - b * QNR));
+                let residual = match shortcut {
+                    Shortcut::None => Residual::None,
+                    Shortcut::Conv(s, _) => {
+                        s.weights.block_sums(&shortcut_rows, b, &mut shortcut_acc);
+                        Residual::Sums(&shortcut_acc, &shortcut_affine[b])
+                    }
+                    Shortcut::Identity(q) => Residual::Levels {
+                        q: &q.data[r0 * cout + c0..],
+                        stride: cout,
+                        width,
+                        scale: q.quant.scale,
+                        zero: f32::from(q.quant.zero),
+                    },
+                };
+                finish_block(
+                    &acc,
+                    &affine[b],
+                    residual,
+                    sink,
+                    (r0 * cout + c0, cout, width),
+                );
+            }
+        });
+    }
+
+    /// The floor of this convolution's ReLU (none: no floor).
+    fn floor(&self) -> f32 {
+        if self.relu {
+            0.0
+        } else {
+            f32::NEG_INFINITY
         }
     }
 
@@ -223,12 +302,8 @@ impl QConv {
     pub(super) fn forward_f32(&self, x: &QMaps) -> Maps {
         let (oh, ow) = self.out_size(x.h, x.w);
         let mut data = buffers::take(x.n * oh * ow * self.cout); // every value written below
-        let relu = self.relu;
-        self.rows_into(x, &mut data, |v, dst| {
-            for (d, &v) in dst.iter_mut().zip(v) {
-                *d = if relu { v.max(0.0) } else { v };
-            }
-        });
+        let out = Shared::new(&mut data);
+        self.run_direct(x, Shortcut::None, Sink::Values(&out, self.floor()));
         Maps {
             n: x.n,
             h: oh,
@@ -236,33 +311,6 @@ impl QConv {
             c: self.cout,
             data,
         }
-    }
-
-    /// The direct product over every output row, tile by tile: `write(values, dst)` turns
-    /// each row's `scale · sum + bias` for a task's columns into that row's part of `out`
-    /// (`[rows][cout]`).
-    fn rows_into<T: Send>(
-        &self,
-        x: &QMaps,
-        out: &mut [T],
-        write: impl Fn(&[f32], &mut [T]) + Sync,
-    ) {
-        assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
-        let (oh, ow) = self.out_size(x.h, x.w);
-        let rows = x.n * oh * ow;
-        assert_eq!(out.len(), rows * self.cout, "output size");
-        let shared = Shared::new(out);
-        let cout = self.cout;
-        for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
-            let c0 = blocks.start * QNR;
-            let width = (blocks.end * QNR).min(cout) - c0;
-            let mut vals = vec![0.0f32; r * width];
-            self.tile(x, (oh, ow), r0, r, blocks, &mut Vec::new(), &mut vals);
-            for (i, v) in vals.chunks_exact(width).enumerate() {
-                // SAFETY: each task writes its own rows' own blocks.
-                write(v, unsafe { shared.part((r0 + i) * cout + c0, width) });
-            }
-        });
     }
 
     /// The convolution with its ReLU, requantized to `out`.
@@ -277,80 +325,61 @@ impl QConv {
     /// [`QConv::forward`] as F(2×2, 3×3) (stride 1, padding 1, input zero point 0): each
     /// task transforms a block of 2×2 output tiles' 4×4 input patches, multiplies them by
     /// the transformed weights position by position, and transforms the sums back.
-    #[allow(clippy::needless_range_loop)] // tiles are counted, their sums indexed
     fn forward_winograd(&self, wg: &QWinograd, x: &QMaps, out: Quant) -> QMaps {
         let (h, w, cin, cout) = (x.h, x.w, self.cin, self.cout);
         let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
         let tiles = x.n * th * tw;
-        let pairs = cin / 2;
         let mut data = buffers::take_bytes(x.n * h * w * cout); // every value written below
         let shared = Shared::new(&mut data);
         let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
         let levels = out.levels();
-        let scale: Vec<f32> = self
-            .weights
-            .scales()
-            .iter()
-            .map(|s| x.quant.scale * s)
+        let blocks = self.weights.blocks();
+        // Per block of columns: each sum's scale and the bias, zero past `cout`.
+        let affine: Vec<[[f32; QNR]; 2]> = (0..blocks)
+            .map(|b| {
+                let at = |j: usize| b * QNR + j;
+                let scales = self.weights.scales();
+                [
+                    std::array::from_fn(|j| scales.get(at(j)).map_or(0.0, |s| x.quant.scale * s)),
+                    std::array::from_fn(|j| self.bias.get(at(j)).copied().unwrap_or(0.0)),
+                ]
+            })
             .collect();
-        for_tiles(tiles, self.weights.blocks(), |t0, tcount, blocks| {
-            // V: [16][tcount][pairs], two channels to an i32.
-            let mut v = vec![0i32; 16 * tcount * pairs];
-            let mut d = vec![0i16; 16 * cin];
-            for t in 0..tcount {
-                let tile = t0 + t;
-                let (n, rem) = (tile / (th * tw), tile % (th * tw));
-                let (ty, tx) = (rem / tw, rem % tw);
-                for a in 0..4 {
-                    for b in 0..4 {
-                        let (iy, ix) = ((2 * ty + a) as isize - 1, (2 * tx + b) as isize - 1);
-                        let dst = &mut d[(4 * a + b) * cin..(4 * a + b + 1) * cin];
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                            dst.fill(0);
-                        } else {
-                            let at = ((n * h + iy as usize) * w + ix as usize) * cin;
-                            for (d, &q) in dst.iter_mut().zip(&x.data[at..at + cin]) {
-                                *d = i16::from(q);
-                            }
-                        }
-                    }
-                }
-                input_transform(&d, cin, &mut v, t, tcount, pairs);
-            }
-            let rows: Vec<Vec<&[i32]>> = (0..16)
-                .map(|p| {
-                    (0..tcount)
-                        .map(|t| &v[(p * tcount + t) * pairs..(p * tcount + t + 1) * pairs])
-                        .collect()
-                })
-                .collect();
-            let mut m = vec![vec![[0i32; QNR]; tcount]; 16];
-            let mut vals = [[0.0f32; QNR]; 4];
+        let zeros = vec![0u8; cin];
+        for_tiles(tiles, blocks, |t0, tcount, blocks| {
+            let mut scratch = WINOGRAD_SCRATCH.take();
+            let (v, m, lv) = &mut scratch;
+            // V: [16][tcount][cin]; M: [16][tcount] sums of a block; each tile's levels.
+            v.resize(16 * tcount * cin, 0);
+            m.resize(16 * tcount, [0; QNR]);
+            lv.resize(tcount, [[0; QNR]; 4]);
+            let geometry = Tiles { h, w, cin, th, tw };
+            input_transforms(&x.data, geometry, t0, tcount, &zeros, v);
+            let rows: Vec<&[i16]> = v.chunks_exact(cin).collect();
             for b in blocks {
-                for (p, m) in m.iter_mut().enumerate() {
-                    wg.u[p].block_sums(&rows[p], b, m);
+                for (p, u) in wg.u.iter().enumerate() {
+                    let at = p * tcount..(p + 1) * tcount;
+                    u.block_sums(&rows[at.clone()], b, &mut m[at]);
                 }
+                let (scale, bias) = (&affine[b][0], &affine[b][1]);
+                winograd_out(m, scale, bias, floor, levels, lv);
                 let o0 = b * QNR;
                 let width = QNR.min(cout - o0);
-                let (scale, bias) = (&scale[o0..o0 + width], &self.bias[o0..o0 + width]);
-                for t in 0..tcount {
+                for (t, lv) in lv.iter().enumerate() {
                     let tile = t0 + t;
                     let (n, rem) = (tile / (th * tw), tile % (th * tw));
                     let (ty, tx) = (rem / tw, rem % tw);
-                    let mt: [[i32; QNR]; 16] = std::array::from_fn(|p| m[p][t]);
-                    winograd_out(&mt, scale, bias, &mut vals);
-                    for (k, vals) in vals.iter().enumerate() {
+                    for (k, lv) in lv.iter().enumerate() {
                         let (oy, ox) = (2 * ty + k / 2, 2 * tx + k % 2);
-                        if oy >= h || ox >= w {
-                            continue;
+                        if oy < h && ox < w {
+                            let at = ((n * h + oy) * w + ox) * cout + o0;
+                            // SAFETY: each task writes its own tiles' own blocks.
+                            unsafe { shared.part(at, width) }.copy_from_slice(&lv[..width]);
                         }
-                        let at = ((n * h + oy) * w + ox) * cout + o0;
-                        // SAFETY: each task writes its own tiles' own blocks.
-                        let dst = unsafe { shared.part(at, width) };
-                        requantize(&vals[..width], floor, levels.inv, levels.zero, dst);
                     }
                 }
             }
+            WINOGRAD_SCRATCH.set(scratch);
         });
         QMaps {
             n: x.n,
@@ -366,11 +395,9 @@ impl QConv {
     pub(super) fn forward_direct(&self, x: &QMaps, out: Quant) -> QMaps {
         let (oh, ow) = self.out_size(x.h, x.w);
         let mut data = buffers::take_bytes(x.n * oh * ow * self.cout); // every value written below
-        let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
-        let levels = out.levels();
-        self.rows_into(x, &mut data, |v, dst| {
-            requantize(v, floor, levels.inv, levels.zero, dst)
-        });
+        let shared = Shared::new(&mut data);
+        let sink = Sink::Levels(&shared, out.levels(), self.floor());
+        self.run_direct(x, Shortcut::None, sink);
         QMaps {
             n: x.n,
             h: oh,
@@ -382,65 +409,137 @@ impl QConv {
     }
 }
 
+/// A Winograd task's scratch: transformed inputs, a block's sums, a block's output levels.
+type WinogradScratch = (Vec<i16>, Vec<[i32; QNR]>, Vec<[[u8; QNR]; 4]>);
+
+thread_local! {
+    /// Kept per thread between tasks (taken, so a task never shares it).
+    static WINOGRAD_SCRATCH: std::cell::Cell<WinogradScratch> = const {
+        std::cell::Cell::new((Vec::new(), Vec::new(), Vec::new()))
+    };
+}
+
+/// An input map's size and its 2×2 output tiles.
+#[derive(Clone, Copy)]
+struct Tiles {
+    h: usize,
+    w: usize,
+    cin: usize,
+    th: usize,
+    tw: usize,
+}
+
 autocaption_tensor::simd_fn! {
-    /// `V = Bᵀ·d·B` of one tile's 4×4 patch `d` (`[16][cin]`, position `4a + b`), into
-    /// `v[p][t]` as pairs of channels (`[16][tiles][pairs]`). `Bᵀ` has rows `[1,0,−1,0]`,
-    /// `[0,1,1,0]`, `[0,−1,1,0]`, `[0,1,0,−1]`; from 8-bit inputs every value is within
-    /// ±1020.
-    #[allow(clippy::needless_range_loop)] // the transform reads as its matrices
-    fn input_transform(d: &[i16], cin: usize, v: &mut [i32], t: usize, tiles: usize, pairs: usize) {
-        let at = |a: usize, b: usize, c: usize| d[(4 * a + b) * cin + c];
-        for c2 in 0..pairs {
-            let mut out = [[0i32; 2]; 16];
-            for half in 0..2 {
-                let c = 2 * c2 + half;
-                // t = Bᵀ·d, by rows.
-                let mut tt = [[0i16; 4]; 4];
-                for b in 0..4 {
-                    let (d0, d1, d2, d3) = (at(0, b, c), at(1, b, c), at(2, b, c), at(3, b, c));
-                    tt[0][b] = d0 - d2;
-                    tt[1][b] = d1 + d2;
-                    tt[2][b] = d2 - d1;
-                    tt[3][b] = d1 - d3;
+    /// `V = Bᵀ·d·B` of tiles `t0..t0 + tcount`, each `d` the tile's 4×4 input patch (padding
+    /// is `zeros`), into `v` (`[16][tcount][cin]`, position `4a + b`; two channels make a
+    /// pair of [`PairWeights`]). `Bᵀ` has rows `[1,0,−1,0]`, `[0,1,1,0]`, `[0,−1,1,0]`,
+    /// `[0,1,0,−1]`; from 8-bit inputs every value is within ±1020.
+    fn input_transforms(x: &[u8], g: Tiles, t0: usize, tcount: usize, zeros: &[u8], v: &mut [i16]) {
+        let cin = g.cin;
+        for t in 0..tcount {
+            let tile = t0 + t;
+            let (n, rem) = (tile / (g.th * g.tw), tile % (g.th * g.tw));
+            let (ty, tx) = (rem / g.tw, rem % g.tw);
+            let px: [&[u8]; 16] = std::array::from_fn(|p| {
+                let (iy, ix) = ((2 * ty + p / 4) as isize - 1, (2 * tx + p % 4) as isize - 1);
+                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                    &zeros[..cin]
+                } else {
+                    let at = ((n * g.h + iy as usize) * g.w + ix as usize) * cin;
+                    &x[at..at + cin]
                 }
-                for (i, r) in tt.iter().enumerate() {
-                    let row = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]];
-                    for (j, &x) in row.iter().enumerate() {
-                        out[4 * i + j][half] = i32::from(x as u16);
-                    }
-                }
+            });
+            let mut c = 0;
+            while c + 16 <= cin {
+                transform_lanes::<16>(&px, c, v, (t, tcount, cin));
+                c += 16;
             }
-            for (p, pair) in out.iter().enumerate() {
-                v[(p * tiles + t) * pairs + c2] = pair[0] | (pair[1] << 16);
+            while c < cin {
+                transform_lanes::<1>(&px, c, v, (t, tcount, cin));
+                c += 1;
             }
         }
     }
 }
 
-autocaption_tensor::simd_fn! {
-    /// One tile's outputs for a block of columns from its sums `m` (`[16][QNR]`, position
-    /// `4i + j`): `Y' = Aᵀ·M'·A` (`Aᵀ` rows `[1,1,1,0]`, `[0,1,−1,−1]`), exactly 4 times the
-    /// direct sums, then `sum · scale + bias`, into `vals` in the order (0,0), (0,1), (1,0),
-    /// (1,1). Wrapping, as the sums may, for a result that fits.
-    fn winograd_out(m: &[[i32; QNR]; 16], scale: &[f32], bias: &[f32], vals: &mut [[f32; QNR]; 4]) {
-        let w = scale.len();
-        for jj in 0..QNR {
-            let mm = |i: usize, j: usize| m[4 * i + j][jj];
-            let z = |j: usize| {
-                [
-                    mm(0, j).wrapping_add(mm(1, j)).wrapping_add(mm(2, j)),
-                    mm(1, j).wrapping_sub(mm(2, j)).wrapping_sub(mm(3, j)),
-                ]
-            };
-            let (z0, z1, z2, z3) = (z(0), z(1), z(2), z(3));
-            for r in 0..2 {
-                vals[2 * r][jj] = (z0[r].wrapping_add(z1[r]).wrapping_add(z2[r]) >> 2) as f32;
-                vals[2 * r + 1][jj] = (z1[r].wrapping_sub(z2[r]).wrapping_sub(z3[r]) >> 2) as f32;
-            }
+/// [`input_transforms`] of channels `c..c + L` of one tile, `t` of `tcount`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // the transform reads as its matrices
+fn transform_lanes<const L: usize>(
+    px: &[&[u8]; 16],
+    c: usize,
+    v: &mut [i16],
+    (t, tcount, cin): (usize, usize, usize),
+) {
+    let mut d = [[0i16; L]; 16];
+    for (d, px) in d.iter_mut().zip(px) {
+        for (d, &x) in d.iter_mut().zip(&px[c..c + L]) {
+            *d = i16::from(x);
         }
-        for v in vals.iter_mut() {
-            for ((v, &s), &b) in v[..w].iter_mut().zip(scale).zip(bias) {
-                *v = *v * s + b;
+    }
+    // tt = Bᵀ·d, tt[i][b].
+    let mut tt = [[[0i16; L]; 4]; 4];
+    for b in 0..4 {
+        for l in 0..L {
+            let (d0, d1, d2, d3) = (d[b][l], d[4 + b][l], d[8 + b][l], d[12 + b][l]);
+            tt[0][b][l] = d0 - d2;
+            tt[1][b][l] = d1 + d2;
+            tt[2][b][l] = d2 - d1;
+            tt[3][b][l] = d1 - d3;
+        }
+    }
+    for (i, r) in tt.iter().enumerate() {
+        let mut row = [[0i16; L]; 4];
+        for l in 0..L {
+            row[0][l] = r[0][l] - r[2][l];
+            row[1][l] = r[1][l] + r[2][l];
+            row[2][l] = r[2][l] - r[1][l];
+            row[3][l] = r[1][l] - r[3][l];
+        }
+        for (j, row) in row.iter().enumerate() {
+            let at = ((4 * i + j) * tcount + t) * cin + c;
+            v[at..at + L].copy_from_slice(row);
+        }
+    }
+}
+
+autocaption_tensor::simd_fn! {
+    /// Each tile's outputs for a block of columns from the block's sums `m` (`[16][tiles]`,
+    /// position `4i + j`): `Y' = Aᵀ·M'·A` (`Aᵀ` rows `[1,1,1,0]`, `[0,1,−1,−1]`), exactly 4
+    /// times the direct sums, then `sum · scale + bias`, the ReLU's `floor` and the levels,
+    /// into `out` (a tile's outputs in the order (0,0), (0,1), (1,0), (1,1)): the arithmetic
+    /// of [`QConv::forward_direct`], value for value. Wrapping, as the sums may, for a
+    /// result that fits.
+    #[allow(clippy::needless_range_loop)] // the transform reads as its matrices
+    fn winograd_out(
+        m: &[[i32; QNR]],
+        scale: &[f32; QNR],
+        bias: &[f32; QNR],
+        floor: f32,
+        levels: Levels,
+        out: &mut [[[u8; QNR]; 4]],
+    ) {
+        let tiles = out.len();
+        for (t, out) in out.iter_mut().enumerate() {
+            let mm = |i: usize, j: usize| &m[(4 * i + j) * tiles + t];
+            let mut vals = [[0.0f32; QNR]; 4];
+            for jj in 0..QNR {
+                let z = |j: usize| {
+                    let (a, b, c, d) = (mm(0, j)[jj], mm(1, j)[jj], mm(2, j)[jj], mm(3, j)[jj]);
+                    [a.wrapping_add(b).wrapping_add(c), b.wrapping_sub(c).wrapping_sub(d)]
+                };
+                let (z0, z1, z2, z3) = (z(0), z(1), z(2), z(3));
+                for r in 0..2 {
+                    vals[2 * r][jj] = (z0[r].wrapping_add(z1[r]).wrapping_add(z2[r]) >> 2) as f32;
+                    vals[2 * r + 1][jj] =
+                        (z1[r].wrapping_sub(z2[r]).wrapping_sub(z3[r]) >> 2) as f32;
+                }
+            }
+            for (o, v) in out.iter_mut().zip(&vals) {
+                for jj in 0..QNR {
+                    let v = v[jj] * scale[jj] + bias[jj];
+                    o[jj] = level(v.max(floor) * levels.inv + levels.zero);
+                }
             }
         }
     }

@@ -15,12 +15,12 @@
 
 mod calibration;
 mod conv;
+mod epilogue;
 mod nets;
 
 use rayon::prelude::*;
 
 use crate::{buffers, Maps};
-use autocaption_tensor::QNR;
 
 pub use calibration::{Calibration, CalibrationMismatch, Calibrator, RangeMethod};
 pub use nets::{Chain, Pool, QuantizedChain, QuantizedResNet};
@@ -73,47 +73,6 @@ impl Levels {
 #[inline(always)]
 fn level(l: f32) -> u8 {
     (l.clamp(0.0, 255.0) + ROUNDER).to_bits() as u8
-}
-
-autocaption_tensor::simd_fn! {
-    /// `out[i][j] = acc[i][j] · scale[j] + offset[j]` for each row `i` (rows of `out` are
-    /// `width` apart; `scale.len()` columns each).
-    fn affine(acc: &[[i32; QNR]], scale: &[f32], offset: &[f32], out: &mut [f32], width: usize) {
-        let w = scale.len();
-        for (i, a) in acc.iter().enumerate() {
-            let o = &mut out[i * width..i * width + w];
-            for (((o, &a), &s), &b) in o.iter_mut().zip(a).zip(scale).zip(offset) {
-                *o = a as f32 * s + b;
-            }
-        }
-    }
-}
-
-autocaption_tensor::simd_fn! {
-    /// The level of each `max(v, floor)`: the nearest of 0–255 to `v · inv + zero`.
-    fn requantize(v: &[f32], floor: f32, inv: f32, zero: f32, out: &mut [u8]) {
-        for (d, &v) in out.iter_mut().zip(v) {
-            *d = level(v.max(floor) * inv + zero);
-        }
-    }
-}
-
-autocaption_tensor::simd_fn! {
-    /// `v += r`.
-    fn add(v: &mut [f32], r: &[f32]) {
-        for (v, &r) in v.iter_mut().zip(r) {
-            *v += r;
-        }
-    }
-}
-
-autocaption_tensor::simd_fn! {
-    /// `v += scale · (q − zero)`: a residual read from its levels.
-    fn add_levels(v: &mut [f32], q: &[u8], scale: f32, zero: f32) {
-        for (v, &q) in v.iter_mut().zip(q) {
-            *v += scale * (f32::from(q) - zero);
-        }
-    }
 }
 
 /// A batch of 8-bit maps, NHWC.

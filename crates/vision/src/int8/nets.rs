@@ -1,11 +1,11 @@
 //! Whole networks in int8: ResNet's bottleneck blocks and the concept CNN's chain.
 
 use super::calibration::check_calibration;
-use super::conv::{for_tiles, QConv};
-use super::{add, add_levels, max_pool_u8, quantize_input, requantize, QMaps, Quant, Shared};
+use super::conv::QConv;
+use super::epilogue::{Shortcut, Sink};
+use super::{max_pool_u8, quantize_input, QMaps, Quant, Shared};
 use super::{Calibration, CalibrationMismatch};
 use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding, ResNet, ResNetConfig};
-use autocaption_tensor::QNR;
 
 /// One bottleneck block on 8-bit maps.
 #[derive(Debug, Clone)]
@@ -42,47 +42,15 @@ impl QBlock {
         let mut q = buffers::take_bytes(if self.out.is_some() { rows * cout } else { 0 });
         let mut f = buffers::take(if self.out.is_some() { 0 } else { rows * cout });
         let (qs, fs) = (Shared::new(&mut q), Shared::new(&mut f));
-        if self.shortcut.is_none() {
-            assert_eq!((x.n, x.h, x.w, x.c), (y2.n, oh, ow, cout), "identity shape");
-        }
-        for_tiles(rows, c3.weights.blocks(), |r0, r, blocks| {
-            let mut patch = Vec::new();
-            let c0 = blocks.start * QNR;
-            let width = (blocks.end * QNR).min(cout) - c0;
-            let mut vals = vec![0.0f32; r * width];
-            c3.tile(&y2, (oh, ow), r0, r, blocks.clone(), &mut patch, &mut vals);
-            match &self.shortcut {
-                Some(s) => {
-                    let mut sc = vec![0.0f32; r * width];
-                    s.tile(x, (oh, ow), r0, r, blocks, &mut patch, &mut sc);
-                    add(&mut vals, &sc);
-                }
-                None => {
-                    let (scale, zero) = (x.quant.scale, f32::from(x.quant.zero));
-                    for (i, v) in vals.chunks_exact_mut(width).enumerate() {
-                        let at = (r0 + i) * cout + c0;
-                        add_levels(v, &x.data[at..at + width], scale, zero);
-                    }
-                }
-            }
-            for (i, v) in vals.chunks_exact(width).enumerate() {
-                let at = (r0 + i) * cout + c0;
-                // SAFETY: each task writes its own rows' own blocks.
-                match self.out {
-                    Some(quant) => {
-                        let levels = quant.levels();
-                        let dst = unsafe { qs.part(at, width) };
-                        requantize(v, 0.0, levels.inv, levels.zero, dst);
-                    }
-                    None => {
-                        let dst = unsafe { fs.part(at, width) };
-                        for (d, &v) in dst.iter_mut().zip(v) {
-                            *d = v.max(0.0);
-                        }
-                    }
-                }
-            }
-        });
+        let shortcut = match &self.shortcut {
+            Some(s) => Shortcut::Conv(s, x),
+            None => Shortcut::Identity(x),
+        };
+        let sink = match self.out {
+            Some(quant) => Sink::Levels(&qs, quant.levels(), 0.0),
+            None => Sink::Values(&fs, 0.0),
+        };
+        c3.run_direct(&y2, shortcut, sink);
         let (n, h, w, c) = (y2.n, oh, ow, cout);
         buffers::give_bytes(y2.data);
         match self.out {

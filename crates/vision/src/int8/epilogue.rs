@@ -1,0 +1,344 @@
+//! The last step of a direct int8 convolution: a block of sums to values (the sums' scale,
+//! the bias and the residual) and on to the next map's levels or to f32 values, a row of
+//! [`QNR`] columns at a time in registers. In AVX2 where the CPU has it, else portably; both
+//! do the same f32 operations in the same order, so they give the same bits.
+
+use autocaption_tensor::QNR;
+
+use super::conv::QConv;
+use super::{level, Levels, QMaps, Shared};
+
+/// A block's `scale` and `offset` per column: a sum's value is `sum · scale + offset`.
+pub(super) type Affine = [[f32; QNR]; 2];
+
+/// What [`QConv::run_direct`] adds to the convolution's values before the ReLU.
+#[derive(Clone, Copy)]
+pub(super) enum Shortcut<'a> {
+    None,
+    /// A projection: this convolution of this input, at the same output rows.
+    Conv(&'a QConv, &'a QMaps),
+    /// The block's input itself, shaped as the output.
+    Identity(&'a QMaps),
+}
+
+/// Where [`QConv::run_direct`] writes each value, `[rows][cout]`, after `max(v, floor)`.
+#[derive(Clone, Copy)]
+pub(super) enum Sink<'a> {
+    /// As levels of a map.
+    Levels(&'a Shared<u8>, Levels, f32),
+    /// As values.
+    Values(&'a Shared<f32>, f32),
+}
+
+/// A block's residual, as [`finish_block`] reads it.
+#[derive(Clone, Copy)]
+pub(super) enum Residual<'a> {
+    None,
+    /// Another product's sums and affine.
+    Sums(&'a [[i32; QNR]], &'a Affine),
+    /// Levels: row `i`'s `width` columns at `q[i · stride..]`.
+    Levels {
+        q: &'a [u8],
+        stride: usize,
+        width: usize,
+        scale: f32,
+        zero: f32,
+    },
+}
+
+/// A block's values from its sums: row `i` is `acc[i] · scale + offset` plus row `i` of the
+/// residual (`scale · (q − zero)` for levels), written by `sink` at `at + i · stride`
+/// (`width` columns, at most [`QNR`]).
+pub(super) fn finish_block(
+    acc: &[[i32; QNR]],
+    affine: &Affine,
+    residual: Residual<'_>,
+    sink: Sink<'_>,
+    place: (usize, usize, usize),
+) {
+    assert!(place.2 <= QNR, "a block is at most {QNR} columns");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { x86::finish_block_avx2(acc, affine, residual, sink, place) };
+    }
+    finish_block_portable(acc, affine, residual, sink, place)
+}
+
+/// [`finish_block`] one value at a time.
+fn finish_block_portable(
+    acc: &[[i32; QNR]],
+    affine: &Affine,
+    residual: Residual<'_>,
+    sink: Sink<'_>,
+    place: (usize, usize, usize),
+) {
+    let (at, stride, width) = place;
+    let value = |a: &[i32; QNR], affine: &Affine| -> [f32; QNR] {
+        let mut v = [0.0; QNR];
+        for jj in 0..QNR {
+            v[jj] = a[jj] as f32 * affine[0][jj] + affine[1][jj];
+        }
+        v
+    };
+    for (i, a) in acc.iter().enumerate() {
+        let mut v = value(a, affine);
+        match residual {
+            Residual::None => {}
+            Residual::Sums(acc, affine) => {
+                let s = value(&acc[i], affine);
+                for (v, s) in v.iter_mut().zip(s) {
+                    *v += s;
+                }
+            }
+            Residual::Levels {
+                q,
+                stride,
+                width,
+                scale,
+                zero,
+            } => {
+                let q = &q[i * stride..i * stride + width];
+                if let Ok(q) = <&[u8; QNR]>::try_from(q) {
+                    for (v, &q) in v.iter_mut().zip(q) {
+                        *v += scale * (f32::from(q) - zero);
+                    }
+                } else {
+                    for (v, &q) in v.iter_mut().zip(q) {
+                        *v += scale * (f32::from(q) - zero);
+                    }
+                }
+            }
+        }
+        let at = at + i * stride;
+        match sink {
+            Sink::Levels(out, levels, floor) => {
+                let mut l = [0u8; QNR];
+                for (l, &v) in l.iter_mut().zip(&v) {
+                    *l = level(v.max(floor) * levels.inv + levels.zero);
+                }
+                // SAFETY: each task writes its own rows' own blocks.
+                let dst = unsafe { out.part(at, width) };
+                if width == QNR {
+                    dst.copy_from_slice(&l);
+                } else {
+                    dst.copy_from_slice(&l[..width]);
+                }
+            }
+            Sink::Values(out, floor) => {
+                // SAFETY: each task writes its own rows' own blocks.
+                let dst = unsafe { out.part(at, width) };
+                for (d, &v) in dst.iter_mut().zip(&v) {
+                    *d = v.max(floor);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Affine, Residual, Sink, QNR};
+
+    /// [`super::finish_block`] in 256-bit vectors: `cvtdq2ps`, then multiplies and adds
+    /// (never fused, as the portable form), the levels rounded by adding 1.5·2²³ and packed
+    /// to bytes.
+    ///
+    /// # Safety
+    /// AVX2 must be present.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn finish_block_avx2(
+        acc: &[[i32; QNR]],
+        affine: &Affine,
+        residual: Residual<'_>,
+        sink: Sink<'_>,
+        (at, stride, width): (usize, usize, usize),
+    ) {
+        let half = |p: &[f32; QNR]| {
+            (
+                _mm256_loadu_ps(p.as_ptr()),
+                _mm256_loadu_ps(p.as_ptr().add(8)),
+            )
+        };
+        let (s0, s1) = half(&affine[0]);
+        let (o0, o1) = half(&affine[1]);
+        for (i, a) in acc.iter().enumerate() {
+            let p = a.as_ptr().cast::<__m256i>();
+            let mut v0 = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0),
+                o0,
+            );
+            let mut v1 = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1),
+                o1,
+            );
+            match residual {
+                Residual::None => {}
+                Residual::Sums(acc, affine) => {
+                    let p = acc[i].as_ptr().cast::<__m256i>();
+                    let (s0, s1) = half(&affine[0]);
+                    let (o0, o1) = half(&affine[1]);
+                    let t0 = _mm256_add_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0),
+                        o0,
+                    );
+                    let t1 = _mm256_add_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1),
+                        o1,
+                    );
+                    v0 = _mm256_add_ps(v0, t0);
+                    v1 = _mm256_add_ps(v1, t1);
+                }
+                Residual::Levels {
+                    q,
+                    stride,
+                    width,
+                    scale,
+                    zero,
+                } => {
+                    let row = &q[i * stride..i * stride + width];
+                    let mut padded = [0u8; QNR];
+                    let x = if width == QNR {
+                        _mm_loadu_si128(row.as_ptr().cast())
+                    } else {
+                        padded[..width].copy_from_slice(row);
+                        _mm_loadu_si128(padded.as_ptr().cast())
+                    };
+                    let q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
+                    let q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(x)));
+                    let (scale, zero) = (_mm256_set1_ps(scale), _mm256_set1_ps(zero));
+                    v0 = _mm256_add_ps(v0, _mm256_mul_ps(scale, _mm256_sub_ps(q0, zero)));
+                    v1 = _mm256_add_ps(v1, _mm256_mul_ps(scale, _mm256_sub_ps(q1, zero)));
+                }
+            }
+            let at = at + i * stride;
+            match sink {
+                Sink::Levels(out, levels, floor) => {
+                    let (floor, inv) = (_mm256_set1_ps(floor), _mm256_set1_ps(levels.inv));
+                    let zero = _mm256_set1_ps(levels.zero);
+                    let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+                    let rounder = _mm256_set1_ps(super::super::ROUNDER);
+                    // As `level`: max(v, floor)·inv + zero, clamped to 0–255 (NaN to 0), the
+                    // rounded integer in the low byte of `l + 1.5·2²³`.
+                    let lv = |v: __m256| {
+                        let l = _mm256_add_ps(_mm256_mul_ps(_mm256_max_ps(v, floor), inv), zero);
+                        let l = _mm256_min_ps(_mm256_max_ps(l, lo), hi);
+                        _mm256_and_si256(
+                            _mm256_castps_si256(_mm256_add_ps(l, rounder)),
+                            _mm256_set1_epi32(0xFF),
+                        )
+                    };
+                    let words = _mm256_packus_epi32(lv(v0), lv(v1));
+                    let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
+                    let bytes = _mm_packus_epi16(
+                        _mm256_castsi256_si128(words),
+                        _mm256_extracti128_si256::<1>(words),
+                    );
+                    // SAFETY: each task writes its own rows' own blocks.
+                    let dst = unsafe { out.part(at, width) };
+                    if width == QNR {
+                        _mm_storeu_si128(dst.as_mut_ptr().cast(), bytes);
+                    } else {
+                        let mut b = [0u8; QNR];
+                        _mm_storeu_si128(b.as_mut_ptr().cast(), bytes);
+                        dst.copy_from_slice(&b[..width]);
+                    }
+                }
+                Sink::Values(out, floor) => {
+                    let floor = _mm256_set1_ps(floor);
+                    let (v0, v1) = (_mm256_max_ps(v0, floor), _mm256_max_ps(v1, floor));
+                    // SAFETY: each task writes its own rows' own blocks.
+                    let dst = unsafe { out.part(at, width) };
+                    if width == QNR {
+                        _mm256_storeu_ps(dst.as_mut_ptr(), v0);
+                        _mm256_storeu_ps(dst.as_mut_ptr().add(8), v1);
+                    } else {
+                        let mut b = [0.0f32; QNR];
+                        _mm256_storeu_ps(b.as_mut_ptr(), v0);
+                        _mm256_storeu_ps(b.as_mut_ptr().add(8), v1);
+                        dst.copy_from_slice(&b[..width]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autocaption_tensor::Rng;
+
+    /// Every residual and sink, full and partial blocks, large and negative sums: the
+    /// vector form (where this CPU has it) writes the portable form's bits.
+    #[test]
+    fn the_vector_epilogue_gives_the_portable_bits() {
+        let mut rng = Rng::new(5);
+        let rows = 7;
+        let sums = |rng: &mut Rng| -> Vec<[i32; QNR]> {
+            (0..rows)
+                .map(|_| std::array::from_fn(|_| rng.uniform(-3.0e6, 3.0e6) as i32))
+                .collect()
+        };
+        let affine = |rng: &mut Rng| -> Affine {
+            [
+                std::array::from_fn(|_| rng.uniform(1e-6, 1e-4)),
+                std::array::from_fn(|_| rng.uniform(-30.0, 30.0)),
+            ]
+        };
+        let (acc, acc2) = (sums(&mut rng), sums(&mut rng));
+        let (a, a2) = (affine(&mut rng), affine(&mut rng));
+        let stride = 40;
+        let q: Vec<u8> = (0..rows * stride)
+            .map(|_| rng.uniform(0.0, 256.0) as u8)
+            .collect();
+        for width in [QNR, 5] {
+            let residuals = [
+                Residual::None,
+                Residual::Sums(&acc2, &a2),
+                Residual::Levels {
+                    q: &q,
+                    stride,
+                    width,
+                    scale: 0.07,
+                    zero: 3.0,
+                },
+            ];
+            for residual in residuals {
+                for floor in [0.0, f32::NEG_INFINITY] {
+                    let levels = Levels {
+                        inv: 1.0 / 0.11,
+                        zero: 9.0,
+                    };
+                    let run = |portable: bool, bytes: &mut Vec<u8>, values: &mut Vec<f32>| {
+                        let (b, v) = (Shared::new(bytes), Shared::new(values));
+                        let place = (3, stride, width);
+                        for sink in [Sink::Levels(&b, levels, floor), Sink::Values(&v, floor)] {
+                            if portable {
+                                finish_block_portable(&acc, &a, residual, sink, place);
+                            } else {
+                                finish_block(&acc, &a, residual, sink, place);
+                            }
+                        }
+                    };
+                    let (mut b1, mut v1) = (vec![0u8; rows * stride], vec![0.0f32; rows * stride]);
+                    let (mut b2, mut v2) = (b1.clone(), v1.clone());
+                    run(true, &mut b1, &mut v1);
+                    run(false, &mut b2, &mut v2);
+                    assert_eq!(b1, b2, "levels, width {width}");
+                    // The top level and the floor (the zero point, or level 0 without a
+                    // ReLU) are reached: the clamping is tested.
+                    let written: Vec<u8> = (0..rows)
+                        .flat_map(|i| b1[3 + i * stride..3 + i * stride + width].to_vec())
+                        .collect();
+                    let bottom = if floor == 0.0 { 9 } else { 0 };
+                    assert!(written.contains(&bottom) && written.contains(&255));
+                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&v1), bits(&v2), "values, width {width}");
+                }
+            }
+        }
+    }
+}
