@@ -22,5 +22,5 @@ pub use f16::{from_f16, to_f16};
 pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use panel::{Epilogue, OutOfRange, PanelMatrix, WeightFormat, PANEL};
-pub use qgemm::{int8_kernel_name, PairWeights, QuantWeights, QMR, QNR, WEIGHT_LEVELS};
+pub use qgemm::{int8_kernel_name, PairWeights, QuantWeights, Rows, QMR, QNR, WEIGHT_LEVELS};
 pub use simd::{has_avx2_fma, has_avx512};

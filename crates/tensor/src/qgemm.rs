@@ -132,45 +132,81 @@ impl QuantWeights {
     /// `acc[i][jj] = Σ_k rows[i][k] · q[k][b·QNR + jj]`, exactly, for block `b`. Each row
     /// must hold [`QuantWeights::row_bytes`] bytes.
     pub fn block_sums(&self, rows: &[&[u8]], b: usize, acc: &mut [[i32; QNR]]) {
+        self.sums(&Rows::new(rows), b, acc);
+    }
+
+    /// [`QuantWeights::block_sums`] of rows grouped once for every block.
+    pub fn sums(&self, rows: &Rows<'_, u8>, b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
-        assert_eq!(rows.len(), acc.len(), "a sum for every row");
-        let need = self.row_bytes();
-        assert!(rows.iter().all(|r| r.len() >= need), "rows shorter than k");
+        assert!(rows.shortest >= self.row_bytes(), "rows shorter than k");
         let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
         let kernel = kernel();
         // SAFETY: every pointer reads `4·quads` bytes (asserted above), `w` holds `quads`
         // quads, and the kernel's instruction sets were detected when it was chosen.
-        by_row_groups(rows, acc, |groups, sums| unsafe {
+        rows.by_groups(acc, |groups, sums| unsafe {
             kernel(groups, w.as_ptr(), self.quads, sums)
         });
     }
 }
 
-/// Groups of rows a kernel call takes at most: its loop over them stays inside the kernel.
-const GROUPS: usize = 8;
+/// Rows of a product's left side, in groups of [`QMR`] as the kernels take them: made once,
+/// then multiplied by each block of columns.
+pub struct Rows<'a, T> {
+    /// The spare slots of the last group repeat its first row (their sums are dropped).
+    groups: Vec<[*const T; QMR]>,
+    count: usize,
+    /// The length of the shortest row.
+    shortest: usize,
+    rows: std::marker::PhantomData<&'a [T]>,
+}
 
-/// Runs `call` on the rows in groups of [`QMR`] (the spare slots of the last group repeat
-/// its first row, and their sums are dropped), each group's sums going to its rows of `acc`;
-/// up to [`GROUPS`] groups a call.
-fn by_row_groups<T>(
-    rows: &[&[T]],
-    acc: &mut [[i32; QNR]],
-    mut call: impl FnMut(&[[*const T; QMR]], &mut [[[i32; QNR]; QMR]]),
-) {
-    for (rows, acc) in rows.chunks(QMR * GROUPS).zip(acc.chunks_mut(QMR * GROUPS)) {
-        let mut groups = [[rows[0].as_ptr(); QMR]; GROUPS];
-        for (g, rows) in groups.iter_mut().zip(rows.chunks(QMR)) {
-            for (p, r) in g.iter_mut().zip(rows) {
-                *p = r.as_ptr();
-            }
-            g[rows.len()..].fill(rows[0].as_ptr());
+impl<'a, T> Rows<'a, T> {
+    /// Groups `rows`.
+    pub fn new(rows: &[&'a [T]]) -> Self {
+        let groups = rows
+            .chunks(QMR)
+            .map(|g| {
+                let mut p = [g[0].as_ptr(); QMR];
+                for (p, r) in p.iter_mut().zip(g) {
+                    *p = r.as_ptr();
+                }
+                p
+            })
+            .collect();
+        Self {
+            groups,
+            count: rows.len(),
+            shortest: rows.iter().map(|r| r.len()).min().unwrap_or(usize::MAX),
+            rows: std::marker::PhantomData,
         }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Runs `call` on the whole groups with their rows of `acc`, then on the partial last
+    /// group, whose sums beyond the rows are dropped.
+    fn by_groups(
+        &self,
+        acc: &mut [[i32; QNR]],
+        mut call: impl FnMut(&[[*const T; QMR]], &mut [[[i32; QNR]; QMR]]),
+    ) {
+        assert_eq!(self.count, acc.len(), "a sum for every row");
         let (full, rest) = acc.as_chunks_mut::<QMR>();
         let n = full.len();
-        call(&groups[..n], full);
+        if n > 0 {
+            call(&self.groups[..n], full);
+        }
         if !rest.is_empty() {
             let mut sums = [[[0i32; QNR]; QMR]];
-            call(&groups[n..n + 1], &mut sums);
+            call(&self.groups[n..n + 1], &mut sums);
             rest.copy_from_slice(&sums[0][..rest.len()]);
         }
     }
@@ -216,17 +252,18 @@ impl PairWeights {
 
     /// `acc[i][jj] = Σ_k rows[i][k] · w[k][b·QNR + jj]` (wrapping), for block `b`.
     pub fn block_sums(&self, rows: &[&[i16]], b: usize, acc: &mut [[i32; QNR]]) {
+        self.sums(&Rows::new(rows), b, acc);
+    }
+
+    /// [`PairWeights::block_sums`] of rows grouped once for every block.
+    pub fn sums(&self, rows: &Rows<'_, i16>, b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
-        assert_eq!(rows.len(), acc.len(), "a sum for every row");
-        assert!(
-            rows.iter().all(|r| r.len() >= 2 * self.pairs),
-            "rows shorter than k"
-        );
+        assert!(rows.shortest >= 2 * self.pairs, "rows shorter than k");
         let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
         let kernel = pair_kernel();
         // SAFETY: every pointer reads `2·pairs` values (asserted above), `w` holds `pairs`
         // pair rows, and the kernel's instruction sets were detected when it was chosen.
-        by_row_groups(rows, acc, |groups, sums| unsafe {
+        rows.by_groups(acc, |groups, sums| unsafe {
             kernel(groups, w.as_ptr(), self.pairs, sums)
         });
     }

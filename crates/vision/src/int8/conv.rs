@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use autocaption_tensor::{PairWeights, QuantWeights, QMR, QNR};
+use autocaption_tensor::{PairWeights, QuantWeights, Rows, QMR, QNR};
 
 use super::epilogue::{finish_block, Affine, Residual, Shortcut, Sink};
 use super::{level, Levels, QMaps, Quant, Shared};
@@ -191,7 +191,7 @@ impl QConv {
                     // The kernel row lies inside: one run of kw·cin bytes.
                     let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
                     let at = ky * run;
-                    p[at..at + run].copy_from_slice(&x.data[src..src + run]);
+                    copy_run(&mut p[at..at + run], &x.data[src..src + run]);
                     continue;
                 }
                 for kx in 0..self.kw {
@@ -254,20 +254,22 @@ impl QConv {
         };
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
             let (mut patch, mut shortcut_patch) = (Vec::new(), Vec::new());
-            let patch_rows = self.patch_rows(x, (oh, ow), r0, r, &mut patch);
+            let patch_rows = Rows::new(&self.patch_rows(x, (oh, ow), r0, r, &mut patch));
             let shortcut_rows = match shortcut {
-                Shortcut::Conv(s, sx) => s.patch_rows(sx, (oh, ow), r0, r, &mut shortcut_patch),
-                _ => Vec::new(),
+                Shortcut::Conv(s, sx) => {
+                    Rows::new(&s.patch_rows(sx, (oh, ow), r0, r, &mut shortcut_patch))
+                }
+                _ => Rows::new(&[]),
             };
             let mut acc = vec![[0i32; QNR]; r];
             let mut shortcut_acc = vec![[0i32; QNR]; r];
             for b in blocks {
-                self.weights.block_sums(&patch_rows, b, &mut acc);
+                self.weights.sums(&patch_rows, b, &mut acc);
                 let (c0, width) = (b * QNR, QNR.min(cout - b * QNR));
                 let residual = match shortcut {
                     Shortcut::None => Residual::None,
                     Shortcut::Conv(s, _) => {
-                        s.weights.block_sums(&shortcut_rows, b, &mut shortcut_acc);
+                        s.weights.sums(&shortcut_rows, b, &mut shortcut_acc);
                         Residual::Sums(&shortcut_acc, &shortcut_affine[b])
                     }
                     Shortcut::Identity(q) => Residual::Levels {
@@ -356,10 +358,11 @@ impl QConv {
             let geometry = Tiles { h, w, cin, th, tw };
             input_transforms(&x.data, geometry, t0, tcount, &zeros, v);
             let rows: Vec<&[i16]> = v.chunks_exact(cin).collect();
+            let rows: Vec<Rows<'_, i16>> = rows.chunks(tcount).map(Rows::new).collect();
             for b in blocks {
                 for (p, u) in wg.u.iter().enumerate() {
                     let at = p * tcount..(p + 1) * tcount;
-                    u.block_sums(&rows[at.clone()], b, &mut m[at]);
+                    u.sums(&rows[p], b, &mut m[at]);
                 }
                 let (scale, bias) = (&affine[b][0], &affine[b][1]);
                 winograd_out(m, scale, bias, floor, levels, lv);
@@ -406,6 +409,19 @@ impl QConv {
             data,
             quant: out,
         }
+    }
+}
+
+/// `dst = src`; runs of 16 to 32 bytes (the stem's kernel rows: 7 pixels of 3 channels) as
+/// two overlapping 16-byte moves rather than a call to `memcpy`.
+#[inline(always)]
+fn copy_run(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len();
+    if (16..=32).contains(&n) && src.len() == n {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
