@@ -176,7 +176,8 @@ impl QConv {
                 .collect();
         }
         let bytes = self.weights.row_bytes();
-        patch.clear();
+        // Every byte of a row below `k` is written; the rest (up to a whole quad) meets zero
+        // weights, so what a reused buffer left there adds nothing.
         patch.resize(r * bytes, 0);
         let zero = x.quant.zero;
         for (i, p) in patch.chunks_exact_mut(bytes).enumerate() {
@@ -253,24 +254,25 @@ impl QConv {
             Shortcut::None => Vec::new(),
         };
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
-            let (mut patch, mut shortcut_patch) = (Vec::new(), Vec::new());
-            let patch_rows = Rows::new(&self.patch_rows(x, (oh, ow), r0, r, &mut patch));
+            let mut scratch = DIRECT_SCRATCH.take();
+            let (patch, shortcut_patch, acc, shortcut_acc) = &mut scratch;
+            acc.resize(r, [0; QNR]);
+            shortcut_acc.resize(r, [0; QNR]);
+            let patch_rows = Rows::new(&self.patch_rows(x, (oh, ow), r0, r, patch));
             let shortcut_rows = match shortcut {
                 Shortcut::Conv(s, sx) => {
-                    Rows::new(&s.patch_rows(sx, (oh, ow), r0, r, &mut shortcut_patch))
+                    Rows::new(&s.patch_rows(sx, (oh, ow), r0, r, shortcut_patch))
                 }
                 _ => Rows::new(&[]),
             };
-            let mut acc = vec![[0i32; QNR]; r];
-            let mut shortcut_acc = vec![[0i32; QNR]; r];
             for b in blocks {
-                self.weights.sums(&patch_rows, b, &mut acc);
+                self.weights.sums(&patch_rows, b, acc);
                 let (c0, width) = (b * QNR, QNR.min(cout - b * QNR));
                 let residual = match shortcut {
                     Shortcut::None => Residual::None,
                     Shortcut::Conv(s, _) => {
-                        s.weights.sums(&shortcut_rows, b, &mut shortcut_acc);
-                        Residual::Sums(&shortcut_acc, &shortcut_affine[b])
+                        s.weights.sums(&shortcut_rows, b, shortcut_acc);
+                        Residual::Sums(shortcut_acc, &shortcut_affine[b])
                     }
                     Shortcut::Identity(q) => Residual::Levels {
                         q: &q.data[r0 * cout + c0..],
@@ -281,13 +283,14 @@ impl QConv {
                     },
                 };
                 finish_block(
-                    &acc,
+                    acc,
                     &affine[b],
                     residual,
                     sink,
                     (r0 * cout + c0, cout, width),
                 );
             }
+            DIRECT_SCRATCH.set(scratch);
         });
     }
 
@@ -423,6 +426,17 @@ fn copy_run(dst: &mut [u8], src: &[u8]) {
     } else {
         dst.copy_from_slice(src);
     }
+}
+
+/// A direct product's scratch: patch rows of the convolution and of its shortcut, and their
+/// sums of a block.
+type DirectScratch = (Vec<u8>, Vec<u8>, Vec<[i32; QNR]>, Vec<[i32; QNR]>);
+
+thread_local! {
+    /// Kept per thread between tiles (taken, so a tile never shares it).
+    static DIRECT_SCRATCH: std::cell::Cell<DirectScratch> = const {
+        std::cell::Cell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new()))
+    };
 }
 
 /// A Winograd task's scratch: transformed inputs, a block's sums, a block's output levels.
