@@ -6,6 +6,7 @@
 # PHOTOS: a folder of photos (e.g. $AUTOCAPTION_SHARED/data/flickr8k/images); the first
 # CALIBRATION_COUNT (default 8) by name calibrate both. PYTHON needs onnx, onnxruntime,
 # numpy and pillow (see tools/bench_ort_int8.py). Work files go to $OUT (default a temp dir).
+# THREADS=n runs both on n threads (default: each its own default, one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -23,6 +24,7 @@ rm -f "$out/encoder.int8.onnx"
 "$ac" features -q --weights random --seed 0 --images "$photos" -o "$out/features.f32.safetensors"
 "$ac" features -q --weights random --seed 0 --images "$photos" -o "$out/features.int8.safetensors" \
     --precision int8 --calibrate "$out/cal"
+if [ -n "${THREADS:-}" ]; then export RAYON_NUM_THREADS=$THREADS; fi
 for i in $(seq "$rounds"); do
     echo "== round $i"
     "$ac" bench encode --precision int8 --calibrate "$out/cal" --repeats 10 | grep -E '^(bench|batch [18])'

@@ -10,7 +10,8 @@ features` on EVAL_PHOTOS. The network is quantized with ONNX Runtime's own tool
 CALIBRATION_PHOTOS) into DIR/encoder.int8.onnx. Photos are preprocessed as the seed does
 (PIL nearest resize to 224×224, BGR minus the caffe means), as `autocaption features` does.
 
-Prints batch-1 ms and batch-8 images/s (best of REPEATS, default 10), and for each encoder
+Prints batch-1 ms and batch-8 images/s (best of REPEATS, default 10; THREADS intra-op
+threads, default one per core), and for each encoder
 the mean cosine similarity to our f32 features and the worst relative error (largest
 |q − f| / |f| over the photos, L2 norms).
 
@@ -78,6 +79,9 @@ def main():
     calibration = [preprocess(p) for p in photos(sys.argv[2])]
     f32_path, q_path = d / "encoder.onnx", d / "encoder.int8.onnx"
     opts = ort.SessionOptions()
+    # THREADS: as many as ours gets from RAYON_NUM_THREADS (0: ONNX Runtime's default, one
+    # per physical core).
+    opts.intra_op_num_threads = int(os.environ.get("THREADS", "0"))
     f32 = ort.InferenceSession(str(f32_path), opts, providers=["CPUExecutionProvider"])
     name = f32.get_inputs()[0].name
     if not q_path.exists():
