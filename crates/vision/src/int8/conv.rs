@@ -2,6 +2,7 @@
 //! for 3×3 convolutions the same sums through an integer Winograd transform.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autocaption_tensor::{PairWeights, QuantWeights, Rows, QMR, QNR};
 
@@ -75,48 +76,66 @@ const TILE_ROWS: usize = 48;
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 
 /// Splits `rows` output rows and `blocks` column blocks among the pool's threads and runs
-/// `job(first row, rows, blocks)` for each tile of a thread's share, tile after tile.
+/// `job(first row, rows, blocks)` for each tile.
 ///
-/// The shares are fixed by thread: thread `i` of `n` takes the `i`-th of `n` equal runs of
-/// rows (in whole kernel groups), so consecutive layers find most of their input rows in the
-/// cache of the core that wrote them; with work stealing instead, each layer's rows landed
-/// on either core and crossed between their caches (2 threads ran about 1.7× one thread's
-/// speed, against 2× in isolation). Where the rows are too few for every thread to get whole
-/// tiles, the threads share the column blocks instead, each reading only its own weights.
+/// Each thread has a share it works through first: thread `i` of `n` takes the `i`-th of
+/// `n` equal runs of rows (in whole kernel groups), so consecutive layers find most of their
+/// input rows in the cache of the core that wrote them. (With plain work stealing each
+/// layer's rows landed on either core and crossed between their caches: 2 threads ran about
+/// 1.7× one thread's speed, against 2× in isolation.) A thread done with its share then
+/// takes the tiles left in the others', so a core slowed by something else holds up no one
+/// for long. Where the rows are too few for every thread to get whole tiles, the shares are
+/// column blocks instead, each thread reading only its own weights.
 pub(super) fn for_tiles(
     rows: usize,
     blocks: usize,
     job: impl Fn(usize, usize, Range<usize>) + Sync,
 ) {
     let threads = rayon::current_num_threads().max(1);
-    let share = |i: usize, n: usize, parts: usize| i * n / parts;
+    let part = |i: usize, n: usize, parts: usize| i * n / parts;
     // Tiles of about equal size, whole kernel groups but for the last.
-    let run = |rows: Range<usize>, blocks: Range<usize>| {
-        let tiles = rows.len().div_ceil(TILE_ROWS);
-        let size = rows.len().div_ceil(tiles.max(1)).next_multiple_of(QMR);
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let r = size.min(rows.end - r0);
-            job(r0, r, blocks.clone());
-            r0 += r;
-        }
+    let tiles = |rows: Range<usize>, blocks: Range<usize>| -> Vec<(usize, usize, Range<usize>)> {
+        let count = rows.len().div_ceil(TILE_ROWS);
+        let size = rows.len().div_ceil(count.max(1)).next_multiple_of(QMR);
+        let starts = (rows.start..rows.end).step_by(size.max(1));
+        starts
+            .map(|r0| (r0, size.min(rows.end - r0), blocks.clone()))
+            .collect()
     };
     if threads == 1 {
-        return run(0..rows, 0..blocks);
+        for (r0, r, b) in tiles(0..rows, 0..blocks) {
+            job(r0, r, b);
+        }
+        return;
     }
     let groups = rows.div_ceil(QMR);
-    if rows >= threads * TILE_ROWS || blocks < threads {
-        rayon::broadcast(|ctx| {
-            let (i, n) = (ctx.index(), ctx.num_threads());
-            let at = |i: usize| (share(i, groups, n) * QMR).min(rows);
-            run(at(i)..at(i + 1), 0..blocks);
-        });
-    } else {
-        rayon::broadcast(|ctx| {
-            let (i, n) = (ctx.index(), ctx.num_threads());
-            run(0..rows, share(i, blocks, n)..share(i + 1, blocks, n));
-        });
-    }
+    let shares: Vec<Vec<(usize, usize, Range<usize>)>> = (0..threads)
+        .map(|i| {
+            if rows >= threads * TILE_ROWS || blocks < threads {
+                let at = |i: usize| (part(i, groups, threads) * QMR).min(rows);
+                tiles(at(i)..at(i + 1), 0..blocks)
+            } else {
+                tiles(
+                    0..rows,
+                    part(i, blocks, threads)..part(i + 1, blocks, threads),
+                )
+            }
+        })
+        .collect();
+    // The next tile of each share, whoever takes it.
+    let next: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    rayon::broadcast(|ctx| {
+        let (i, n) = (ctx.index(), ctx.num_threads().min(threads));
+        for s in (0..n).map(|k| (i + k) % n) {
+            loop {
+                let t = next[s].fetch_add(1, Ordering::Relaxed);
+                let Some((r0, r, b)) = shares[s].get(t) else {
+                    break;
+                };
+                job(*r0, *r, b.clone());
+            }
+        }
+    });
 }
 
 impl QConv {
