@@ -99,14 +99,8 @@ fn finish_block_portable(
                 zero,
             } => {
                 let q = &q[i * stride..i * stride + width];
-                if let Ok(q) = <&[u8; QNR]>::try_from(q) {
-                    for (v, &q) in v.iter_mut().zip(q) {
-                        *v += scale * (f32::from(q) - zero);
-                    }
-                } else {
-                    for (v, &q) in v.iter_mut().zip(q) {
-                        *v += scale * (f32::from(q) - zero);
-                    }
+                for (v, &q) in v.iter_mut().zip(q) {
+                    *v += scale * (f32::from(q) - zero);
                 }
             }
         }
