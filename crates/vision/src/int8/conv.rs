@@ -355,20 +355,11 @@ impl QConv {
         let tiles = x.n * th * tw;
         let mut data = buffers::take_bytes(x.n * h * w * cout); // every value written below
         let shared = Shared::new(&mut data);
-        let floor = if self.relu { 0.0 } else { f32::NEG_INFINITY };
-        let levels = out.levels();
+        let (floor, levels) = (self.floor(), out.levels());
         let blocks = self.weights.blocks();
         // Per block of columns: each sum's scale and the bias, zero past `cout`.
-        let affine: Vec<[[f32; QNR]; 2]> = (0..blocks)
-            .map(|b| {
-                let at = |j: usize| b * QNR + j;
-                let scales = self.weights.scales();
-                [
-                    std::array::from_fn(|j| scales.get(at(j)).map_or(0.0, |s| x.quant.scale * s)),
-                    std::array::from_fn(|j| self.bias.get(at(j)).copied().unwrap_or(0.0)),
-                ]
-            })
-            .collect();
+        // The input's zero point is 0: the offsets are the biases.
+        let affine = self.affine(x.quant);
         let zeros = vec![0u8; cin];
         for_tiles(tiles, blocks, |t0, tcount, blocks| {
             let mut scratch = WINOGRAD_SCRATCH.take();
@@ -386,8 +377,7 @@ impl QConv {
                     let at = p * tcount..(p + 1) * tcount;
                     u.sums(&rows[p], b, &mut m[at]);
                 }
-                let (scale, bias) = (&affine[b][0], &affine[b][1]);
-                winograd_out(m, scale, bias, floor, levels, lv);
+                winograd_out(m, &affine[b], floor, levels, lv);
                 let o0 = b * QNR;
                 let width = QNR.min(cout - o0);
                 for (t, lv) in lv.iter().enumerate() {
@@ -555,15 +545,14 @@ fn transform_lanes<const L: usize>(
 autocaption_tensor::simd_fn! {
     /// Each tile's outputs for a block of columns from the block's sums `m` (`[16][tiles]`,
     /// position `4i + j`): `Y' = Aᵀ·M'·A` (`Aᵀ` rows `[1,1,1,0]`, `[0,1,−1,−1]`), exactly 4
-    /// times the direct sums, then `sum · scale + bias`, the ReLU's `floor` and the levels,
+    /// times the direct sums, then `sum · scale + offset`, the ReLU's `floor` and the levels,
     /// into `out` (a tile's outputs in the order (0,0), (0,1), (1,0), (1,1)): the arithmetic
     /// of [`QConv::forward_direct`], value for value. Wrapping, as the sums may, for a
     /// result that fits.
     #[allow(clippy::needless_range_loop)] // the transform reads as its matrices
     fn winograd_out(
         m: &[[i32; QNR]],
-        scale: &[f32; QNR],
-        bias: &[f32; QNR],
+        affine: &Affine,
         floor: f32,
         levels: Levels,
         out: &mut [[[u8; QNR]; 4]],
@@ -586,7 +575,7 @@ autocaption_tensor::simd_fn! {
             }
             for (o, v) in out.iter_mut().zip(&vals) {
                 for jj in 0..QNR {
-                    let v = v[jj] * scale[jj] + bias[jj];
+                    let v = v[jj] * affine[0][jj] + affine[1][jj];
                     o[jj] = level(v.max(floor) * levels.inv + levels.zero);
                 }
             }
