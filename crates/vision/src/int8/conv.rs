@@ -357,8 +357,7 @@ impl QConv {
         let shared = Shared::new(&mut data);
         let (floor, levels) = (self.floor(), out.levels());
         let blocks = self.weights.blocks();
-        // Per block of columns: each sum's scale and the bias, zero past `cout`.
-        // The input's zero point is 0: the offsets are the biases.
+        // Each block's scales and offsets (the biases: the input's zero point is 0).
         let affine = self.affine(x.quant);
         let zeros = vec![0u8; cin];
         for_tiles(tiles, blocks, |t0, tcount, blocks| {
