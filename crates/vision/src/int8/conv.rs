@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autocaption_tensor::{PairWeights, QuantWeights, Rows, QMR, QNR};
 
-use super::epilogue::{finish_block, Affine, Residual, Shortcut, Sink};
-use super::{level, Levels, QMaps, Quant, Shared};
+use super::epilogue::{finish_block, in_levels, Affine, Residual, Shortcut, Sink};
+use super::{level, QMaps, Quant, Shared};
 use crate::{buffers, Conv, Maps, Padding};
 
 /// A convolution on 8-bit inputs.
@@ -256,7 +256,13 @@ impl QConv {
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
         let cout = self.cout;
-        let affine = self.affine(x.quant);
+        // Toward levels, the map's scale folded into every affine (see `epilogue`).
+        let (out, to_levels) = sink.out();
+        let fold = |a: Vec<Affine>, zero: bool| match to_levels {
+            Some(l) => a.iter().map(|a| in_levels(a, l, zero)).collect(),
+            None => a,
+        };
+        let affine = fold(self.affine(x.quant), true);
         let shortcut_affine = match shortcut {
             Shortcut::Conv(s, sx) => {
                 assert_eq!(
@@ -264,7 +270,7 @@ impl QConv {
                     ((oh, ow), cout),
                     "shortcut shape"
                 );
-                s.affine(sx.quant)
+                fold(s.affine(sx.quant), false)
             }
             Shortcut::Identity(q) => {
                 assert_eq!((q.n, q.h, q.w, q.c), (x.n, oh, ow, cout), "identity shape");
@@ -297,7 +303,7 @@ impl QConv {
                         q: &q.data[r0 * cout + c0..],
                         stride: cout,
                         width,
-                        scale: q.quant.scale,
+                        scale: q.quant.scale * to_levels.map_or(1.0, |l| l.inv),
                         zero: f32::from(q.quant.zero),
                     },
                 };
@@ -305,7 +311,7 @@ impl QConv {
                     acc,
                     &affine[b],
                     residual,
-                    sink,
+                    out,
                     (r0 * cout + c0, cout, width),
                 );
             }
@@ -355,10 +361,16 @@ impl QConv {
         let tiles = x.n * th * tw;
         let mut data = buffers::take_bytes(x.n * h * w * cout); // every value written below
         let shared = Shared::new(&mut data);
-        let (floor, levels) = (self.floor(), out.levels());
+        let levels = out.levels();
+        // In levels (see `epilogue`): the affine and the floor.
+        let floor = self.floor() * levels.inv + levels.zero;
         let blocks = self.weights.blocks();
         // Each block's scales and offsets (the biases: the input's zero point is 0).
-        let affine = self.affine(x.quant);
+        let affine: Vec<Affine> = self
+            .affine(x.quant)
+            .iter()
+            .map(|a| in_levels(a, levels, true))
+            .collect();
         let zeros = vec![0u8; cin];
         for_tiles(tiles, blocks, |t0, tcount, blocks| {
             let mut scratch = WINOGRAD_SCRATCH.take();
@@ -376,7 +388,7 @@ impl QConv {
                     let at = p * tcount..(p + 1) * tcount;
                     u.sums(&rows[p], b, &mut m[at]);
                 }
-                winograd_out(m, &affine[b], floor, levels, lv);
+                winograd_out(m, &affine[b], floor, lv);
                 let o0 = b * QNR;
                 let width = QNR.min(cout - o0);
                 for (t, lv) in lv.iter().enumerate() {
@@ -544,16 +556,15 @@ fn transform_lanes<const L: usize>(
 autocaption_tensor::simd_fn! {
     /// Each tile's outputs for a block of columns from the block's sums `m` (`[16][tiles]`,
     /// position `4i + j`): `Y' = Aᵀ·M'·A` (`Aᵀ` rows `[1,1,1,0]`, `[0,1,−1,−1]`), exactly 4
-    /// times the direct sums, then `sum · scale + offset`, the ReLU's `floor` and the levels,
-    /// into `out` (a tile's outputs in the order (0,0), (0,1), (1,0), (1,1)): the arithmetic
-    /// of [`QConv::forward_direct`], value for value. Wrapping, as the sums may, for a
-    /// result that fits.
+    /// times the direct sums, then `sum · scale + offset` with the affine in levels, the
+    /// ReLU's `floor` (in levels too) and the rounding, into `out` (a tile's outputs in the
+    /// order (0,0), (0,1), (1,0), (1,1)): the arithmetic of [`QConv::forward_direct`], value
+    /// for value. Wrapping, as the sums may, for a result that fits.
     #[allow(clippy::needless_range_loop)] // the transform reads as its matrices
     fn winograd_out(
         m: &[[i32; QNR]],
         affine: &Affine,
         floor: f32,
-        levels: Levels,
         out: &mut [[[u8; QNR]; 4]],
     ) {
         let tiles = out.len();
@@ -575,7 +586,7 @@ autocaption_tensor::simd_fn! {
             for (o, v) in out.iter_mut().zip(&vals) {
                 for jj in 0..QNR {
                     let v = v[jj] * affine[0][jj] + affine[1][jj];
-                    o[jj] = level(v.max(floor) * levels.inv + levels.zero);
+                    o[jj] = level(v.max(floor));
                 }
             }
         }

@@ -2,6 +2,10 @@
 //! the bias and the residual) and on to the next map's levels or to f32 values, a row of
 //! [`QNR`] columns at a time in registers. In AVX2 where the CPU has it, else portably; both
 //! do the same f32 operations in the same order, so they give the same bits.
+//!
+//! Toward levels, the map's scale is folded into the affine and the residual beforehand
+//! ([`in_levels`]): a row is then `sum · scale' + offset'` (+ the residual's), floored and
+//! rounded, with no separate pass from values to levels.
 
 use autocaption_tensor::QNR;
 
@@ -10,6 +14,16 @@ use super::{level, Levels, QMaps, Shared};
 
 /// A block's `scale` and `offset` per column: a sum's value is `sum · scale + offset`.
 pub(super) type Affine = [[f32; QNR]; 2];
+
+/// `affine` in the levels of a map: its scale and offset over the map's step, plus the
+/// map's zero point if `zero` (once per value: not for a residual's affine).
+pub(super) fn in_levels(affine: &Affine, levels: Levels, zero: bool) -> Affine {
+    let z = if zero { levels.zero } else { 0.0 };
+    [
+        affine[0].map(|s| s * levels.inv),
+        affine[1].map(|o| o * levels.inv + z),
+    ]
+}
 
 /// What [`QConv::run_direct`] adds to the convolution's values before the ReLU.
 #[derive(Clone, Copy)]
@@ -30,7 +44,30 @@ pub(super) enum Sink<'a> {
     Values(&'a Shared<f32>, f32),
 }
 
-/// A block's residual, as [`finish_block`] reads it.
+/// Where [`finish_block`] writes a row.
+#[derive(Clone, Copy)]
+pub(super) enum Out<'a> {
+    /// Values already in levels ([`in_levels`]): `max(v, floor)` rounded to 0–255.
+    Levels(&'a Shared<u8>, f32),
+    /// `max(v, floor)`.
+    Values(&'a Shared<f32>, f32),
+}
+
+impl<'a> Sink<'a> {
+    /// The output [`finish_block`] writes, and the levels to fold into the affines (none
+    /// for values).
+    pub(super) fn out(self) -> (Out<'a>, Option<Levels>) {
+        match self {
+            Sink::Levels(out, levels, floor) => (
+                Out::Levels(out, floor * levels.inv + levels.zero),
+                Some(levels),
+            ),
+            Sink::Values(out, floor) => (Out::Values(out, floor), None),
+        }
+    }
+}
+
+/// A block's residual, as [`finish_block`] reads it (in the output's units).
 #[derive(Clone, Copy)]
 pub(super) enum Residual<'a> {
     None,
@@ -47,22 +84,22 @@ pub(super) enum Residual<'a> {
 }
 
 /// A block's values from its sums: row `i` is `acc[i] · scale + offset` plus row `i` of the
-/// residual (`scale · (q − zero)` for levels), written by `sink` at `at + i · stride`
+/// residual (`scale · (q − zero)` for levels), written to `out` at `at + i · stride`
 /// (`width` columns, at most [`QNR`]).
 pub(super) fn finish_block(
     acc: &[[i32; QNR]],
     affine: &Affine,
     residual: Residual<'_>,
-    sink: Sink<'_>,
+    out: Out<'_>,
     place: (usize, usize, usize),
 ) {
     assert!(place.2 <= QNR, "a block is at most {QNR} columns");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        return unsafe { x86::finish_block_avx2(acc, affine, residual, sink, place) };
+        return unsafe { x86::finish_block_avx2(acc, affine, residual, out, place) };
     }
-    finish_block_portable(acc, affine, residual, sink, place)
+    finish_block_portable(acc, affine, residual, out, place)
 }
 
 /// [`finish_block`] one value at a time.
@@ -70,7 +107,7 @@ fn finish_block_portable(
     acc: &[[i32; QNR]],
     affine: &Affine,
     residual: Residual<'_>,
-    sink: Sink<'_>,
+    out: Out<'_>,
     place: (usize, usize, usize),
 ) {
     let (at, stride, width) = place;
@@ -105,21 +142,16 @@ fn finish_block_portable(
             }
         }
         let at = at + i * stride;
-        match sink {
-            Sink::Levels(out, levels, floor) => {
+        match out {
+            Out::Levels(out, floor) => {
                 let mut l = [0u8; QNR];
                 for (l, &v) in l.iter_mut().zip(&v) {
-                    *l = level(v.max(floor) * levels.inv + levels.zero);
+                    *l = level(v.max(floor));
                 }
                 // SAFETY: each task writes its own rows' own blocks.
-                let dst = unsafe { out.part(at, width) };
-                if width == QNR {
-                    dst.copy_from_slice(&l);
-                } else {
-                    dst.copy_from_slice(&l[..width]);
-                }
+                unsafe { out.part(at, width) }.copy_from_slice(&l[..width]);
             }
-            Sink::Values(out, floor) => {
+            Out::Values(out, floor) => {
                 // SAFETY: each task writes its own rows' own blocks.
                 let dst = unsafe { out.part(at, width) };
                 for (d, &v) in dst.iter_mut().zip(&v) {
@@ -134,11 +166,47 @@ fn finish_block_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Affine, Residual, Sink, QNR};
+    use super::{Affine, Out, Residual, QNR};
+
+    /// `a · s + o` for the two halves of a row of sums.
+    ///
+    /// # Safety
+    /// AVX2 must be present.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn affine_row(
+        a: &[i32; QNR],
+        (s0, s1, o0, o1): (__m256, __m256, __m256, __m256),
+    ) -> (__m256, __m256) {
+        let p = a.as_ptr().cast::<__m256i>();
+        let v0 = _mm256_cvtepi32_ps(_mm256_loadu_si256(p));
+        let v1 = _mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1)));
+        (
+            _mm256_add_ps(_mm256_mul_ps(v0, s0), o0),
+            _mm256_add_ps(_mm256_mul_ps(v1, s1), o1),
+        )
+    }
+
+    /// An affine's scales and offsets, two halves each.
+    ///
+    /// # Safety
+    /// AVX2 must be present.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn halves(a: &Affine) -> (__m256, __m256, __m256, __m256) {
+        (
+            _mm256_loadu_ps(a[0].as_ptr()),
+            _mm256_loadu_ps(a[0].as_ptr().add(8)),
+            _mm256_loadu_ps(a[1].as_ptr()),
+            _mm256_loadu_ps(a[1].as_ptr().add(8)),
+        )
+    }
 
     /// [`super::finish_block`] in 256-bit vectors: `cvtdq2ps`, then multiplies and adds
-    /// (never fused, as the portable form), the levels rounded by adding 1.5·2²³ and packed
-    /// to bytes.
+    /// (never fused, as the portable form); levels floored, clamped from above (a NaN
+    /// stays NaN), rounded to the nearest, halves to even (`cvtps2dq`, as adding 1.5·2²³
+    /// does) and packed to bytes with unsigned saturation (negatives and NaN to 0, as the
+    /// portable clamp).
     ///
     /// # Safety
     /// AVX2 must be present.
@@ -147,41 +215,20 @@ mod x86 {
         acc: &[[i32; QNR]],
         affine: &Affine,
         residual: Residual<'_>,
-        sink: Sink<'_>,
+        out: Out<'_>,
         (at, stride, width): (usize, usize, usize),
     ) {
-        let half = |p: &[f32; QNR]| {
-            (
-                _mm256_loadu_ps(p.as_ptr()),
-                _mm256_loadu_ps(p.as_ptr().add(8)),
-            )
+        let main = halves(affine);
+        let second = match residual {
+            Residual::Sums(_, a) => halves(a),
+            _ => main,
         };
-        let (s0, s1) = half(&affine[0]);
-        let (o0, o1) = half(&affine[1]);
         for (i, a) in acc.iter().enumerate() {
-            let p = a.as_ptr().cast::<__m256i>();
-            let mut v0 = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0),
-                o0,
-            );
-            let mut v1 = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1),
-                o1,
-            );
+            let (mut v0, mut v1) = affine_row(a, main);
             match residual {
                 Residual::None => {}
-                Residual::Sums(acc, affine) => {
-                    let p = acc[i].as_ptr().cast::<__m256i>();
-                    let (s0, s1) = half(&affine[0]);
-                    let (o0, o1) = half(&affine[1]);
-                    let t0 = _mm256_add_ps(
-                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0),
-                        o0,
-                    );
-                    let t1 = _mm256_add_ps(
-                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1),
-                        o1,
-                    );
+                Residual::Sums(acc, _) => {
+                    let (t0, t1) = affine_row(&acc[i], second);
                     v0 = _mm256_add_ps(v0, t0);
                     v1 = _mm256_add_ps(v1, t1);
                 }
@@ -208,22 +255,12 @@ mod x86 {
                 }
             }
             let at = at + i * stride;
-            match sink {
-                Sink::Levels(out, levels, floor) => {
-                    let (floor, inv) = (_mm256_set1_ps(floor), _mm256_set1_ps(levels.inv));
-                    let zero = _mm256_set1_ps(levels.zero);
-                    let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
-                    let rounder = _mm256_set1_ps(super::super::ROUNDER);
-                    // As `level`: max(v, floor)·inv + zero, clamped to 0–255 (NaN to 0), the
-                    // rounded integer in the low byte of `l + 1.5·2²³`.
-                    let lv = |v: __m256| {
-                        let l = _mm256_add_ps(_mm256_mul_ps(_mm256_max_ps(v, floor), inv), zero);
-                        let l = _mm256_min_ps(_mm256_max_ps(l, lo), hi);
-                        _mm256_and_si256(
-                            _mm256_castps_si256(_mm256_add_ps(l, rounder)),
-                            _mm256_set1_epi32(0xFF),
-                        )
-                    };
+            match out {
+                Out::Levels(out, floor) => {
+                    let (floor, top) = (_mm256_set1_ps(floor), _mm256_set1_ps(255.0));
+                    // `min(top, l)` returns `l` when it is NaN.
+                    let lv =
+                        |v: __m256| _mm256_cvtps_epi32(_mm256_min_ps(top, _mm256_max_ps(v, floor)));
                     let words = _mm256_packus_epi32(lv(v0), lv(v1));
                     let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
                     let bytes = _mm_packus_epi16(
@@ -240,7 +277,7 @@ mod x86 {
                         dst.copy_from_slice(&b[..width]);
                     }
                 }
-                Sink::Values(out, floor) => {
+                Out::Values(out, floor) => {
                     let floor = _mm256_set1_ps(floor);
                     let (v0, v1) = (_mm256_max_ps(v0, floor), _mm256_max_ps(v1, floor));
                     // SAFETY: each task writes its own rows' own blocks.
@@ -265,8 +302,9 @@ mod tests {
     use super::*;
     use autocaption_tensor::Rng;
 
-    /// Every residual and sink, full and partial blocks, large and negative sums: the
-    /// vector form (where this CPU has it) writes the portable form's bits.
+    /// Every residual and sink, full and partial blocks, large and negative sums, infinite
+    /// values and NaN (column 0: huge scales of both signs): the vector form (where this CPU
+    /// has it) writes the portable form's bits.
     #[test]
     fn the_vector_epilogue_gives_the_portable_bits() {
         let mut rng = Rng::new(5);
@@ -283,7 +321,8 @@ mod tests {
             ]
         };
         let (acc, acc2) = (sums(&mut rng), sums(&mut rng));
-        let (a, a2) = (affine(&mut rng), affine(&mut rng));
+        let (mut a, mut a2) = (affine(&mut rng), affine(&mut rng));
+        (a[0][0], a2[0][0]) = (1e35, 1e35);
         let stride = 40;
         let q: Vec<u8> = (0..rows * stride)
             .map(|_| rng.uniform(0.0, 256.0) as u8)
@@ -310,10 +349,34 @@ mod tests {
                         let (b, v) = (Shared::new(bytes), Shared::new(values));
                         let place = (3, stride, width);
                         for sink in [Sink::Levels(&b, levels, floor), Sink::Values(&v, floor)] {
+                            // As `run_direct` folds them.
+                            let (out, to) = sink.out();
+                            let fold = |a: &Affine, zero| to.map_or(*a, |l| in_levels(a, l, zero));
+                            let (fa, fa2) = (fold(&a, true), fold(&a2, false));
+                            let residual = match residual {
+                                Residual::Sums(acc2, _) => Residual::Sums(acc2, &fa2),
+                                Residual::Levels {
+                                    q,
+                                    stride,
+                                    width,
+                                    scale,
+                                    zero,
+                                } => {
+                                    let scale = scale * to.map_or(1.0, |l| l.inv);
+                                    Residual::Levels {
+                                        q,
+                                        stride,
+                                        width,
+                                        scale,
+                                        zero,
+                                    }
+                                }
+                                Residual::None => Residual::None,
+                            };
                             if portable {
-                                finish_block_portable(&acc, &a, residual, sink, place);
+                                finish_block_portable(&acc, &fa, residual, out, place);
                             } else {
-                                finish_block(&acc, &a, residual, sink, place);
+                                finish_block(&acc, &fa, residual, out, place);
                             }
                         }
                     };
