@@ -21,6 +21,8 @@ find "$photos" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -inam
     | sort | head -n "$count" | while read -r f; do ln -sf "$f" "$out/cal/"; done
 "$ac" export -q --force --weights random --seed 0 -o "$out"
 rm -f "$out/encoder.int8.onnx"
+# Fresh features: `features` would keep the rows of an existing file (made by another build).
+rm -f "$out"/features.*
 "$ac" features -q --weights random --seed 0 --images "$photos" -o "$out/features.f32.safetensors"
 "$ac" features -q --weights random --seed 0 --images "$photos" -o "$out/features.int8.safetensors" \
     --precision int8 --calibrate "$out/cal"
