@@ -363,7 +363,7 @@ impl QConv {
         let shared = Shared::new(&mut data);
         let levels = out.levels();
         // In levels (see `epilogue`): the affine and the floor.
-        let floor = self.floor() * levels.inv + levels.zero;
+        let floor = levels.unrounded(self.floor());
         let blocks = self.weights.blocks();
         // Each block's scales and offsets (the biases: the input's zero point is 0).
         let affine: Vec<Affine> = self

@@ -58,10 +58,9 @@ impl<'a> Sink<'a> {
     /// for values).
     pub(super) fn out(self) -> (Out<'a>, Option<Levels>) {
         match self {
-            Sink::Levels(out, levels, floor) => (
-                Out::Levels(out, floor * levels.inv + levels.zero),
-                Some(levels),
-            ),
+            Sink::Levels(out, levels, floor) => {
+                (Out::Levels(out, levels.unrounded(floor)), Some(levels))
+            }
             Sink::Values(out, floor) => (Out::Values(out, floor), None),
         }
     }

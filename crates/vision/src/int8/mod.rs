@@ -65,7 +65,13 @@ const ROUNDER: f32 = 12_582_912.0;
 impl Levels {
     #[inline(always)]
     fn of(self, v: f32) -> u8 {
-        level(v * self.inv + self.zero)
+        level(self.unrounded(v))
+    }
+
+    /// `v` in levels, before rounding.
+    #[inline(always)]
+    fn unrounded(self, v: f32) -> f32 {
+        v * self.inv + self.zero
     }
 }
 
