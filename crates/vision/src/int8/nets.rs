@@ -28,8 +28,9 @@ enum BlockOut {
 }
 
 impl QBlock {
-    /// `ReLU(conv3(conv2(conv1(x))) + shortcut(x) or x)`: tile by tile, the shortcut's
-    /// values made first and added to the last convolution's in registers' reach.
+    /// `ReLU(conv3(conv2(conv1(x))) + shortcut(x) or x)`: block by block of conv3's
+    /// columns, the projection's sums made beside its own and added in registers (see
+    /// `epilogue`).
     fn forward(&self, x: &QMaps) -> BlockOut {
         let y1 = self.conv1.forward(x, self.q1);
         let y2 = self.conv2.forward(&y1, self.q2);
