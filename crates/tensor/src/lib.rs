@@ -22,5 +22,7 @@ pub use f16::{from_f16, to_f16};
 pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Precision, Trans};
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use panel::{Epilogue, OutOfRange, PanelMatrix, WeightFormat, PANEL};
-pub use qgemm::{int8_kernel_name, PairWeights, QuantWeights, Rows, QMR, QNR, WEIGHT_LEVELS};
+pub use qgemm::{
+    has_int8_dot, int8_kernel_name, weight_levels, PairWeights, QuantWeights, Rows, QMR, QNR,
+};
 pub use simd::{has_avx2_fma, has_avx512};

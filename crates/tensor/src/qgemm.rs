@@ -1,15 +1,18 @@
-//! Products of unsigned 8-bit inputs and signed 7-bit weights with exact `i32` sums: the
-//! int8 image encoder's convolutions.
+//! Products of unsigned 8-bit inputs and signed 8- or 7-bit weights with exact `i32` sums:
+//! the int8 image encoder's convolutions.
 //!
-//! Weights are stored per output column: symmetric, `|q| ≤` [`WEIGHT_LEVELS`] with a scale of
+//! Weights are stored per output column: symmetric, `|q| ≤` [`weight_levels`] with a scale of
 //! the column's own, packed in blocks of [`QNR`] columns by quads of k (`[block][k/4][QNR][4]`,
 //! the layout `vpmaddubsw` and `vpdpbusd` read). Inputs are rows of bytes (activations with a
 //! per-tensor scale and zero point, read where they lie or from a patch buffer).
 //!
-//! Why 7-bit weights: without VNNI, `vpmaddubsw` adds two `u8 · i8` products into a
-//! saturating `i16`; with `|q| ≤ 63` the pair is at most `2 · 255 · 63 = 32,130`, so it never
-//! saturates and every sum is exact. VNNI's `vpdpbusd` and the portable loop then give the
-//! same integers, so every path and thread count gives the same bits.
+//! Why the weights' width depends on the CPU: with VNNI, `vpdpbusd` adds four `u8 · i8`
+//! products straight into `i32`, so full 8-bit weights (`|q| ≤ 127`) give exact sums. Without
+//! it, `vpmaddubsw` first adds two products into a saturating `i16`; with 7-bit weights
+//! (`|q| ≤ 63`) the pair is at most `2 · 255 · 63 = 32,130`, so it never saturates and the
+//! sums are exact there too. Every sum is exact on every path, so on one CPU every thread
+//! count gives the same bits; a CPU with VNNI rounds the weights twice as finely (its
+//! features are closer to f32: README, "int8 encoder"), so its bits differ from another's.
 
 use crate::aligned::Aligned;
 use crate::panel::OutOfRange;
@@ -20,15 +23,40 @@ pub const QNR: usize = 16;
 /// Rows a kernel call carries at once: row counts that are a multiple waste nothing.
 pub const QMR: usize = 6;
 
-/// Largest magnitude of a quantized weight (see the module notes).
-pub const WEIGHT_LEVELS: i32 = 63;
+/// Largest magnitude of a 7-bit weight, which every kernel multiplies exactly.
+const SEVEN_BIT_LEVELS: i32 = 63;
+
+/// Largest magnitude of a quantized weight on this CPU: 127 where its kernel adds `u8 · i8`
+/// products straight into `i32` (VNNI), else 63 (see the module notes).
+pub fn weight_levels() -> i32 {
+    if has_int8_dot() {
+        127
+    } else {
+        SEVEN_BIT_LEVELS
+    }
+}
+
+/// Whether this CPU's kernel has a four-way `u8 · i8` dot product into `i32` (VNNI): a
+/// multiply-add per quad of k, twice the rate of the kernels that pass through `i16`.
+pub fn has_int8_dot() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_vnni()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// Bytes of one quad of k for a block: four weights for each of the [`QNR`] columns.
 const QUAD: usize = 4 * QNR;
 
-/// A `[k, n]` matrix as per-column symmetric 7-bit integers in blocks of [`QNR`] columns.
+/// A `[k, n]` matrix as per-column symmetric integers in blocks of [`QNR`] columns.
 #[derive(Debug, Clone)]
 pub struct QuantWeights {
+    /// Largest magnitude of an integer.
+    levels: i32,
     k: usize,
     quads: usize,
     n: usize,
@@ -42,9 +70,16 @@ pub struct QuantWeights {
 }
 
 impl QuantWeights {
-    /// Quantizes `w` (`[k, n]`, row-major): each column rounded to `±WEIGHT_LEVELS` steps of
-    /// its largest magnitude. Fails on a weight that is not finite.
+    /// Quantizes `w` (`[k, n]`, row-major): each column rounded to `±`[`weight_levels`]
+    /// steps of its largest magnitude. Fails on a weight that is not finite.
     pub fn quantize(w: &[f32], k: usize, n: usize) -> Result<Self, OutOfRange> {
+        Self::quantize_to(w, k, n, weight_levels())
+    }
+
+    /// [`QuantWeights::quantize`] to `±levels` (1 to 127) on any CPU: beyond 63 without
+    /// VNNI, the sums take the portable kernel (exact, and slow).
+    pub fn quantize_to(w: &[f32], k: usize, n: usize, levels: i32) -> Result<Self, OutOfRange> {
+        assert!((1..=127).contains(&levels), "{levels} levels");
         assert_eq!(w.len(), k * n, "matrix is not {k}×{n}");
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
             return Err(OutOfRange {
@@ -53,7 +88,8 @@ impl QuantWeights {
                 value: w[i],
             });
         }
-        let levels = WEIGHT_LEVELS as f32;
+        let max = levels;
+        let levels = levels as f32;
         let scale: Vec<f32> = (0..n)
             .map(|j| {
                 let m = (0..k).fold(0.0f32, |m, r| m.max(w[r * n + j].abs()));
@@ -76,6 +112,7 @@ impl QuantWeights {
             }
         }
         Ok(Self {
+            levels: max,
             k,
             quads,
             n,
@@ -84,6 +121,11 @@ impl QuantWeights {
             scale,
             colsum,
         })
+    }
+
+    /// Largest magnitude of an integer.
+    pub fn levels(&self) -> i32 {
+        self.levels
     }
 
     /// Rows of the matrix.
@@ -140,7 +182,7 @@ impl QuantWeights {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
         assert!(rows.shortest >= self.row_bytes(), "rows shorter than k");
         let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
-        let kernel = kernel();
+        let kernel = kernel(self.levels);
         // SAFETY: every pointer reads `4·quads` bytes (asserted above), `w` holds `quads`
         // quads, and the kernel's instruction sets were detected when it was chosen.
         rows.by_groups(acc, |groups, sums| unsafe {
@@ -337,11 +379,15 @@ fn has_vnni() -> bool {
     crate::has_avx512() && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
-fn kernel() -> Kernel {
+/// The fastest kernel that multiplies weights of `±levels` exactly.
+fn kernel(levels: i32) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if has_vnni() {
             return x86::sums_vnni;
+        }
+        if levels > SEVEN_BIT_LEVELS {
+            return sums_portable;
         }
         if crate::has_avx512() {
             return x86::sums_avx512;
@@ -399,7 +445,7 @@ mod x86 {
     }
 
     /// In 256-bit vectors: `vpmaddubsw` (pairs into i16, never saturating for 7-bit
-    /// weights), then `vpmaddwd` by ones (pairs into i32), then added.
+    /// weights, the only ones it is given), then `vpmaddwd` by ones (pairs into i32), then added.
     ///
     /// # Safety
     /// AVX2 must be present; as [`super::sums_portable`].
@@ -539,7 +585,16 @@ mod tests {
         let w: Vec<f32> = (0..k * n)
             .map(|i| rng.uniform(-1.0, 1.0) * (1 + i % n) as f32)
             .collect();
-        let m = QuantWeights::quantize(&w, k, n).unwrap();
+        // 7 and 8 bits: the kernel chosen for each must be exact with every input 255.
+        for levels in [63, 127] {
+            let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
+            exact_sums(&m, &w, &mut rng);
+        }
+    }
+
+    #[allow(clippy::needless_range_loop)] // the reference sums read as their formula
+    fn exact_sums(m: &QuantWeights, w: &[f32], rng: &mut Rng) {
+        let (k, n) = (m.k(), m.n());
         assert_eq!((m.row_bytes(), m.blocks()), (40, 2));
         for r in 0..k {
             for j in 0..n {
@@ -547,10 +602,10 @@ mod tests {
                 assert!((m.dequantized(r, j) - w[r * n + j]).abs() <= 0.5 * step * 1.0001);
             }
         }
-        // Extreme inputs (all 255 against ±63 weights) and random ones; 1 to 9 rows.
+        // Extreme inputs (all 255 against weights up to ±levels) and random ones; 1 to 9 rows.
         for rows in 1..=9 {
             let mut x: Vec<Vec<u8>> = (0..rows)
-                .map(|_| random_bytes(&mut rng, m.row_bytes()))
+                .map(|_| random_bytes(rng, m.row_bytes()))
                 .collect();
             x[0].fill(255);
             let refs: Vec<&[u8]> = x.iter().map(Vec::as_slice).collect();
@@ -570,7 +625,7 @@ mod tests {
                             .sum();
                     }
                 }
-                assert_eq!(got, want, "{rows} rows, block {b}");
+                assert_eq!(got, want, "±{} weights, {rows} rows, block {b}", m.levels());
             }
         }
         let sums: Vec<i32> = (0..n)
@@ -589,9 +644,10 @@ mod tests {
         let (k, n) = (1155, 32);
         let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let mut m = QuantWeights::quantize(&w, k, n).unwrap();
-        // The largest products: every weight ±63, every input 255.
+        // The largest products: every weight at its largest magnitude, every input 255.
+        let top = m.levels() as i8;
         for (i, q) in m.q.iter_mut().enumerate().take(QUAD * 8) {
-            *q = if i % 3 == 0 { -63 } else { 63 };
+            *q = if i % 3 == 0 { -top } else { top };
         }
         let x: Vec<Vec<u8>> = (0..QMR)
             .map(|i| {
@@ -612,7 +668,7 @@ mod tests {
             let (mut fast, mut slow) = ([[[7i32; QNR]; QMR]; 2], [[[-3i32; QNR]; QMR]; 2]);
             // SAFETY: rows of `row_bytes` bytes; block `b` in range; the kernel was detected.
             unsafe {
-                kernel()(&groups, w, m.quads, &mut fast);
+                kernel(m.levels())(&groups, w, m.quads, &mut fast);
                 sums_portable(&groups, w, m.quads, &mut slow);
             }
             assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());

@@ -442,8 +442,9 @@ struct EncodeArgs {
     #[arg(long)]
     layers: bool,
 
-    /// Arithmetic of the network: f32, or int8 (7-bit per-channel weights, 8-bit
-    /// activations with ranges from calibration; see `features --precision`).
+    /// Arithmetic of the network: f32, or int8 (8-bit per-channel weights, 7-bit on a CPU
+    /// without VNNI; 8-bit activations with ranges from calibration; see `features
+    /// --precision`).
     #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
 
@@ -497,8 +498,13 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
                 }
             ),
             Some(photos) => format!(
-                "int8 ({} kernel), calibrated on {}",
+                "int8 ({} kernel, {}-bit weights), calibrated on {}",
                 autocaption_tensor::int8_kernel_name(),
+                if autocaption_tensor::weight_levels() > 63 {
+                    8
+                } else {
+                    7
+                },
                 match photos.len() {
                     0 => "its 8 random images".to_string(),
                     n => format!("{n} photos"),

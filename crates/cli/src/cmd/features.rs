@@ -66,15 +66,15 @@ pub struct Args {
     #[arg(long)]
     report: Option<PathBuf>,
 
-    /// Arithmetic of the encoder: f32, or int8: 7-bit per-channel weights and 8-bit
-    /// activations whose ranges are measured on calibration images (several times faster
-    /// than f32; README, "int8 encoder", has the measurements). The precision and the
-    /// ranges are recorded in the features file (and in every model trained on it), so int8
-    /// and f32 features are never mixed in one file, and `caption` of photos runs the
-    /// encoder the model was trained with. A model
-    /// trained on f32 features also reads int8 features of the same weights (`evaluate
-    /// --features`): that is how to measure what int8 costs. The ranges are also written
-    /// beside OUT as OUT.calibration.json, for --calibration.
+    /// Arithmetic of the encoder: f32, or int8: 8-bit per-channel weights (7-bit on a CPU
+    /// without VNNI) and 8-bit activations whose ranges are measured on calibration images
+    /// (several times faster than f32; README, "int8 encoder", has the measurements). The
+    /// precision and the ranges are recorded in the features file (and in every model
+    /// trained on it), so int8 and f32 features are never mixed in one file, and `caption`
+    /// of photos runs the encoder the model was trained with. A model trained on f32
+    /// features also reads int8 features of the same weights (`evaluate --features`): that
+    /// is how to measure what int8 costs. The ranges are also written beside OUT as
+    /// OUT.calibration.json, for --calibration.
     #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
     precision: String,
 

@@ -93,13 +93,33 @@ pub(super) fn finish_block(
     place: (usize, usize, usize),
 ) {
     assert!(place.2 <= QNR, "a block is at most {QNR} columns");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { x86::finish_block_avx2(acc, affine, residual, out, place) };
-    }
-    finish_block_portable(acc, affine, residual, out, place)
+    FORMS[0].1(acc, affine, residual, out, place)
 }
+
+/// A form of [`finish_block`].
+type Form = fn(&[[i32; QNR]], &Affine, Residual<'_>, Out<'_>, (usize, usize, usize));
+
+/// The forms this CPU can run, the fastest first (the portable one last).
+static FORMS: std::sync::LazyLock<Vec<(&'static str, Form)>> = std::sync::LazyLock::new(|| {
+    let mut forms: Vec<(&'static str, Form)> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if autocaption_tensor::has_avx512() {
+            // SAFETY: the CPU has AVX-512F, BW and VL.
+            forms.push(("AVX-512", |a, f, r, o, p| unsafe {
+                x86::finish_block_avx512(a, f, r, o, p)
+            }));
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            forms.push(("AVX2", |a, f, r, o, p| unsafe {
+                x86::finish_block_avx2(a, f, r, o, p)
+            }));
+        }
+    }
+    forms.push(("portable", finish_block_portable));
+    forms
+});
 
 /// [`finish_block`] one value at a time.
 fn finish_block_portable(
@@ -294,6 +314,88 @@ mod x86 {
             }
         }
     }
+
+    /// [`super::finish_block`] in 512-bit vectors, a row of sums in one: the operations of
+    /// [`finish_block_avx2`], but toward levels the floor is raised to 0 (below it every
+    /// value becomes level 0 either way), so the unsigned conversion (`cvtps2udq`: halves
+    /// to even; too large, infinite and negative to `2³² − 1`) and its saturation to bytes
+    /// (`vpmovusdb`) give the clamp: a NaN takes the floor in `max`, as in the portable form.
+    ///
+    /// # Safety
+    /// AVX-512F, BW and VL must be present.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn finish_block_avx512(
+        acc: &[[i32; QNR]],
+        affine: &Affine,
+        residual: Residual<'_>,
+        out: Out<'_>,
+        (at, stride, width): (usize, usize, usize),
+    ) {
+        let lanes = |width: usize| -> __mmask16 { (u32::MAX >> (32 - width)) as __mmask16 };
+        let load = |a: &Affine| {
+            (
+                _mm512_loadu_ps(a[0].as_ptr()),
+                _mm512_loadu_ps(a[1].as_ptr()),
+            )
+        };
+        let row = |a: &[i32; QNR], (s, o): (__m512, __m512)| {
+            let v = _mm512_cvtepi32_ps(_mm512_loadu_si512(a.as_ptr().cast()));
+            _mm512_add_ps(_mm512_mul_ps(v, s), o)
+        };
+        let main = load(affine);
+        let second = match residual {
+            Residual::Sums(_, a) => load(a),
+            _ => main,
+        };
+        for (i, a) in acc.iter().enumerate() {
+            let mut v = row(a, main);
+            match residual {
+                Residual::None => {}
+                Residual::Sums(acc, _) => v = _mm512_add_ps(v, row(&acc[i], second)),
+                Residual::Levels {
+                    q,
+                    stride,
+                    width,
+                    scale,
+                    zero,
+                } => {
+                    let row = &q[i * stride..i * stride + width];
+                    let x = if width == QNR {
+                        _mm_loadu_si128(row.as_ptr().cast())
+                    } else {
+                        _mm_maskz_loadu_epi8(lanes(width), row.as_ptr().cast())
+                    };
+                    let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(x));
+                    let (scale, zero) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero));
+                    v = _mm512_add_ps(v, _mm512_mul_ps(scale, _mm512_sub_ps(q, zero)));
+                }
+            }
+            let at = at + i * stride;
+            match out {
+                Out::Levels(out, floor) => {
+                    let l = _mm512_max_ps(v, _mm512_set1_ps(floor.max(0.0)));
+                    let bytes = _mm512_cvtusepi32_epi8(_mm512_cvtps_epu32(l));
+                    // SAFETY: each task writes its own rows' own blocks.
+                    let dst = unsafe { out.part(at, width) };
+                    if width == QNR {
+                        _mm_storeu_si128(dst.as_mut_ptr().cast(), bytes);
+                    } else {
+                        _mm_mask_storeu_epi8(dst.as_mut_ptr().cast(), lanes(width), bytes);
+                    }
+                }
+                Out::Values(out, floor) => {
+                    let v = _mm512_max_ps(v, _mm512_set1_ps(floor));
+                    // SAFETY: each task writes its own rows' own blocks.
+                    let dst = unsafe { out.part(at, width) };
+                    if width == QNR {
+                        _mm512_storeu_ps(dst.as_mut_ptr(), v);
+                    } else {
+                        _mm512_mask_storeu_ps(dst.as_mut_ptr(), lanes(width), v);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,7 +446,7 @@ mod tests {
                         inv: 1.0 / 0.11,
                         zero: 9.0,
                     };
-                    let run = |portable: bool, bytes: &mut Vec<u8>, values: &mut Vec<f32>| {
+                    let run = |form: Form, bytes: &mut Vec<u8>, values: &mut Vec<f32>| {
                         let (b, v) = (Shared::new(bytes), Shared::new(values));
                         let place = (3, stride, width);
                         for sink in [Sink::Levels(&b, levels, floor), Sink::Values(&v, floor)] {
@@ -372,18 +474,18 @@ mod tests {
                                 }
                                 Residual::None => Residual::None,
                             };
-                            if portable {
-                                finish_block_portable(&acc, &fa, residual, out, place);
-                            } else {
-                                finish_block(&acc, &fa, residual, out, place);
-                            }
+                            form(&acc, &fa, residual, out, place);
                         }
                     };
-                    let (mut b1, mut v1) = (vec![0u8; rows * stride], vec![0.0f32; rows * stride]);
-                    let (mut b2, mut v2) = (b1.clone(), v1.clone());
-                    run(true, &mut b1, &mut v1);
-                    run(false, &mut b2, &mut v2);
-                    assert_eq!(b1, b2, "levels, width {width}");
+                    let (mut b1, mut v1) = (vec![7u8; rows * stride], vec![7.0f32; rows * stride]);
+                    run(finish_block_portable, &mut b1, &mut v1);
+                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    for (name, form) in FORMS.iter() {
+                        let (mut b2, mut v2) = (vec![7u8; rows * stride], vec![7.0; rows * stride]);
+                        run(*form, &mut b2, &mut v2);
+                        assert_eq!(b1, b2, "{name}: levels, width {width}");
+                        assert_eq!(bits(&v1), bits(&v2), "{name}: values, width {width}");
+                    }
                     // The top level and the floor (the zero point, or level 0 without a
                     // ReLU) are reached: the clamping is tested.
                     let written: Vec<u8> = (0..rows)
@@ -391,8 +493,6 @@ mod tests {
                         .collect();
                     let bottom = if floor == 0.0 { 9 } else { 0 };
                     assert!(written.contains(&bottom) && written.contains(&255));
-                    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&v1), bits(&v2), "values, width {width}");
                 }
             }
         }
