@@ -177,48 +177,76 @@ impl QuantWeights {
         self.sums(&Rows::new(rows), b, acc);
     }
 
-    /// [`QuantWeights::block_sums`] of rows grouped once for every block.
+    /// [`QuantWeights::block_sums`] of rows grouped once for every block. Rows made of
+    /// segments ([`Rows::segmented`]) split k evenly: each segment holds its share of the
+    /// quads.
     pub fn sums(&self, rows: &Rows<'_, u8>, b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
-        assert!(rows.shortest >= self.row_bytes(), "rows shorter than k");
+        let segments = rows.segments;
+        assert!(
+            self.quads.is_multiple_of(segments),
+            "{} quads in {segments} segments",
+            self.quads
+        );
+        let quads = self.quads / segments;
+        assert!(rows.shortest >= 4 * quads, "rows shorter than k");
         let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
         let kernel = kernel(self.levels);
-        // SAFETY: every pointer reads `4·quads` bytes (asserted above), `w` holds `quads`
-        // quads, and the kernel's instruction sets were detected when it was chosen.
+        // SAFETY: every pointer reads a segment's `4·quads` bytes (asserted above), `w` holds
+        // `segments·quads` quads, and the kernel's instruction sets were detected when it
+        // was chosen.
         rows.by_groups(acc, |groups, sums| unsafe {
-            kernel(groups, w.as_ptr(), self.quads, sums)
+            kernel(groups, segments, w.as_ptr(), quads, sums)
         });
     }
 }
 
 /// Rows of a product's left side, in groups of [`QMR`] as the kernels take them: made once,
-/// then multiplied by each block of columns.
+/// then multiplied by each block of columns. A row is one run of k values, or
+/// [`Rows::segmented`] several runs wherever they lie (a convolution's input pixels, read in
+/// place rather than copied into patch rows).
 pub struct Rows<'a, T> {
-    /// The spare slots of the last group repeat its first row (their sums are dropped).
+    /// `[group][segment]`: each segment's pointer for the group's [`QMR`] rows. The spare
+    /// slots of the last group repeat its first row (their sums are dropped).
     groups: Vec<[*const T; QMR]>,
     count: usize,
-    /// The length of the shortest row.
+    /// Runs a row is made of.
+    segments: usize,
+    /// The length of the shortest run.
     shortest: usize,
     rows: std::marker::PhantomData<&'a [T]>,
 }
 
 impl<'a, T> Rows<'a, T> {
-    /// Groups `rows`.
+    /// Groups `rows`, each one run.
     pub fn new(rows: &[&'a [T]]) -> Self {
-        let groups = rows
-            .chunks(QMR)
-            .map(|g| {
-                let mut p = [g[0].as_ptr(); QMR];
-                for (p, r) in p.iter_mut().zip(g) {
-                    *p = r.as_ptr();
+        Self::segmented(rows, 1)
+    }
+
+    /// Groups rows of `segments` runs each: `runs` holds row 0's runs in order, then row
+    /// 1's, and so on.
+    pub fn segmented(runs: &[&'a [T]], segments: usize) -> Self {
+        assert!(
+            segments > 0 && runs.len().is_multiple_of(segments),
+            "{} runs are not rows of {segments}",
+            runs.len()
+        );
+        let count = runs.len() / segments;
+        let mut groups = Vec::with_capacity(count.div_ceil(QMR) * segments);
+        for g in runs.chunks(QMR * segments) {
+            for s in 0..segments {
+                let mut p = [g[s].as_ptr(); QMR];
+                for (p, row) in p.iter_mut().zip(g.chunks_exact(segments)) {
+                    *p = row[s].as_ptr();
                 }
-                p
-            })
-            .collect();
+                groups.push(p);
+            }
+        }
         Self {
             groups,
-            count: rows.len(),
-            shortest: rows.iter().map(|r| r.len()).min().unwrap_or(usize::MAX),
+            count,
+            segments,
+            shortest: runs.iter().map(|r| r.len()).min().unwrap_or(usize::MAX),
             rows: std::marker::PhantomData,
         }
     }
@@ -233,8 +261,8 @@ impl<'a, T> Rows<'a, T> {
         self.count == 0
     }
 
-    /// Runs `call` on the whole groups with their rows of `acc`, then on the partial last
-    /// group, whose sums beyond the rows are dropped.
+    /// Runs `call` on the whole groups (their segments' pointers) with their rows of `acc`,
+    /// then on the partial last group, whose sums beyond the rows are dropped.
     fn by_groups(
         &self,
         acc: &mut [[i32; QNR]],
@@ -242,13 +270,13 @@ impl<'a, T> Rows<'a, T> {
     ) {
         assert_eq!(self.count, acc.len(), "a sum for every row");
         let (full, rest) = acc.as_chunks_mut::<QMR>();
-        let n = full.len();
+        let (n, s) = (full.len(), self.segments);
         if n > 0 {
-            call(&self.groups[..n], full);
+            call(&self.groups[..n * s], full);
         }
         if !rest.is_empty() {
             let mut sums = [[[0i32; QNR]; QMR]];
-            call(&self.groups[n..n + 1], &mut sums);
+            call(&self.groups[n * s..(n + 1) * s], &mut sums);
             rest.copy_from_slice(&sums[0][..rest.len()]);
         }
     }
@@ -300,6 +328,7 @@ impl PairWeights {
     /// [`PairWeights::block_sums`] of rows grouped once for every block.
     pub fn sums(&self, rows: &Rows<'_, i16>, b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
+        assert_eq!(rows.segments, 1, "pair rows are one run each");
         assert!(rows.shortest >= 2 * self.pairs, "rows shorter than k");
         let w = &self.q[b * self.pairs * 2 * QNR..(b + 1) * self.pairs * 2 * QNR];
         let kernel = pair_kernel();
@@ -353,9 +382,10 @@ unsafe fn pair_sums_portable(
     }
 }
 
-/// A kernel: for each group, the sums of its [`QMR`] rows (pointers to `4·quads` bytes)
-/// against one block.
-type Kernel = unsafe fn(&[[*const u8; QMR]], *const i8, usize, &mut [[[i32; QNR]; QMR]]);
+/// A kernel: for each group (its `segments` sets of [`QMR`] pointers, each to `4·quads`
+/// bytes: the group's rows, segment by segment), the sums of its rows against one block
+/// (`segments·quads` quads).
+type Kernel = unsafe fn(&[[*const u8; QMR]], usize, *const i8, usize, &mut [[[i32; QNR]; QMR]]);
 
 /// Which instruction set the kernels use here, for reports.
 pub fn int8_kernel_name() -> &'static str {
@@ -402,27 +432,31 @@ fn kernel(levels: i32) -> Kernel {
 /// The kernel without vector instructions: the same integers.
 ///
 /// # Safety
-/// Each pointer must read `4·quads` bytes; `w` must hold `quads` quads.
+/// `groups` must hold `segments` sets for each group of `acc`; each pointer must read
+/// `4·quads` bytes; `w` must hold `segments·quads` quads.
 unsafe fn sums_portable(
     groups: &[[*const u8; QMR]],
+    segments: usize,
     w: *const i8,
     quads: usize,
     acc: &mut [[[i32; QNR]; QMR]],
 ) {
     // SAFETY: the caller's promise.
-    let w = unsafe { std::slice::from_raw_parts(w, quads * QUAD) };
-    for (a, acc) in groups.iter().zip(acc.iter_mut()) {
-        for (p, acc) in a.iter().zip(acc.iter_mut()) {
-            // SAFETY: the caller's promise.
-            let x = unsafe { std::slice::from_raw_parts(*p, 4 * quads) };
-            *acc = [0; QNR];
-            for (xq, wq) in x.chunks_exact(4).zip(w.chunks_exact(QUAD)) {
-                for (s, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
-                    *s += xq
-                        .iter()
-                        .zip(wj)
-                        .map(|(&x, &w)| i32::from(x) * i32::from(w))
-                        .sum::<i32>();
+    let w = unsafe { std::slice::from_raw_parts(w, segments * quads * QUAD) };
+    for (g, acc) in groups.chunks_exact(segments).zip(acc.iter_mut()) {
+        *acc = [[0; QNR]; QMR];
+        for (a, w) in g.iter().zip(w.chunks_exact(quads * QUAD)) {
+            for (p, acc) in a.iter().zip(acc.iter_mut()) {
+                // SAFETY: the caller's promise.
+                let x = unsafe { std::slice::from_raw_parts(*p, 4 * quads) };
+                for (xq, wq) in x.chunks_exact(4).zip(w.chunks_exact(QUAD)) {
+                    for (s, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
+                        *s += xq
+                            .iter()
+                            .zip(wj)
+                            .map(|(&x, &w)| i32::from(x) * i32::from(w))
+                            .sum::<i32>();
+                    }
                 }
             }
         }
@@ -452,23 +486,27 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn sums_avx2(
         groups: &[[*const u8; QMR]],
+        segments: usize,
         w: *const i8,
         quads: usize,
         acc: &mut [[[i32; QNR]; QMR]],
     ) {
         let ones = _mm256_set1_epi16(1);
-        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+        for (g, acc) in groups.chunks_exact(segments).zip(acc.iter_mut()) {
             let mut c = [[_mm256_setzero_si256(); 2]; QMR];
-            for t in 0..quads {
-                let p = w.add(t * QUAD);
-                let w0 = _mm256_loadu_si256(p.cast());
-                let w1 = _mm256_loadu_si256(p.add(32).cast());
-                for (r, c) in c.iter_mut().enumerate() {
-                    let x = quad256(a[r], t);
-                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
-                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
-                    c[0] = _mm256_add_epi32(c[0], s0);
-                    c[1] = _mm256_add_epi32(c[1], s1);
+            for (s, a) in g.iter().enumerate() {
+                let w = w.add(s * quads * QUAD);
+                for t in 0..quads {
+                    let p = w.add(t * QUAD);
+                    let w0 = _mm256_loadu_si256(p.cast());
+                    let w1 = _mm256_loadu_si256(p.add(32).cast());
+                    for (r, c) in c.iter_mut().enumerate() {
+                        let x = quad256(a[r], t);
+                        let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                        let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                        c[0] = _mm256_add_epi32(c[0], s0);
+                        c[1] = _mm256_add_epi32(c[1], s1);
+                    }
                 }
             }
             for (c, acc) in c.iter().zip(acc.iter_mut()) {
@@ -486,19 +524,23 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn sums_avx512(
         groups: &[[*const u8; QMR]],
+        segments: usize,
         w: *const i8,
         quads: usize,
         acc: &mut [[[i32; QNR]; QMR]],
     ) {
         let ones = _mm512_set1_epi16(1);
-        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+        for (g, acc) in groups.chunks_exact(segments).zip(acc.iter_mut()) {
             let mut c = [_mm512_setzero_si512(); QMR];
-            for t in 0..quads {
-                let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
-                for (r, c) in c.iter_mut().enumerate() {
-                    let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
-                    let s = _mm512_madd_epi16(_mm512_maddubs_epi16(x, wq), ones);
-                    *c = _mm512_add_epi32(*c, s);
+            for (s, a) in g.iter().enumerate() {
+                let w = w.add(s * quads * QUAD);
+                for t in 0..quads {
+                    let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+                    for (r, c) in c.iter_mut().enumerate() {
+                        let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                        let s = _mm512_madd_epi16(_mm512_maddubs_epi16(x, wq), ones);
+                        *c = _mm512_add_epi32(*c, s);
+                    }
                 }
             }
             for (c, acc) in c.iter().zip(acc.iter_mut()) {
@@ -547,17 +589,21 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn sums_vnni(
         groups: &[[*const u8; QMR]],
+        segments: usize,
         w: *const i8,
         quads: usize,
         acc: &mut [[[i32; QNR]; QMR]],
     ) {
-        for (a, acc) in groups.iter().zip(acc.iter_mut()) {
+        for (g, acc) in groups.chunks_exact(segments).zip(acc.iter_mut()) {
             let mut c = [_mm512_setzero_si512(); QMR];
-            for t in 0..quads {
-                let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
-                for (r, c) in c.iter_mut().enumerate() {
-                    let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
-                    *c = _mm512_dpbusd_epi32(*c, x, wq);
+            for (s, a) in g.iter().enumerate() {
+                let w = w.add(s * quads * QUAD);
+                for t in 0..quads {
+                    let wq = _mm512_loadu_si512(w.add(t * QUAD).cast());
+                    for (r, c) in c.iter_mut().enumerate() {
+                        let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                        *c = _mm512_dpbusd_epi32(*c, x, wq);
+                    }
                 }
             }
             for (c, acc) in c.iter().zip(acc.iter_mut()) {
@@ -668,10 +714,47 @@ mod tests {
             let (mut fast, mut slow) = ([[[7i32; QNR]; QMR]; 2], [[[-3i32; QNR]; QMR]; 2]);
             // SAFETY: rows of `row_bytes` bytes; block `b` in range; the kernel was detected.
             unsafe {
-                kernel(m.levels())(&groups, w, m.quads, &mut fast);
-                sums_portable(&groups, w, m.quads, &mut slow);
+                kernel(m.levels())(&groups, 1, w, m.quads, &mut fast);
+                sums_portable(&groups, 1, w, m.quads, &mut slow);
             }
             assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());
+        }
+    }
+
+    /// Rows of segments read wherever they lie give the sums of the rows they make, on the
+    /// vector kernel and the portable one (3 segments of 5 quads; 1 to 13 rows, so whole
+    /// groups and a partial one).
+    #[test]
+    fn segmented_rows_give_the_sums_of_their_rows() {
+        let mut rng = Rng::new(14);
+        let (k, n) = (60, 40);
+        let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let m = QuantWeights::quantize(&w, k, n).unwrap();
+        // Runs of 20 bytes and 3 spare, scattered through one buffer.
+        let pool = random_bytes(&mut rng, 13 * 3 * 23);
+        for rows in [1, 6, 13] {
+            let runs: Vec<&[u8]> = (0..rows * 3)
+                .map(|i| &pool[(i * 7 % 39) * 23..][..20])
+                .collect();
+            let whole: Vec<Vec<u8>> = runs.chunks(3).map(|r| r.concat()).collect();
+            let whole: Vec<&[u8]> = whole.iter().map(Vec::as_slice).collect();
+            let segmented = Rows::segmented(&runs, 3);
+            assert_eq!(segmented.len(), rows);
+            for b in 0..m.blocks() {
+                let (mut got, mut want) = (vec![[1; QNR]; rows], vec![[2; QNR]; rows]);
+                m.sums(&segmented, b, &mut got);
+                m.block_sums(&whole, b, &mut want);
+                assert_eq!(got, want, "{rows} rows, block {b}");
+                let wb = m.q[b * m.quads * QUAD..].as_ptr();
+                let full = rows / QMR;
+                if full > 0 {
+                    let mut slow = vec![[[3; QNR]; QMR]; full];
+                    // SAFETY: runs of 20 bytes (5 quads); block `b` in range.
+                    unsafe { sums_portable(&segmented.groups[..3 * full], 3, wb, 5, &mut slow) };
+                    let slow: Vec<[i32; QNR]> = slow.concat();
+                    assert_eq!(slow, want[..full * QMR], "portable, {rows} rows, block {b}");
+                }
+            }
         }
     }
 

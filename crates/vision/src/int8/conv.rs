@@ -78,6 +78,12 @@ impl QWinograd {
 /// Rows of output pixels a tile makes at once (its patch rows stay in L2), at most.
 const TILE_ROWS: usize = 48;
 
+/// Tiles of rows each thread's share must hold for the shares to be rows (see
+/// [`for_tiles`]). With 2 threads, ResNet-50's third stage at batch 1 (196 rows) then takes
+/// column shares: 11.3–11.5 ms an image against 11.9–13.2 with row shares, in three
+/// interleaved rounds (AMD Zen 4); batch 8 did not change (96–98 images/s).
+const ROW_SHARE_TILES: usize = 3;
+
 // Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 
@@ -90,8 +96,9 @@ const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 /// layer's rows landed on either core and crossed between their caches: 2 threads ran about
 /// 1.7× one thread's speed, against 2× in isolation.) A thread done with its share then
 /// takes the tiles left in the others', so a core slowed by something else holds up no one
-/// for long. Where the rows are too few for every thread to get whole tiles, the shares are
-/// column blocks instead, each thread reading only its own weights.
+/// for long. Where the rows are too few for every thread to get [`ROW_SHARE_TILES`] tiles,
+/// the shares are column blocks instead, each thread reading only its own part of the
+/// weights (which then stays in its cache from tile to tile).
 pub(super) fn for_tiles(
     rows: usize,
     blocks: usize,
@@ -117,7 +124,7 @@ pub(super) fn for_tiles(
     let groups = rows.div_ceil(QMR);
     let shares: Vec<Vec<(usize, usize, Range<usize>)>> = (0..threads)
         .map(|i| {
-            if rows >= threads * TILE_ROWS || blocks < threads {
+            if rows >= threads * ROW_SHARE_TILES * TILE_ROWS || blocks < threads {
                 let at = |i: usize| (part(i, groups, threads) * QMR).min(rows);
                 tiles(at(i)..at(i + 1), 0..blocks)
             } else {
@@ -186,20 +193,57 @@ impl QConv {
             && self.cin.is_multiple_of(4)
     }
 
-    /// The patch rows of output rows `r0..r0 + r`: the input pixels' channels where a
-    /// row reads them in place, else gathered into `patch` (padding is the zero point).
+    /// The patch rows of output rows `r0..r0 + r`, read in place where they can be: a
+    /// pixel's channels for a pointwise convolution; for whole quads of channels, each
+    /// kernel position's pixel (or `zeros`, the zero point, in the padding) as one segment
+    /// of the row; else gathered into `patch`.
     fn patch_rows<'a>(
         &self,
         x: &'a QMaps,
         (oh, ow): (usize, usize),
-        r0: usize,
-        r: usize,
+        (r0, r): (usize, usize),
         patch: &'a mut Vec<u8>,
-    ) -> Vec<&'a [u8]> {
+        zeros: &'a [u8],
+    ) -> Rows<'a, u8> {
+        let cin = self.cin;
         if self.reads_in_place() {
-            return (r0..r0 + r)
-                .map(|i| &x.data[i * self.cin..(i + 1) * self.cin])
+            let rows: Vec<&[u8]> = (r0..r0 + r)
+                .map(|i| &x.data[i * cin..(i + 1) * cin])
                 .collect();
+            return Rows::new(&rows);
+        }
+        if cin.is_multiple_of(4) {
+            assert_eq!(zeros.len(), cin, "a pixel of zero points");
+            let (mut runs, (kh, kw)) = (
+                Vec::with_capacity(r * self.kh * self.kw),
+                (self.kh, self.kw),
+            );
+            let (mut n, rem) = (r0 / (oh * ow), r0 % (oh * ow));
+            let (mut oy, mut ox) = (rem / ow, rem % ow);
+            for _ in 0..r {
+                for ky in 0..kh {
+                    let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+                    for kx in 0..kw {
+                        let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
+                        runs.push(
+                            if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
+                                zeros
+                            } else {
+                                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * cin;
+                                &x.data[at..at + cin]
+                            },
+                        );
+                    }
+                }
+                ox += 1;
+                if ox == ow {
+                    (ox, oy) = (0, oy + 1);
+                    if oy == oh {
+                        (oy, n) = (0, n + 1);
+                    }
+                }
+            }
+            return Rows::segmented(&runs, kh * kw);
         }
         let bytes = self.weights.row_bytes();
         // Every byte of a row below `k` is written; the rest (up to a whole quad) meets zero
@@ -234,7 +278,8 @@ impl QConv {
                 }
             }
         }
-        patch.chunks_exact(bytes).collect()
+        let rows: Vec<&[u8]> = patch.chunks_exact(bytes).collect();
+        Rows::new(&rows)
     }
 
     /// Per block of columns, for inputs quantized as `input`: each sum's scale, and the
@@ -285,15 +330,21 @@ impl QConv {
             }
             Shortcut::None => Vec::new(),
         };
+        // The padding of each input, for rows read in place.
+        let zeros = vec![x.quant.zero; self.cin];
+        let shortcut_zeros = match shortcut {
+            Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.cin],
+            _ => Vec::new(),
+        };
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
             let mut scratch = DIRECT_SCRATCH.take();
             let (patch, shortcut_patch, acc, shortcut_acc) = &mut scratch;
             acc.resize(r, [0; QNR]);
             shortcut_acc.resize(r, [0; QNR]);
-            let patch_rows = Rows::new(&self.patch_rows(x, (oh, ow), r0, r, patch));
+            let patch_rows = self.patch_rows(x, (oh, ow), (r0, r), patch, &zeros);
             let shortcut_rows = match shortcut {
                 Shortcut::Conv(s, sx) => {
-                    Rows::new(&s.patch_rows(sx, (oh, ow), r0, r, shortcut_patch))
+                    s.patch_rows(sx, (oh, ow), (r0, r), shortcut_patch, &shortcut_zeros)
                 }
                 _ => Rows::new(&[]),
             };
@@ -609,12 +660,14 @@ mod tests {
     #[test]
     fn a_convolution_is_its_dequantized_arithmetic_to_a_level() {
         let mut rng = Rng::new(21);
-        // (kernel, stride, cin, cout, zero point): pointwise in place; strided; patch rows
-        // with padding; the stem's few channels with a zero point (padding is that level).
+        // (kernel, stride, cin, cout, zero point): pointwise in place; strided; rows of
+        // pixels read in place with padding, without and with a zero point (padding is that
+        // level); patch rows of the stem's few channels with a zero point.
         let shapes = [
             (1, 1, 16, 40, 0u8),
             (1, 2, 12, 17, 0),
             (3, 1, 8, 33, 0),
+            (3, 2, 4, 9, 90),
             (7, 2, 3, 20, 117),
         ];
         for threads in [1, 3] {
