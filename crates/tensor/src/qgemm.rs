@@ -36,8 +36,8 @@ pub fn weight_levels() -> i32 {
     }
 }
 
-/// Whether this CPU's kernel has a four-way `u8 · i8` dot product into `i32` (VNNI): a
-/// multiply-add per quad of k, twice the rate of the kernels that pass through `i16`.
+/// Whether this CPU's kernel has a four-way `u8 · i8` dot product into `i32` (VNNI): one
+/// instruction per quad of k and block, where the others take two multiplies and an add.
 pub fn has_int8_dot() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -88,13 +88,12 @@ impl QuantWeights {
                 value: w[i],
             });
         }
-        let max = levels;
-        let levels = levels as f32;
+        let top = levels as f32;
         let scale: Vec<f32> = (0..n)
             .map(|j| {
                 let m = (0..k).fold(0.0f32, |m, r| m.max(w[r * n + j].abs()));
                 if m > 0.0 {
-                    m / levels
+                    m / top
                 } else {
                     1.0
                 }
@@ -106,13 +105,13 @@ impl QuantWeights {
         for (j, (&s, sum)) in scale.iter().zip(&mut colsum).enumerate() {
             let (b, jj) = (j / QNR, j % QNR);
             for r in 0..k {
-                let v = (w[r * n + j] / s).round().clamp(-levels, levels) as i8;
+                let v = (w[r * n + j] / s).round().clamp(-top, top) as i8;
                 q[(b * quads + r / 4) * QUAD + 4 * jj + r % 4] = v;
                 *sum += i32::from(v);
             }
         }
         Ok(Self {
-            levels: max,
+            levels,
             k,
             quads,
             n,
