@@ -196,8 +196,8 @@ impl QConv {
 
     /// The patch rows of output rows `r0..r0 + r`, read in place where they can be: a
     /// pixel's channels for a pointwise convolution; for whole quads of channels, each
-    /// kernel position's pixel (or `zeros`, the zero point, in the padding) as one segment
-    /// of the row; else gathered into `patch`.
+    /// kernel row's pixels (`kw·cin` bytes side by side) as one segment of the row (`zeros`,
+    /// the zero point, where it lies in the padding); else gathered into `patch`.
     fn patch_rows<'a>(
         &self,
         x: &'a QMaps,
@@ -214,25 +214,42 @@ impl QConv {
             return Rows::new(&rows);
         }
         if cin.is_multiple_of(4) {
-            assert_eq!(zeros.len(), cin, "a pixel of zero points");
+            // A kernel row's pixels lie side by side: one run of kw·cin bytes, read in place
+            // where the row lies inside the input, `zeros` where it lies wholly in the
+            // padding, else gathered into `patch` (at a place of its own, so nothing
+            // written there moves).
             let (kh, kw) = (self.kh, self.kw);
-            let mut runs = Vec::with_capacity(r * kh * kw);
+            let run = kw * cin;
+            assert_eq!(zeros.len(), run, "a kernel row of zero points");
+            let inside =
+                |iy: isize, ix: isize| iy >= 0 && ix >= 0 && iy < x.h as isize && ix < x.w as isize;
+            // Where each run lies: in the input, in `zeros`, or in `patch`.
+            let mut at = Vec::with_capacity(r * kh);
+            patch.resize(r * kh * run, 0);
             let (mut n, rem) = (r0 / (oh * ow), r0 % (oh * ow));
             let (mut oy, mut ox) = (rem / ow, rem % ow);
-            for _ in 0..r {
+            for i in 0..r {
+                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
                 for ky in 0..kh {
                     let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                    for kx in 0..kw {
-                        let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
-                        runs.push(
-                            if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
-                                zeros
+                    let pixel = |ix: isize| ((n * x.h + iy as usize) * x.w + ix as usize) * cin;
+                    at.push(if inside(iy, ix0) && inside(iy, ix0 + kw as isize - 1) {
+                        Run::Input(pixel(ix0))
+                    } else if iy < 0 || iy >= x.h as isize {
+                        Run::Zeros
+                    } else {
+                        let p = (i * kh + ky) * run;
+                        for (kx, dst) in patch[p..p + run].chunks_exact_mut(cin).enumerate() {
+                            let ix = ix0 + kx as isize;
+                            if inside(iy, ix) {
+                                let src = pixel(ix);
+                                dst.copy_from_slice(&x.data[src..src + cin]);
                             } else {
-                                let at = ((n * x.h + iy as usize) * x.w + ix as usize) * cin;
-                                &x.data[at..at + cin]
-                            },
-                        );
-                    }
+                                dst.copy_from_slice(&zeros[..cin]);
+                            }
+                        }
+                        Run::Patch(p)
+                    });
                 }
                 ox += 1;
                 if ox == ow {
@@ -242,7 +259,15 @@ impl QConv {
                     }
                 }
             }
-            return Rows::segmented(&runs, kh * kw);
+            let runs: Vec<&[u8]> = at
+                .iter()
+                .map(|a| match *a {
+                    Run::Input(p) => &x.data[p..p + run],
+                    Run::Zeros => zeros,
+                    Run::Patch(p) => &patch[p..p + run],
+                })
+                .collect();
+            return Rows::segmented(&runs, kh);
         }
         let bytes = self.weights.row_bytes();
         // Every byte of a row below `k` is written; the rest (up to a whole quad) meets zero
@@ -330,9 +355,9 @@ impl QConv {
             Shortcut::None => Vec::new(),
         };
         // The padding of each input, for rows read in place.
-        let zeros = vec![x.quant.zero; self.cin];
+        let zeros = vec![x.quant.zero; self.kw * self.cin];
         let shortcut_zeros = match shortcut {
-            Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.cin],
+            Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.kw * s.cin],
             _ => Vec::new(),
         };
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
@@ -503,6 +528,14 @@ fn copy_run(dst: &mut [u8], src: &[u8]) {
     } else {
         dst.copy_from_slice(src);
     }
+}
+
+/// Where a run of a patch row lies (see [`QConv::patch_rows`]), by offset.
+#[derive(Clone, Copy)]
+enum Run {
+    Input(usize),
+    Zeros,
+    Patch(usize),
 }
 
 /// A direct product's scratch: patch rows of the convolution and of its shortcut, and their
