@@ -80,10 +80,15 @@ impl QWinograd {
 const TILE_ROWS: usize = 48;
 
 /// Tiles of rows each thread's share must hold for the shares to be rows (see
-/// [`for_tiles`]). With 2 threads, ResNet-50's third stage at batch 1 (196 rows) then takes
-/// column shares: 11.3–11.5 ms an image against 11.9–13.2 with row shares, in three
-/// interleaved rounds (AMD Zen 4); batch 8 did not change (96–98 images/s).
-const ROW_SHARE_TILES: usize = 3;
+/// [`for_tiles`]). With fewer, every tile of a thread would pass over all of a layer's
+/// weights, and where those outgrow its L2 they come from L3 each time; a column share is
+/// a thread's own part of them, which stays. Measured with 2 threads (AMD Zen 4, 1 MB of L2
+/// a core): ResNet-50's third stage at batch 1 (196 rows) with column shares ran 11.3–11.5
+/// ms an image against 11.9–13.2 with row shares (three interleaved rounds); at batch 8 the
+/// fourth stage (392 rows) took 5.8–6.1 ms against 6.4–6.5 for its first block's three
+/// convolutions and 4.2–4.7 against 4.4–4.9 for each other block's (three interleaved
+/// rounds, per-layer times).
+const ROW_SHARE_TILES: usize = 5;
 
 // Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
