@@ -683,55 +683,82 @@ mod tests {
         assert_eq!(m.column_sums(), &sums[..]);
     }
 
+    /// Every kernel this CPU can run that multiplies weights of `±levels` exactly, by name.
+    fn exact_kernels(levels: i32) -> Vec<(&'static str, Kernel)> {
+        let mut kernels: Vec<(&'static str, Kernel)> = vec![("portable", sums_portable)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_vnni() {
+                kernels.push(("AVX-512 VNNI", x86::sums_vnni));
+            }
+            if levels <= SEVEN_BIT_LEVELS && crate::has_avx512() {
+                kernels.push(("AVX-512BW", x86::sums_avx512));
+            }
+            if levels <= SEVEN_BIT_LEVELS && std::arch::is_x86_feature_detected!("avx2") {
+                kernels.push(("AVX2", x86::sums_avx2));
+            }
+        }
+        kernels
+    }
+
+    /// Every kernel this CPU has gives the portable integers, for 7-bit weights and for the
+    /// weights of this CPU, with the largest products.
     #[test]
-    fn the_vector_kernel_gives_the_portable_integers() {
+    fn every_vector_kernel_gives_the_portable_integers() {
         let mut rng = Rng::new(12);
         let (k, n) = (1155, 32);
         let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let mut m = QuantWeights::quantize(&w, k, n).unwrap();
-        // The largest products: every weight at its largest magnitude, every input 255.
-        let top = m.levels() as i8;
-        for (i, q) in m.q.iter_mut().enumerate().take(QUAD * 8) {
-            *q = if i % 3 == 0 { -top } else { top };
-        }
-        let x: Vec<Vec<u8>> = (0..QMR)
-            .map(|i| {
-                let mut r = random_bytes(&mut rng, m.row_bytes());
-                if i == 1 {
-                    r.fill(255);
-                }
-                r
-            })
-            .collect();
-        // Two groups, the second the rows in reverse; sums start as garbage.
-        let groups: [[*const u8; QMR]; 2] = [
-            std::array::from_fn(|i| x[i].as_ptr()),
-            std::array::from_fn(|i| x[QMR - 1 - i].as_ptr()),
-        ];
-        for b in 0..m.blocks() {
-            let w = m.q[b * m.quads * QUAD..].as_ptr();
-            let (mut fast, mut slow) = ([[[7i32; QNR]; QMR]; 2], [[[-3i32; QNR]; QMR]; 2]);
-            // SAFETY: rows of `row_bytes` bytes; block `b` in range; the kernel was detected.
-            unsafe {
-                kernel(m.levels())(&groups, 1, w, m.quads, &mut fast);
-                sums_portable(&groups, 1, w, m.quads, &mut slow);
+        for levels in [SEVEN_BIT_LEVELS, weight_levels()] {
+            let mut m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
+            // The largest products: every weight at its largest magnitude, every input 255.
+            let top = levels as i8;
+            for (i, q) in m.q.iter_mut().enumerate().take(QUAD * 8) {
+                *q = if i % 3 == 0 { -top } else { top };
             }
-            assert_eq!(fast, slow, "{} kernel, block {b}", int8_kernel_name());
+            let x: Vec<Vec<u8>> = (0..QMR)
+                .map(|i| {
+                    let mut r = random_bytes(&mut rng, m.row_bytes());
+                    if i == 1 {
+                        r.fill(255);
+                    }
+                    r
+                })
+                .collect();
+            // Two groups, the second the rows in reverse; sums start as garbage.
+            let groups: [[*const u8; QMR]; 2] = [
+                std::array::from_fn(|i| x[i].as_ptr()),
+                std::array::from_fn(|i| x[QMR - 1 - i].as_ptr()),
+            ];
+            for b in 0..m.blocks() {
+                let w = m.q[b * m.quads * QUAD..].as_ptr();
+                let mut slow = [[[-3i32; QNR]; QMR]; 2];
+                // SAFETY: rows of `row_bytes` bytes; block `b` in range.
+                unsafe { sums_portable(&groups, 1, w, m.quads, &mut slow) };
+                for (name, kernel) in exact_kernels(levels) {
+                    let mut fast = [[[7i32; QNR]; QMR]; 2];
+                    // SAFETY: as above; the kernel's instruction sets were detected.
+                    unsafe { kernel(&groups, 1, w, m.quads, &mut fast) };
+                    assert_eq!(fast, slow, "{name} kernel, ±{levels}, block {b}");
+                }
+            }
         }
     }
 
-    /// Rows of segments read wherever they lie give the sums of the rows they make, on the
-    /// vector kernel and the portable one (3 segments of 5 quads; 1 to 13 rows, so whole
-    /// groups and a partial one).
+    /// Rows of segments read wherever they lie give the sums of the rows they make, on
+    /// every kernel this CPU has (3 segments of 5 quads; 1 to 13 rows, so whole groups and a
+    /// partial one).
     #[test]
     fn segmented_rows_give_the_sums_of_their_rows() {
         let mut rng = Rng::new(14);
         let (k, n) = (60, 40);
         let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let m = QuantWeights::quantize(&w, k, n).unwrap();
         // Runs of 20 bytes and 3 spare, scattered through one buffer.
         let pool = random_bytes(&mut rng, 13 * 3 * 23);
-        for rows in [1, 6, 13] {
+        for (levels, rows) in [SEVEN_BIT_LEVELS, weight_levels()]
+            .into_iter()
+            .flat_map(|l| [(l, 1), (l, 6), (l, 13)])
+        {
+            let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
             let runs: Vec<&[u8]> = (0..rows * 3)
                 .map(|i| &pool[(i * 7 % 39) * 23..][..20])
                 .collect();
@@ -746,12 +773,17 @@ mod tests {
                 assert_eq!(got, want, "{rows} rows, block {b}");
                 let wb = m.q[b * m.quads * QUAD..].as_ptr();
                 let full = rows / QMR;
-                if full > 0 {
-                    let mut slow = vec![[[3; QNR]; QMR]; full];
-                    // SAFETY: runs of 20 bytes (5 quads); block `b` in range.
-                    unsafe { sums_portable(&segmented.groups[..3 * full], 3, wb, 5, &mut slow) };
-                    let slow: Vec<[i32; QNR]> = slow.concat();
-                    assert_eq!(slow, want[..full * QMR], "portable, {rows} rows, block {b}");
+                for (name, kernel) in exact_kernels(m.levels()).into_iter().filter(|_| full > 0) {
+                    let mut sums = vec![[[3; QNR]; QMR]; full];
+                    // SAFETY: runs of 20 bytes (5 quads); block `b` in range; the kernel's
+                    // instruction sets were detected.
+                    unsafe { kernel(&segmented.groups[..3 * full], 3, wb, 5, &mut sums) };
+                    let sums: Vec<[i32; QNR]> = sums.concat();
+                    assert_eq!(
+                        sums,
+                        want[..full * QMR],
+                        "{name}, ±{levels}, {rows} rows, block {b}"
+                    );
                 }
             }
         }
