@@ -23,6 +23,7 @@ pub use gemm::{gemm, gemm_serial, gemm_serial_ld, gemm_serial_ld_add, matmul, Pr
 pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use panel::{Epilogue, OutOfRange, PanelMatrix, WeightFormat, PANEL};
 pub use qgemm::{
-    has_int8_dot, int8_kernel_name, weight_levels, PairWeights, QuantWeights, Rows, QMR, QNR,
+    has_int8_dot, int8_kernel_name, weight_bits, weight_levels, PairWeights, QuantWeights, Rows,
+    QMR, QNR,
 };
 pub use simd::{has_avx2_fma, has_avx512};

@@ -36,6 +36,11 @@ pub fn weight_levels() -> i32 {
     }
 }
 
+/// Bits of a quantized weight on this CPU, sign included: 8, or 7 (see [`weight_levels`]).
+pub fn weight_bits() -> u32 {
+    (weight_levels() + 1).ilog2() + 1
+}
+
 /// Whether this CPU's kernel has a four-way `u8 · i8` dot product into `i32` (VNNI): one
 /// instruction per quad of k and block, where the others take two multiplies and an add.
 pub fn has_int8_dot() -> bool {
@@ -630,6 +635,7 @@ mod tests {
         let w: Vec<f32> = (0..k * n)
             .map(|i| rng.uniform(-1.0, 1.0) * (1 + i % n) as f32)
             .collect();
+        assert!(matches!((weight_levels(), weight_bits()), (127, 8) | (63, 7)));
         // 7 and 8 bits: the kernel chosen for each must be exact with every input 255.
         for levels in [63, 127] {
             let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();

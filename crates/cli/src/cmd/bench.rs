@@ -500,11 +500,7 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<()> {
             Some(photos) => format!(
                 "int8 ({} kernel, {}-bit weights), calibrated on {}",
                 autocaption_tensor::int8_kernel_name(),
-                if autocaption_tensor::weight_levels() > 63 {
-                    8
-                } else {
-                    7
-                },
+                autocaption_tensor::weight_bits(),
                 match photos.len() {
                     0 => "its 8 random images".to_string(),
                     n => format!("{n} photos"),

@@ -1,8 +1,8 @@
 //! The int8 encoder: ResNet (and the concept CNN's plain chain) with 8-bit per-output-channel
 //! weights (7-bit on a CPU without VNNI: [`autocaption_tensor::weight_levels`]) and 8-bit
 //! activations, static per-map activation scales from calibration images,
-//! exact `i32` sums ([`autocaption_tensor::QuantWeights`]; 3×3 convolutions through an
-//! integer Winograd transform with the same sums) and each convolution's bias, residual,
+//! exact `i32` sums ([`autocaption_tensor::QuantWeights`]; without VNNI, 3×3 convolutions
+//! through an integer Winograd transform with the same sums) and each convolution's bias, residual,
 //! ReLU and requantization applied in one pass over its sums. Batch norm is folded into the
 //! weights before they are quantized (the f32 network already holds it folded).
 //!
