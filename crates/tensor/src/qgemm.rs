@@ -635,7 +635,10 @@ mod tests {
         let w: Vec<f32> = (0..k * n)
             .map(|i| rng.uniform(-1.0, 1.0) * (1 + i % n) as f32)
             .collect();
-        assert!(matches!((weight_levels(), weight_bits()), (127, 8) | (63, 7)));
+        assert!(matches!(
+            (weight_levels(), weight_bits()),
+            (127, 8) | (63, 7)
+        ));
         // 7 and 8 bits: the kernel chosen for each must be exact with every input 255.
         for levels in [63, 127] {
             let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
