@@ -218,50 +218,27 @@ impl QConv {
                 .collect();
             return Rows::new(&rows);
         }
+        let (kh, run) = (self.kh, self.kw * cin);
         if cin.is_multiple_of(4) {
             // A kernel row's pixels lie side by side: one run of kw·cin bytes, read in place
             // where the row lies inside the input, `zeros` where it lies wholly in the
             // padding, else gathered into `patch` (at a place of its own, so nothing
             // written there moves).
-            let (kh, kw) = (self.kh, self.kw);
-            let run = kw * cin;
             assert_eq!(zeros.len(), run, "a kernel row of zero points");
-            let inside =
-                |iy: isize, ix: isize| iy >= 0 && ix >= 0 && iy < x.h as isize && ix < x.w as isize;
-            // Where each run lies: in the input, in `zeros`, or in `patch`.
             let mut at = Vec::with_capacity(r * kh);
             patch.resize(r * kh * run, 0);
-            let (mut n, rem) = (r0 / (oh * ow), r0 % (oh * ow));
-            let (mut oy, mut ox) = (rem / ow, rem % ow);
             for i in 0..r {
-                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+                let place = self.place(r0 + i, (oh, ow));
                 for ky in 0..kh {
-                    let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                    let pixel = |ix: isize| ((n * x.h + iy as usize) * x.w + ix as usize) * cin;
-                    at.push(if inside(iy, ix0) && inside(iy, ix0 + kw as isize - 1) {
-                        Run::Input(pixel(ix0))
-                    } else if iy < 0 || iy >= x.h as isize {
-                        Run::Zeros
-                    } else {
-                        let p = (i * kh + ky) * run;
-                        for (kx, dst) in patch[p..p + run].chunks_exact_mut(cin).enumerate() {
-                            let ix = ix0 + kx as isize;
-                            if inside(iy, ix) {
-                                let src = pixel(ix);
-                                dst.copy_from_slice(&x.data[src..src + cin]);
-                            } else {
-                                dst.copy_from_slice(&zeros[..cin]);
-                            }
+                    at.push(match self.kernel_row(x, place, ky) {
+                        KernelRow::Inside(src) => Run::Input(src),
+                        KernelRow::Padding => Run::Zeros,
+                        KernelRow::Partial => {
+                            let p = (i * kh + ky) * run;
+                            self.gather_kernel_row(x, place, ky, &mut patch[p..p + run]);
+                            Run::Patch(p)
                         }
-                        Run::Patch(p)
                     });
-                }
-                ox += 1;
-                if ox == ow {
-                    (ox, oy) = (0, oy + 1);
-                    if oy == oh {
-                        (oy, n) = (0, n + 1);
-                    }
                 }
             }
             let runs: Vec<&[u8]> = at
@@ -278,37 +255,63 @@ impl QConv {
         // Every byte of a row below `k` is written; the rest (up to a whole quad) meets zero
         // weights, so what a reused buffer left there adds nothing.
         patch.resize(r * bytes, 0);
-        let zero = x.quant.zero;
         for (i, p) in patch.chunks_exact_mut(bytes).enumerate() {
-            let row = r0 + i;
-            let (n, rem) = (row / (oh * ow), row % (oh * ow));
-            let (oy, ox) = (rem / ow, rem % ow);
-            let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
-            let run = self.kw * self.cin;
-            for ky in 0..self.kh {
-                let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
-                if iy >= 0 && iy < x.h as isize && ix0 >= 0 && ix0 as usize + self.kw <= x.w {
-                    // The kernel row lies inside: one run of kw·cin bytes.
-                    let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
-                    let at = ky * run;
-                    copy_run(&mut p[at..at + run], &x.data[src..src + run]);
-                    continue;
-                }
-                for kx in 0..self.kw {
-                    let ix = (ox * self.stride + kx) as isize - self.pad.left as isize;
-                    let at = (ky * self.kw + kx) * self.cin;
-                    let dst = &mut p[at..at + self.cin];
-                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize {
-                        dst.fill(zero);
-                    } else {
-                        let src = ((n * x.h + iy as usize) * x.w + ix as usize) * self.cin;
-                        dst.copy_from_slice(&x.data[src..src + self.cin]);
-                    }
-                }
+            let place = self.place(r0 + i, (oh, ow));
+            for ky in 0..kh {
+                self.gather_kernel_row(x, place, ky, &mut p[ky * run..(ky + 1) * run]);
             }
         }
         let rows: Vec<&[u8]> = patch.chunks_exact(bytes).collect();
         Rows::new(&rows)
+    }
+
+    /// Output row `row`'s image and place in it, `(n, oy, ox)`.
+    fn place(&self, row: usize, (oh, ow): (usize, usize)) -> (usize, usize, usize) {
+        let (n, rem) = (row / (oh * ow), row % (oh * ow));
+        (n, rem / ow, rem % ow)
+    }
+
+    /// Where kernel row `ky` of the output pixel at `(n, oy, ox)` lies in `x`.
+    fn kernel_row(&self, x: &QMaps, (n, oy, ox): (usize, usize, usize), ky: usize) -> KernelRow {
+        let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+        let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+        if iy < 0 || iy >= x.h as isize {
+            KernelRow::Padding
+        } else if ix0 >= 0 && ix0 as usize + self.kw <= x.w {
+            KernelRow::Inside(((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin)
+        } else {
+            KernelRow::Partial
+        }
+    }
+
+    /// Kernel row `ky` of the output pixel at `place` (its kw pixels' channels) into `dst`,
+    /// the zero point where a pixel lies in the padding.
+    fn gather_kernel_row(
+        &self,
+        x: &QMaps,
+        place: (usize, usize, usize),
+        ky: usize,
+        dst: &mut [u8],
+    ) {
+        let cin = self.cin;
+        match self.kernel_row(x, place, ky) {
+            KernelRow::Inside(src) => copy_run(dst, &x.data[src..src + dst.len()]),
+            KernelRow::Padding => dst.fill(x.quant.zero),
+            KernelRow::Partial => {
+                let (n, oy, ox) = place;
+                let iy = oy * self.stride + ky - self.pad.top;
+                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+                for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
+                    let ix = ix0 + kx as isize;
+                    if ix >= 0 && ix < x.w as isize {
+                        let src = ((n * x.h + iy) * x.w + ix as usize) * cin;
+                        d.copy_from_slice(&x.data[src..src + cin]);
+                    } else {
+                        d.fill(x.quant.zero);
+                    }
+                }
+            }
+        }
     }
 
     /// Per block of columns, for inputs quantized as `input`: each sum's scale, and the
@@ -533,6 +536,16 @@ fn copy_run(dst: &mut [u8], src: &[u8]) {
     } else {
         dst.copy_from_slice(src);
     }
+}
+
+/// Where a kernel row of an output pixel lies in the input (see [`QConv::kernel_row`]).
+enum KernelRow {
+    /// Wholly inside: its first byte.
+    Inside(usize),
+    /// Wholly in the padding (above or below the input).
+    Padding,
+    /// Partly in the padding (left or right).
+    Partial,
 }
 
 /// Where a run of a patch row lies (see [`QConv::patch_rows`]), by offset.
