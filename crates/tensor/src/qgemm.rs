@@ -235,22 +235,42 @@ impl<'a, T> Rows<'a, T> {
             "{} runs are not rows of {segments}",
             runs.len()
         );
-        let count = runs.len() / segments;
-        let mut groups = Vec::with_capacity(count.div_ceil(QMR) * segments);
-        for g in runs.chunks(QMR * segments) {
-            for s in 0..segments {
-                let mut p = [g[s].as_ptr(); QMR];
-                for (p, row) in p.iter_mut().zip(g.chunks_exact(segments)) {
-                    *p = row[s].as_ptr();
-                }
-                groups.push(p);
+        Self::segmented_by(runs.len() / segments, segments, |i, row| {
+            row.copy_from_slice(&runs[i * segments..(i + 1) * segments]);
+        })
+    }
+
+    /// Groups `count` rows of `segments` runs each, `row(i, runs)` writing row `i`'s runs
+    /// in order (called for each row in turn).
+    pub fn segmented_by(
+        count: usize,
+        segments: usize,
+        mut row: impl FnMut(usize, &mut [&'a [T]]),
+    ) -> Self {
+        assert!(segments > 0, "rows of no runs");
+        let mut groups = vec![[std::ptr::null(); QMR]; count.div_ceil(QMR) * segments];
+        let mut runs: Vec<&'a [T]> = vec![&[]; segments];
+        let mut shortest = usize::MAX;
+        for i in 0..count {
+            row(i, &mut runs);
+            let group = &mut groups[(i / QMR) * segments..][..segments];
+            for (pointers, run) in group.iter_mut().zip(&runs) {
+                pointers[i % QMR] = run.as_ptr();
+                shortest = shortest.min(run.len());
+            }
+        }
+        // The spare slots of a partial last group repeat its first row.
+        if !count.is_multiple_of(QMR) {
+            for pointers in groups.iter_mut().rev().take(segments) {
+                let first = pointers[0];
+                pointers[count % QMR..].fill(first);
             }
         }
         Self {
             groups,
             count,
             segments,
-            shortest: runs.iter().map(|r| r.len()).min().unwrap_or(usize::MAX),
+            shortest,
             rows: std::marker::PhantomData,
         }
     }

@@ -21,6 +21,10 @@ pub(super) struct QConv {
     pub(super) stride: usize,
     pub(super) pad: Padding,
     pub(super) relu: bool,
+    /// The bytes of a kernel row in a patch row: its `kw·cin` channels, rounded up to a
+    /// whole quad (see [`QConv::patch_rows`]).
+    pub(super) run: usize,
+    /// `[kh·run, cout]`: each kernel row's weights, then zeros up to `run`.
     pub(super) weights: QuantWeights,
     pub(super) bias: Vec<f32>,
     /// The weights transformed for F(2×2, 3×3), where that pays.
@@ -53,12 +57,13 @@ pub(super) struct QWinograd {
 }
 
 impl QWinograd {
-    fn new(w: &QuantWeights, cin: usize, cout: usize) -> Self {
+    fn new(c: &QConv) -> Self {
         const G: [[i32; 3]; 4] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]];
+        let (w, cin, cout) = (&c.weights, c.cin, c.cout);
         let mut u = vec![vec![0i16; cin * cout]; 16];
         for ci in 0..cin {
             for o in 0..cout {
-                let g = |ky: usize, kx: usize| i32::from(w.level((ky * 3 + kx) * cin + ci, o));
+                let g = |ky: usize, kx: usize| i32::from(w.level(c.weight_row(ky, kx, ci), o));
                 for (i, gi) in G.iter().enumerate() {
                     // t = G'·g, row i.
                     let t: [i32; 3] =
@@ -159,18 +164,26 @@ pub(super) fn for_tiles(
 
 impl QConv {
     pub(super) fn new(c: &Conv) -> Self {
-        let k = c.kh * c.kw * c.cin;
-        let weights = QuantWeights::quantize(&c.weight, k, c.cout)
+        // Each kernel row's weights, then zero rows up to a whole quad: they add nothing.
+        let (row, run) = (c.kw * c.cin, (c.kw * c.cin).next_multiple_of(4));
+        let mut padded = vec![0.0; c.kh * run * c.cout];
+        for (src, dst) in c
+            .weight
+            .chunks_exact(row * c.cout)
+            .zip(padded.chunks_exact_mut(run * c.cout))
+        {
+            dst[..src.len()].copy_from_slice(src);
+        }
+        let weights = QuantWeights::quantize(&padded, c.kh * run, c.cout)
             .expect("weights were checked finite when loaded");
-        let winograd = (!autocaption_tensor::has_int8_dot()
+        let winograd = !autocaption_tensor::has_int8_dot()
             && c.kh == 3
             && c.kw == 3
             && c.stride == 1
             && c.pad == Padding::same(1)
             && c.cin.is_multiple_of(2)
-            && (WINOGRAD_MIN_CHANNELS..=WINOGRAD_MAX_CHANNELS).contains(&c.cin))
-        .then(|| QWinograd::new(&weights, c.cin, c.cout));
-        Self {
+            && (WINOGRAD_MIN_CHANNELS..=WINOGRAD_MAX_CHANNELS).contains(&c.cin);
+        let mut q = Self {
             kh: c.kh,
             kw: c.kw,
             cin: c.cin,
@@ -178,10 +191,20 @@ impl QConv {
             stride: c.stride,
             pad: c.pad,
             relu: c.relu,
+            run,
             weights,
             bias: c.bias.clone(),
-            winograd,
+            winograd: None,
+        };
+        if winograd {
+            q.winograd = Some(QWinograd::new(&q));
         }
+        q
+    }
+
+    /// The row of [`QConv::weights`] that weighs channel `ci` of kernel pixel `(ky, kx)`.
+    pub(super) fn weight_row(&self, ky: usize, kx: usize, ci: usize) -> usize {
+        ky * self.run + kx * self.cin + ci
     }
 
     pub(super) fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -199,10 +222,13 @@ impl QConv {
             && self.cin.is_multiple_of(4)
     }
 
-    /// The patch rows of output rows `r0..r0 + r`, read in place where they can be: a
-    /// pixel's channels for a pointwise convolution; for whole quads of channels, each
-    /// kernel row's pixels (`kw·cin` bytes side by side) as one segment of the row (`zeros`,
-    /// the zero point, where it lies in the padding); else gathered into `patch`.
+    /// The patch rows of output rows `r0..r0 + r`, read in place where they can be: for a
+    /// pointwise convolution, a pixel's channels; else each kernel row as one segment of
+    /// the row, `run` bytes: its pixels' channels side by side where it lies inside the
+    /// input (with, where `kw·cin` is not a whole number of quads, the next bytes, which
+    /// meet zero weights), `zeros` (the zero point) where it lies wholly in the padding,
+    /// and gathered into `patch` where it lies partly in it (at a place of its own, so
+    /// nothing written there moves).
     fn patch_rows<'a>(
         &self,
         x: &'a QMaps,
@@ -213,103 +239,98 @@ impl QConv {
     ) -> Rows<'a, u8> {
         let cin = self.cin;
         if self.reads_in_place() {
-            let rows: Vec<&[u8]> = (r0..r0 + r)
-                .map(|i| &x.data[i * cin..(i + 1) * cin])
-                .collect();
-            return Rows::new(&rows);
+            return Rows::segmented_by(r, 1, |i, run| {
+                run[0] = &x.data[(r0 + i) * cin..(r0 + i + 1) * cin];
+            });
         }
-        let (kh, run) = (self.kh, self.kw * cin);
-        if cin.is_multiple_of(4) {
-            // A kernel row's pixels lie side by side: one run of kw·cin bytes, read in place
-            // where the row lies inside the input, `zeros` where it lies wholly in the
-            // padding, else gathered into `patch` (at a place of its own, so nothing
-            // written there moves).
-            assert_eq!(zeros.len(), run, "a kernel row of zero points");
-            let mut at = Vec::with_capacity(r * kh);
-            patch.resize(r * kh * run, 0);
-            for i in 0..r {
-                let place = self.place(r0 + i, (oh, ow));
+        let (kh, run) = (self.kh, self.run);
+        assert_eq!(zeros.len(), run, "a kernel row of zero points");
+        patch.resize(r * kh * run, 0);
+        let places = || Places::from(r0, (x.n, oh, ow)).take(r);
+        // The kernel rows partly in the padding first: the runs below borrow `patch`.
+        for (i, place) in places().enumerate() {
+            if self.inside(x, place).is_none() {
                 for ky in 0..kh {
-                    at.push(match self.kernel_row(x, place, ky) {
-                        KernelRow::Inside(src) => Run::Input(src),
-                        KernelRow::Padding => Run::Zeros,
-                        KernelRow::Partial => {
-                            let p = (i * kh + ky) * run;
-                            self.gather_kernel_row(x, place, ky, &mut patch[p..p + run]);
-                            Run::Patch(p)
-                        }
-                    });
+                    if let KernelRow::Partial = self.kernel_row(x, place, ky) {
+                        let p = (i * kh + ky) * run;
+                        self.gather_kernel_row(x, place, ky, &mut patch[p..p + run]);
+                    }
                 }
             }
-            let runs: Vec<&[u8]> = at
-                .iter()
-                .map(|a| match *a {
-                    Run::Input(p) => &x.data[p..p + run],
-                    Run::Zeros => zeros,
-                    Run::Patch(p) => &patch[p..p + run],
-                })
-                .collect();
-            return Rows::segmented(&runs, kh);
         }
-        let bytes = self.weights.row_bytes();
-        // Every byte of a row below `k` is written; the rest (up to a whole quad) meets zero
-        // weights, so what a reused buffer left there adds nothing.
-        patch.resize(r * bytes, 0);
-        for (i, p) in patch.chunks_exact_mut(bytes).enumerate() {
-            let place = self.place(r0 + i, (oh, ow));
-            for ky in 0..kh {
-                self.gather_kernel_row(x, place, ky, &mut p[ky * run..(ky + 1) * run]);
+        let (line, patch) = (x.w * cin, &*patch);
+        let mut places = places();
+        Rows::segmented_by(r, kh, |i, runs| {
+            let place = places.next().expect("a place for every row");
+            if let Some(src) = self.inside(x, place) {
+                for (ky, run_of) in runs.iter_mut().enumerate() {
+                    *run_of = &x.data[src + ky * line..][..run];
+                }
+                return;
             }
+            for (ky, run_of) in runs.iter_mut().enumerate() {
+                *run_of = match self.kernel_row(x, place, ky) {
+                    KernelRow::Inside(src) => &x.data[src..src + run],
+                    KernelRow::Padding => zeros,
+                    KernelRow::Partial => &patch[(i * kh + ky) * run..][..run],
+                };
+            }
+        })
+    }
+
+    /// Where the first kernel row of the output pixel at `(n, oy, ox)` begins in `x`, where
+    /// every kernel row lies inside (each [`KernelRow::Inside`], one input row below the
+    /// last).
+    fn inside(&self, x: &QMaps, (n, oy, ox): (usize, usize, usize)) -> Option<usize> {
+        let iy = (oy * self.stride).checked_sub(self.pad.top)?;
+        let ix = (ox * self.stride).checked_sub(self.pad.left)?;
+        if iy + self.kh > x.h || ix + self.kw > x.w {
+            return None;
         }
-        let rows: Vec<&[u8]> = patch.chunks_exact(bytes).collect();
-        Rows::new(&rows)
+        let src = ((n * x.h + iy) * x.w + ix) * self.cin;
+        let last = src + (self.kh - 1) * x.w * self.cin;
+        (last + self.run <= x.data.len()).then_some(src)
     }
 
-    /// Output row `row`'s image and place in it, `(n, oy, ox)`.
-    fn place(&self, row: usize, (oh, ow): (usize, usize)) -> (usize, usize, usize) {
-        let (n, rem) = (row / (oh * ow), row % (oh * ow));
-        (n, rem / ow, rem % ow)
-    }
-
-    /// Where kernel row `ky` of the output pixel at `(n, oy, ox)` lies in `x`.
+    /// Where kernel row `ky` of the output pixel at `(n, oy, ox)` lies in `x`: inside only
+    /// where its `run` bytes lie in the data.
     fn kernel_row(&self, x: &QMaps, (n, oy, ox): (usize, usize, usize), ky: usize) -> KernelRow {
         let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
         let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
         if iy < 0 || iy >= x.h as isize {
-            KernelRow::Padding
-        } else if ix0 >= 0 && ix0 as usize + self.kw <= x.w {
-            KernelRow::Inside(((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin)
-        } else {
-            KernelRow::Partial
+            return KernelRow::Padding;
         }
+        if ix0 >= 0 && ix0 as usize + self.kw <= x.w {
+            let src = ((n * x.h + iy as usize) * x.w + ix0 as usize) * self.cin;
+            if src + self.run <= x.data.len() {
+                return KernelRow::Inside(src);
+            }
+        }
+        KernelRow::Partial
     }
 
-    /// Kernel row `ky` of the output pixel at `place` (its kw pixels' channels) into `dst`,
-    /// the zero point where a pixel lies in the padding.
+    /// Kernel row `ky` of the output pixel at `place` (its kw pixels' channels, then the
+    /// zero point up to `run` bytes) into `dst`, the zero point where a pixel lies in the
+    /// padding.
     fn gather_kernel_row(
         &self,
         x: &QMaps,
-        place: (usize, usize, usize),
+        (n, oy, ox): (usize, usize, usize),
         ky: usize,
         dst: &mut [u8],
     ) {
         let cin = self.cin;
-        match self.kernel_row(x, place, ky) {
-            KernelRow::Inside(src) => copy_run(dst, &x.data[src..src + dst.len()]),
-            KernelRow::Padding => dst.fill(x.quant.zero),
-            KernelRow::Partial => {
-                let (n, oy, ox) = place;
-                let iy = oy * self.stride + ky - self.pad.top;
-                let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
-                for (kx, d) in dst.chunks_exact_mut(cin).enumerate() {
-                    let ix = ix0 + kx as isize;
-                    if ix >= 0 && ix < x.w as isize {
-                        let src = ((n * x.h + iy) * x.w + ix as usize) * cin;
-                        d.copy_from_slice(&x.data[src..src + cin]);
-                    } else {
-                        d.fill(x.quant.zero);
-                    }
-                }
+        let (pixels, tail) = dst.split_at_mut(self.kw * cin);
+        tail.fill(x.quant.zero);
+        let iy = (oy * self.stride + ky) as isize - self.pad.top as isize;
+        let ix0 = (ox * self.stride) as isize - self.pad.left as isize;
+        for (kx, d) in pixels.chunks_exact_mut(cin).enumerate() {
+            let ix = ix0 + kx as isize;
+            if (0..x.h as isize).contains(&iy) && (0..x.w as isize).contains(&ix) {
+                let src = ((n * x.h + iy as usize) * x.w + ix as usize) * cin;
+                d.copy_from_slice(&x.data[src..src + cin]);
+            } else {
+                d.fill(x.quant.zero);
             }
         }
     }
@@ -363,9 +384,9 @@ impl QConv {
             Shortcut::None => Vec::new(),
         };
         // The padding of each input, for rows read in place.
-        let zeros = vec![x.quant.zero; self.kw * self.cin];
+        let zeros = vec![x.quant.zero; self.run];
         let shortcut_zeros = match shortcut {
-            Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.kw * s.cin],
+            Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.run],
             _ => Vec::new(),
         };
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
@@ -525,19 +546,6 @@ impl QConv {
     }
 }
 
-/// `dst = src`; runs of 16 to 32 bytes (the stem's kernel rows: 7 pixels of 3 channels) as
-/// two overlapping 16-byte moves rather than a call to `memcpy`.
-#[inline(always)]
-fn copy_run(dst: &mut [u8], src: &[u8]) {
-    let n = dst.len();
-    if (16..=32).contains(&n) && src.len() == n {
-        dst[..16].copy_from_slice(&src[..16]);
-        dst[n - 16..].copy_from_slice(&src[n - 16..]);
-    } else {
-        dst.copy_from_slice(src);
-    }
-}
-
 /// Where a kernel row of an output pixel lies in the input (see [`QConv::kernel_row`]).
 enum KernelRow {
     /// Wholly inside: its first byte.
@@ -548,12 +556,45 @@ enum KernelRow {
     Partial,
 }
 
-/// Where a run of a patch row lies (see [`QConv::patch_rows`]), by offset.
+/// Output pixels `(n, oy, ox)` in order, from a row of the output on (see
+/// [`QConv::patch_rows`]).
 #[derive(Clone, Copy)]
-enum Run {
-    Input(usize),
-    Zeros,
-    Patch(usize),
+struct Places {
+    at: (usize, usize, usize),
+    oh: usize,
+    ow: usize,
+}
+
+impl Places {
+    /// From output row `row` of `n` maps of `oh × ow`.
+    fn from(row: usize, (n, oh, ow): (usize, usize, usize)) -> Self {
+        let (image, rem) = (row / (oh * ow), row % (oh * ow));
+        debug_assert!(image <= n);
+        Self {
+            at: (image, rem / ow, rem % ow),
+            oh,
+            ow,
+        }
+    }
+}
+
+impl Iterator for Places {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let here = self.at;
+        let (n, oy, ox) = &mut self.at;
+        *ox += 1;
+        if *ox == self.ow {
+            *ox = 0;
+            *oy += 1;
+            if *oy == self.oh {
+                *oy = 0;
+                *n += 1;
+            }
+        }
+        Some(here)
+    }
 }
 
 /// A direct product's scratch: patch rows of the convolution and of its shortcut, and their
@@ -712,13 +753,16 @@ mod tests {
         let mut rng = Rng::new(21);
         // (kernel, stride, cin, cout, zero point): pointwise in place; strided; rows of
         // pixels read in place with padding, without and with a zero point (padding is that
-        // level); patch rows of the stem's few channels with a zero point.
+        // level); kernel rows of a few channels, not whole quads, read in place with the
+        // next bytes (the stem's, and a 3×3 whose last row inside ends the data).
         let shapes = [
             (1, 1, 16, 40, 0u8),
             (1, 2, 12, 17, 0),
             (3, 1, 8, 33, 0),
             (3, 2, 4, 9, 90),
             (7, 2, 3, 20, 117),
+            (3, 1, 3, 12, 30),
+            (5, 1, 2, 7, 0),
         ];
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -759,7 +803,7 @@ mod tests {
                                 for c in 0..cin {
                                     let at = ((b * h + iy as usize) * w + ix as usize) * cin + c;
                                     let xv = 0.02 * (f64::from(x.data[at]) - f64::from(zero));
-                                    let r = (ky * k + kx) * cin + c;
+                                    let r = q.weight_row(ky, kx, c);
                                     s += xv * f64::from(q.weights.dequantized(r, o));
                                 }
                             }
@@ -794,7 +838,7 @@ mod tests {
             let mut q = QConv::new(&conv);
             // Where this CPU would run it direct, as one without VNNI would.
             if q.winograd.is_none() {
-                q.winograd = Some(QWinograd::new(&q.weights, cin, cout));
+                q.winograd = Some(QWinograd::new(&q));
             }
             let x = QMaps {
                 n,
