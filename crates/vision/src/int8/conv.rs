@@ -148,8 +148,8 @@ pub(super) fn for_tiles(
         .collect();
     // The next tile of each share, whoever takes it.
     let next: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
-    rayon::broadcast(|ctx| {
-        let (i, n) = (ctx.index(), ctx.num_threads().min(threads));
+    super::team::each_thread(&|i, n| {
+        let n = n.min(threads);
         for s in (0..n).map(|k| (i + k) % n) {
             loop {
                 let t = next[s].fetch_add(1, Ordering::Relaxed);

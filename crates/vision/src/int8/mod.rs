@@ -18,8 +18,7 @@ mod calibration;
 mod conv;
 mod epilogue;
 mod nets;
-
-use rayon::prelude::*;
+mod team;
 
 use crate::{buffers, Maps};
 
@@ -97,13 +96,16 @@ struct QMaps {
 fn quantize_input(images: &Maps, quant: Quant) -> QMaps {
     let levels = quant.levels();
     let mut data = buffers::take_bytes(images.data.len()); // every value written below
-    data.par_chunks_mut(1 << 16)
-        .zip(images.data.par_chunks(1 << 16))
-        .for_each(|(q, v)| {
-            for (q, &v) in q.iter_mut().zip(v) {
-                *q = levels.of(v);
-            }
-        });
+    const PART: usize = 1 << 16;
+    let out = Shared::new(&mut data);
+    team::for_parts(images.data.len().div_ceil(PART), |p| {
+        let v = &images.data[p * PART..images.data.len().min((p + 1) * PART)];
+        // SAFETY: each part writes its own values.
+        let q = unsafe { out.part(p * PART, v.len()) };
+        for (q, &v) in q.iter_mut().zip(v) {
+            *q = levels.of(v);
+        }
+    });
     QMaps {
         n: images.n,
         h: images.h,
@@ -120,31 +122,32 @@ fn max_pool_u8(x: &QMaps, k: usize, stride: usize, pad: usize) -> QMaps {
     let oh = (x.h + 2 * pad - k) / stride + 1;
     let ow = (x.w + 2 * pad - k) / stride + 1;
     let c = x.c;
-    let mut data = buffers::take_bytes(x.n * oh * ow * c);
-    data.fill(0);
-    data.par_chunks_mut((ow * c).max(1))
-        .enumerate()
-        .for_each(|(row, dst_row)| {
-            let (n, oy) = (row / oh, row % oh);
-            for (ox, dst) in dst_row.chunks_exact_mut(c).enumerate() {
-                for ky in 0..k {
-                    let iy = (oy * stride + ky) as isize - pad as isize;
-                    if iy < 0 || iy >= x.h as isize {
+    let mut data = buffers::take_bytes(x.n * oh * ow * c); // every value written below
+    let out = Shared::new(&mut data);
+    team::for_parts(x.n * oh, |row| {
+        let (n, oy) = (row / oh, row % oh);
+        // SAFETY: each part writes its own row.
+        let dst_row = unsafe { out.part(row * ow * c, ow * c) };
+        dst_row.fill(0);
+        for (ox, dst) in dst_row.chunks_exact_mut(c).enumerate() {
+            for ky in 0..k {
+                let iy = (oy * stride + ky) as isize - pad as isize;
+                if iy < 0 || iy >= x.h as isize {
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix = (ox * stride + kx) as isize - pad as isize;
+                    if ix < 0 || ix >= x.w as isize {
                         continue;
                     }
-                    for kx in 0..k {
-                        let ix = (ox * stride + kx) as isize - pad as isize;
-                        if ix < 0 || ix >= x.w as isize {
-                            continue;
-                        }
-                        let src = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
-                        for (d, &v) in dst.iter_mut().zip(&x.data[src..src + c]) {
-                            *d = (*d).max(v);
-                        }
+                    let src = ((n * x.h + iy as usize) * x.w + ix as usize) * c;
+                    for (d, &v) in dst.iter_mut().zip(&x.data[src..src + c]) {
+                        *d = (*d).max(v);
                     }
                 }
             }
-        });
+        }
+    });
     QMaps {
         n: x.n,
         h: oh,

@@ -3,7 +3,7 @@
 use super::calibration::check_calibration;
 use super::conv::QConv;
 use super::epilogue::{Shortcut, Sink};
-use super::{max_pool_u8, quantize_input, QMaps, Quant, Shared};
+use super::{max_pool_u8, quantize_input, team, QMaps, Quant, Shared};
 use super::{Calibration, CalibrationMismatch};
 use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding, ResNet, ResNetConfig};
 
@@ -116,6 +116,10 @@ impl QuantizedResNet {
 
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
+        team::run(|| self.forward_in_pass(images))
+    }
+
+    fn forward_in_pass(&self, images: &Maps) -> Vec<f32> {
         let x = quantize_input(images, self.input);
         let stem = self.stem.forward(&x, self.stem_out);
         buffers::give_bytes(x.data);
@@ -233,6 +237,10 @@ impl QuantizedChain {
 
     /// Features of preprocessed images, as [`Chain::forward`].
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
+        team::run(|| self.forward_in_pass(images))
+    }
+
+    fn forward_in_pass(&self, images: &Maps) -> Vec<f32> {
         let mut x = quantize_input(images, self.input);
         let last = self.layers.len() - 1;
         for (i, (conv, pool, quant)) in self.layers.iter().enumerate() {
