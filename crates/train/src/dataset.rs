@@ -95,14 +95,19 @@ pub struct FeatureScaling {
 impl FeatureScaling {
     /// Zero mean and unit variance per dimension over the images of `set` (each image once,
     /// whatever its caption count). A dimension that hardly varies (standard deviation below
-    /// 1e-3 of the dimensions' mean standard deviation, e.g. all zero) is centred and scaled
-    /// by that floor instead, so that an unseen value cannot be blown up.
+    /// 1e-3 of the dimensions' mean standard deviation) is centred and scaled by that floor
+    /// instead, so that an unseen value cannot be blown up. A dimension that does not vary at
+    /// all (a channel no training image lights) is scaled by 0: the model learns nothing from
+    /// it, so its untrained weights must not act on a value it never saw. Training is the same
+    /// either way (the centred values are 0); only the folded weights and unseen rows differ.
     pub fn standardize(set: &CaptionSet) -> Self {
         let (d, n) = (set.dim, set.images.max(1));
         let mut mean = vec![0f64; d];
+        let mut range = vec![(f32::INFINITY, f32::NEG_INFINITY); d];
         for row in set.features.chunks(d) {
-            for (m, &x) in mean.iter_mut().zip(row) {
+            for ((m, r), &x) in mean.iter_mut().zip(&mut range).zip(row) {
                 *m += f64::from(x);
+                *r = (r.0.min(x), r.1.max(x));
             }
         }
         mean.iter_mut().for_each(|m| *m /= n as f64);
@@ -117,7 +122,17 @@ impl FeatureScaling {
         let floor = if typical > 0.0 { 1e-3 * typical } else { 1.0 };
         Self {
             mean: mean.iter().map(|&m| m as f32).collect(),
-            scale: sd.iter().map(|&s| (1.0 / s.max(floor)) as f32).collect(),
+            scale: sd
+                .iter()
+                .zip(&range)
+                .map(|(&s, &(lo, hi))| {
+                    if lo == hi {
+                        0.0
+                    } else {
+                        (1.0 / s.max(floor)) as f32
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -130,5 +145,37 @@ impl FeatureScaling {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rows: &[[f32; 3]]) -> CaptionSet {
+        CaptionSet {
+            captions: vec![vec![1, 2]; rows.len()],
+            image_of: (0..rows.len()).collect(),
+            features: rows.iter().flatten().copied().collect(),
+            dim: 3,
+            images: rows.len(),
+        }
+    }
+
+    /// Varying dimensions get unit variance, a barely varying one the floor's scale, and one
+    /// no training image changes a scale of 0, so that no value it takes later reaches the
+    /// model.
+    #[test]
+    fn a_dimension_that_never_varies_is_scaled_by_zero() {
+        let train = set(&[[1.0, 0.0, 5.0], [3.0, 0.0, 5.0 + 1e-6], [5.0, 0.0, 5.0]]);
+        let s = FeatureScaling::standardize(&train);
+        let sd = (8.0f64 / 3.0).sqrt();
+        assert!((s.mean[0] - 3.0).abs() < 1e-6 && (s.scale[0] - (1.0 / sd) as f32).abs() < 1e-6);
+        assert_eq!((s.mean[1], s.scale[1]), (0.0, 0.0));
+        // The third varies by far less than the floor, 1e-3 of the mean deviation.
+        let floor = 1e-3 * (sd + 4.7e-7) / 3.0;
+        assert!((s.scale[2] / (1.0 / floor) as f32 - 1.0).abs() < 1e-3, "{}", s.scale[2]);
+        let unseen = s.apply(&set(&[[3.0, 1e4, 5.0]]));
+        assert_eq!(unseen.features[..2], [0.0, 0.0]);
     }
 }
