@@ -12,6 +12,7 @@ mod panel;
 mod qgemm;
 mod qpanel;
 mod simd;
+pub mod team;
 
 pub use act::{exp, sigmoid, sigmoid_slice, tanh, tanh_slice};
 pub use bf16::{

@@ -9,11 +9,13 @@
 //! Every output value is `init + Σ_k a[k]·w[k]`, summed in k order on one thread whatever the
 //! number of rows or threads, so a row's result does not depend on the batch it is in.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use crate::aligned::Aligned;
 use crate::qpanel::Int8Panels;
-use crate::{from_f16, to_f16};
+use crate::{from_f16, team, to_f16};
 
 /// Columns in a panel: four AVX-512 vectors of f32.
 pub const PANEL: usize = 64;
@@ -607,7 +609,9 @@ impl<'a> Step<'a> {
 }
 
 /// Splits `out`, `panels` blocks of `block` values, into one run of whole blocks a thread:
-/// `run(first panel, its blocks)`.
+/// `run(first panel, its blocks)`. In a pass of [`team::run`] thread `i` of the team always
+/// takes run `i`, so its share of the weights stays in its core's caches from product to
+/// product; elsewhere the runs go to the pool's threads as they come free.
 pub(crate) fn by_panels(
     panels: usize,
     block: usize,
@@ -618,6 +622,14 @@ pub(crate) fn by_panels(
     let per_task = panels.div_ceil(threads);
     if threads == 1 {
         run(0, out);
+    } else if team::in_pass() {
+        let runs: Vec<Mutex<&mut [f32]>> =
+            out.chunks_mut(per_task * block).map(Mutex::new).collect();
+        team::each_thread(&|i, _| {
+            if let Some(chunk) = runs.get(i) {
+                run(i * per_task, &mut chunk.lock().unwrap());
+            }
+        });
     } else {
         out.par_chunks_mut(per_task * block)
             .enumerate()
@@ -1116,12 +1128,14 @@ pub(crate) mod tests {
             let want = reference(&a, &w, rows, k, n, &init);
             let packed = PanelMatrix::pack(&w, k, n, WeightFormat::F32).unwrap();
             let mut first: Option<Vec<f32>> = None;
-            for threads in [1, 2, 3] {
+            // In a pass of `team::run` each thread takes a fixed share of the panels.
+            for (threads, in_pass) in [(1, false), (2, false), (3, false), (2, true), (3, true)] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let got = pool.install(|| product(&packed, &a, rows, n, &init));
+                let run = || product(&packed, &a, rows, n, &init);
+                let got = pool.install(|| if in_pass { team::run(run) } else { run() });
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (f64::from(*g) - w).abs() < 1e-5 * (k as f64).sqrt(),

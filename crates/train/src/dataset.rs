@@ -174,7 +174,11 @@ mod tests {
         assert_eq!((s.mean[1], s.scale[1]), (0.0, 0.0));
         // The third varies by far less than the floor, 1e-3 of the mean deviation.
         let floor = 1e-3 * (sd + 4.7e-7) / 3.0;
-        assert!((s.scale[2] / (1.0 / floor) as f32 - 1.0).abs() < 1e-3, "{}", s.scale[2]);
+        assert!(
+            (s.scale[2] / (1.0 / floor) as f32 - 1.0).abs() < 1e-3,
+            "{}",
+            s.scale[2]
+        );
         let unseen = s.apply(&set(&[[3.0, 1e4, 5.0]]));
         assert_eq!(unseen.features[..2], [0.0, 0.0]);
     }

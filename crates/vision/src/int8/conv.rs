@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use autocaption_tensor::{PairWeights, QuantWeights, Rows, QMR, QNR};
+use autocaption_tensor::{team, PairWeights, QuantWeights, Rows, QMR, QNR};
 
 use super::epilogue::{finish_block, in_levels, Affine, Residual, Shortcut, Sink};
 use super::{level, QMaps, Quant, Shared};
@@ -148,7 +148,7 @@ pub(super) fn for_tiles(
         .collect();
     // The next tile of each share, whoever takes it.
     let next: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
-    super::team::each_thread(&|i, n| {
+    team::each_thread(&|i, n| {
         let n = n.min(threads);
         for s in (0..n).map(|k| (i + k) % n) {
             loop {

@@ -18,7 +18,8 @@ mod calibration;
 mod conv;
 mod epilogue;
 mod nets;
-mod team;
+
+use autocaption_tensor::team;
 
 use crate::{buffers, Maps};
 

@@ -3,9 +3,10 @@
 use super::calibration::check_calibration;
 use super::conv::QConv;
 use super::epilogue::{Shortcut, Sink};
-use super::{max_pool_u8, quantize_input, team, QMaps, Quant, Shared};
+use super::{max_pool_u8, quantize_input, QMaps, Quant, Shared};
 use super::{Calibration, CalibrationMismatch};
 use crate::{buffers, global_average_pool, max_pool, Conv, Maps, Padding, ResNet, ResNetConfig};
+use autocaption_tensor::team;
 
 /// One bottleneck block on 8-bit maps.
 #[derive(Debug, Clone)]

@@ -10,6 +10,10 @@
 //! jobs spinning, and [`each_thread`] hands them each job directly. Int8 ResNet-50 there,
 //! 30 passes each way alternating in one process (best): batch 1 12.04 against 12.47 ms,
 //! 12.49 against 12.92 and 12.11 against 12.43 (medians 2–5% lower); batch 8 about 1%.
+//! Caption decoding runs each caption as a pass too: its words' panel products (see
+//! `panel.rs`) then give each thread the same share of every weight matrix, word after word,
+//! and beam 3 at batch 1 with int8 weights took 9–10% less time (best of 50, alternating in
+//! one process, six sittings).
 //!
 //! A waiting thread spins for [`SPIN`], then between looks runs any rayon work pending in
 //! the pool ([`rayon::yield_now`]: a broadcast or a parallel iterator begun in the pass, or
@@ -81,7 +85,7 @@ fn wait(ready: impl Fn() -> bool) {
 
 /// Runs `pass` on a thread of the pool with the pool's other threads waiting, awake, for
 /// the jobs [`each_thread`] hands out in it (see the module notes).
-pub(super) fn run<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
+pub fn run<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
     let members = rayon::current_num_threads().max(1);
     if members == 1 || !LEADING.get().is_null() {
         return pass();
@@ -143,9 +147,15 @@ fn follow(team: &Team, member: usize) {
     }
 }
 
+/// Whether this thread leads a pass of [`run`]: jobs handed to [`each_thread`] go to its
+/// waiting team.
+pub fn in_pass() -> bool {
+    !LEADING.get().is_null()
+}
+
 /// Runs `job(i, n)` once on each of `n` threads: in a pass of [`run`], on its team;
 /// else through [`rayon::broadcast`].
-pub(super) fn each_thread(job: &(dyn Fn(usize, usize) + Sync)) {
+pub fn each_thread(job: &(dyn Fn(usize, usize) + Sync)) {
     let leading = LEADING.get();
     if leading.is_null() {
         rayon::broadcast(|ctx| job(ctx.index(), ctx.num_threads()));
@@ -175,7 +185,7 @@ pub(super) fn each_thread(job: &(dyn Fn(usize, usize) + Sync)) {
 
 /// Runs `part(i)` for each `i` in `0..parts`, spread over the threads (of the team in a
 /// pass of [`run`]) as they come free.
-pub(super) fn for_parts(parts: usize, part: impl Fn(usize) + Sync) {
+pub fn for_parts(parts: usize, part: impl Fn(usize) + Sync) {
     let next = AtomicUsize::new(0);
     each_thread(&|_, _| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
