@@ -59,6 +59,12 @@ pub struct Calibration {
     /// The upper end of each map after a ReLU (all start at 0), in order: the stem's
     /// output, then each block's first and second convolutions' outputs and its output.
     pub ranges: Vec<f32>,
+    /// A chain's only ([`Calibrator::observe_chain`]): for each map, each channel's upper
+    /// end, by which [`super::QuantizedChain`] evens out the channels' ranges before
+    /// quantizing. Empty for a ResNet, and in calibrations written before it (whose maps
+    /// are then quantized as they were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<Vec<f32>>,
 }
 
 /// What a forward pass shows each map to: `(index, values)`.
@@ -72,6 +78,8 @@ pub struct Calibrator {
     input: [f32; 2],
     /// Per map: the largest value, and the images-weighted sum of per-batch ranges.
     maps: Vec<(f32, f64)>,
+    /// Per map of a chain, the same for each channel.
+    channels: Vec<Vec<(f32, f64)>>,
 }
 
 impl Calibrator {
@@ -82,6 +90,7 @@ impl Calibrator {
             images: 0,
             input: [f32::INFINITY, f32::NEG_INFINITY],
             maps: Vec::new(),
+            channels: Vec::new(),
         }
     }
 
@@ -89,19 +98,21 @@ impl Calibrator {
     /// A batch's range of a map is its percentile over the batch; the calibration's is the
     /// mean over batches, weighted by images (min-max: the largest value over all).
     pub fn observe(&mut self, net: &ResNet, images: &Maps) {
-        self.take(images, &mut |f| net.observe(images, f));
+        self.take(images, None, &mut |f| net.observe(images, f));
     }
 
     /// [`Calibrator::observe`] for a [`Chain`]: each convolution's output, after its ReLU
-    /// and before its pooling.
+    /// and before its pooling, and each of its channels.
     pub fn observe_chain(&mut self, chain: &Chain, images: &Maps) {
-        self.take(images, &mut |f| {
+        let widths: Vec<usize> = chain.layers.iter().map(|(c, _)| c.cout).collect();
+        self.take(images, Some(&widths), &mut |f| {
             chain.observe(images, f);
         });
     }
 
-    /// Takes in the input and the maps `run` shows.
-    fn take(&mut self, images: &Maps, run: &mut dyn FnMut(Observer<'_>)) {
+    /// Takes in the input and the maps `run` shows (and their channels, where `widths`
+    /// gives each map's channel count).
+    fn take(&mut self, images: &Maps, widths: Option<&[usize]>, run: &mut dyn FnMut(Observer<'_>)) {
         if images.n == 0 {
             return;
         }
@@ -111,14 +122,29 @@ impl Calibrator {
         }
         let n = images.n as f64;
         let method = self.method;
-        let maps = &mut self.maps;
+        let (maps, channels) = (&mut self.maps, &mut self.channels);
+        let take = |range: &mut (f32, f64), values: &[f32]| {
+            let max = values.iter().fold(0.0f32, |m, &v| m.max(v));
+            range.0 = range.0.max(max);
+            range.1 += n * f64::from(method.upper(values));
+        };
         run(&mut |i, values| {
             if maps.len() <= i {
                 maps.resize(i + 1, (0.0, 0.0));
             }
-            let max = values.iter().fold(0.0f32, |m, &v| m.max(v));
-            maps[i].0 = maps[i].0.max(max);
-            maps[i].1 += n * f64::from(method.upper(values));
+            take(&mut maps[i], values);
+            if let Some(&c) = widths.and_then(|w| w.get(i)) {
+                if channels.len() <= i {
+                    channels.resize(i + 1, Vec::new());
+                }
+                channels[i].resize(c, (0.0, 0.0));
+                let mut one = Vec::with_capacity(values.len() / c.max(1));
+                for (ch, range) in channels[i].iter_mut().enumerate() {
+                    one.clear();
+                    one.extend(values.iter().skip(ch).step_by(c));
+                    take(range, &one);
+                }
+            }
         });
         self.images += images.n;
     }
@@ -129,15 +155,21 @@ impl Calibrator {
             method: self.method,
             images: self.images,
             input: self.input,
-            ranges: self
-                .maps
+            ranges: self.maps.iter().map(|&r| self.upper(r)).collect(),
+            channels: self
+                .channels
                 .iter()
-                .map(|&(max, sum)| match self.method {
-                    RangeMethod::MinMax => max,
-                    RangeMethod::Percentile { .. } => (sum / self.images as f64) as f32,
-                })
+                .map(|map| map.iter().map(|&r| self.upper(r)).collect())
                 .collect(),
         })
+    }
+
+    /// A range from its largest value and its images-weighted sum of per-batch ranges.
+    fn upper(&self, (max, sum): (f32, f64)) -> f32 {
+        match self.method {
+            RangeMethod::MinMax => max,
+            RangeMethod::Percentile { .. } => (sum / self.images as f64) as f32,
+        }
     }
 }
 
