@@ -518,7 +518,7 @@ mod tests {
             .collect();
         for i in 0..2 {
             let (cout, next_cin) = (layers[i].0.cout, layers[i + 1].0.cin);
-            let wide = |c: usize| if c % 5 == 0 { 40.0 } else { 1.0 };
+            let wide = |c: usize| if c.is_multiple_of(5) { 40.0 } else { 1.0 };
             let conv = &mut layers[i].0;
             for (j, w) in conv.weight.iter_mut().enumerate() {
                 *w *= wide(j % cout);
