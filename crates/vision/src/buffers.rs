@@ -7,8 +7,9 @@
 
 use std::sync::Mutex;
 
-/// Buffers kept at most (a pass has at most five maps alive at once).
-const KEEP: usize = 12;
+/// Buffers kept at most: enough for one of each length a pass takes (ResNet-50's maps come
+/// in about a dozen lengths at one batch size), as many of a length as it holds at once.
+const KEEP: usize = 16;
 
 /// Buffers smaller than this are not worth keeping.
 const MIN_KEEP: usize = 1 << 14;
@@ -39,8 +40,21 @@ pub(crate) fn give_bytes(v: Vec<u8>) {
     give_to(&FREE_BYTES, v)
 }
 
+/// A free buffer of this very length if there is one. Else a new one while fewer than
+/// [`KEEP`] are free, so that the pool comes to hold one of each length a pass takes: a
+/// buffer taken shorter than it was written forgets the rest, and making it longer again
+/// zeroes the difference (272 MB over `bench encode --precision int8`'s passes when the
+/// few buffers in use went round every length; taking them by length made batch 8 0.4–3.4%
+/// faster, best of 15 alternating in one process, 8 rounds). Else the smallest that fits.
 fn take_from<T: Copy + Default>(pool: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
     let mut free = pool.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = free.iter().position(|v| v.len() == len) {
+        return free.swap_remove(i);
+    }
+    if free.len() < KEEP {
+        drop(free);
+        return vec![T::default(); len];
+    }
     let best = free
         .iter()
         .enumerate()
