@@ -222,8 +222,10 @@ fn pool_f32(x: &Maps, pool: Pool) -> Maps {
 /// ranges to 13.2 while 90% of it lies under 0.32, its channels' ranges 0.24–13.2): the
 /// error of the features as the caption model's image Dense sees them, mean over the dev
 /// split, 0.0148 → 0.0071 (scaling by `(U / u_c)^α`: α = 0, 0.25, 0.5, 0.75, 1 gave 0.0148,
-/// 0.0122, 0.0071, 0.0106, 0.0178). Without ranges per channel (a calibration written
-/// before them) the chain is returned as it is, with the map ranges of `calibration`.
+/// 0.0122, 0.0071, 0.0106, 0.0178). A map's range is then its widest channel's: with
+/// min-max the map's own, with a percentile that channel's percentile. Without ranges per
+/// channel (a calibration written before them) the chain is returned as it is, with the
+/// map ranges of `calibration`.
 fn equalized(
     chain: &Chain,
     calibration: &Calibration,
