@@ -438,20 +438,24 @@ mod tests {
         assert!(e.to_string().contains("12 ranges"), "{e}");
     }
 
-    #[test]
-    fn an_int8_chain_follows_the_f32_one() {
-        let mut rng = Rng::new(31);
-        let mut layers = Vec::new();
-        let channels = [3, 8, 16, 16];
-        for i in 0..3 {
-            let mut c = random_conv(&mut rng, 3, channels[i], channels[i + 1], 1);
-            c.bias.iter_mut().for_each(|b| *b *= 0.1);
-            let scale = (2.0 / (9 * channels[i]) as f32).sqrt();
-            c.weight.iter_mut().for_each(|w| *w *= scale);
-            layers.push((c, if i < 2 { Pool::Max2 } else { Pool::Avg2 }));
-        }
-        let chain = Chain { layers };
-        let pixels = |rng: &mut Rng, n: usize| Maps {
+    /// A chain of three 3×3 convolutions through `channels` (He-scaled weights, small
+    /// biases), max pooling between and average pooling at the end.
+    fn chain(rng: &mut Rng, channels: [usize; 4]) -> Chain {
+        let layers = (0..3)
+            .map(|i| {
+                let mut c = random_conv(rng, 3, channels[i], channels[i + 1], 1);
+                c.bias.iter_mut().for_each(|b| *b *= 0.1);
+                let scale = (2.0 / (9 * channels[i]) as f32).sqrt();
+                c.weight.iter_mut().for_each(|w| *w *= scale);
+                (c, if i < 2 { Pool::Max2 } else { Pool::Avg2 })
+            })
+            .collect();
+        Chain { layers }
+    }
+
+    /// `n` images of 32×32 pixels in [−0.5, 0.5], as the concept CNN takes them.
+    fn pixels(rng: &mut Rng, n: usize) -> Maps {
+        Maps {
             n,
             h: 32,
             w: 32,
@@ -459,7 +463,13 @@ mod tests {
             data: (0..n * 32 * 32 * 3)
                 .map(|_| rng.uniform(-0.5, 0.5))
                 .collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn an_int8_chain_follows_the_f32_one() {
+        let mut rng = Rng::new(31);
+        let chain = chain(&mut rng, [3, 8, 16, 16]);
         let mut cal = Calibrator::new(RangeMethod::Percentile { percent: 99.99 });
         cal.observe_chain(&chain, &pixels(&mut rng, 4));
         let cal = cal.finish().unwrap();
@@ -508,16 +518,7 @@ mod tests {
     #[test]
     fn evened_out_channels_keep_the_function_and_lose_less() {
         let mut rng = Rng::new(41);
-        let channels = [3, 16, 24, 16];
-        let mut layers: Vec<(Conv, Pool)> = (0..3)
-            .map(|i| {
-                let mut c = random_conv(&mut rng, 3, channels[i], channels[i + 1], 1);
-                c.bias.iter_mut().for_each(|b| *b *= 0.1);
-                let scale = (2.0 / (9 * channels[i]) as f32).sqrt();
-                c.weight.iter_mut().for_each(|w| *w *= scale);
-                (c, if i < 2 { Pool::Max2 } else { Pool::Avg2 })
-            })
-            .collect();
+        let mut layers = chain(&mut rng, [3, 16, 24, 16]).layers;
         for i in 0..2 {
             let (cout, next_cin) = (layers[i].0.cout, layers[i + 1].0.cin);
             let wide = |c: usize| if c.is_multiple_of(5) { 40.0 } else { 1.0 };
@@ -535,15 +536,6 @@ mod tests {
             }
         }
         let chain = Chain { layers };
-        let pixels = |rng: &mut Rng, n: usize| Maps {
-            n,
-            h: 32,
-            w: 32,
-            c: 3,
-            data: (0..n * 32 * 32 * 3)
-                .map(|_| rng.uniform(-0.5, 0.5))
-                .collect(),
-        };
         let mut cal = Calibrator::new(RangeMethod::MinMax);
         cal.observe_chain(&chain, &pixels(&mut rng, 6));
         let cal = cal.finish().unwrap();
