@@ -195,12 +195,11 @@ impl QuantWeights {
         let quads = self.quads / segments;
         assert!(rows.shortest >= 4 * quads, "rows shorter than k");
         let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
-        let kernel = kernel(self.levels);
         // SAFETY: every pointer reads a segment's `4·quads` bytes (asserted above), `w` holds
         // `segments·quads` quads, and the kernel's instruction sets were detected when it
         // was chosen.
-        rows.by_groups(acc, |groups, sums| unsafe {
-            kernel(groups, segments, w.as_ptr(), quads, sums)
+        rows.by_groups(acc, |groups, sums, rows| unsafe {
+            kernel_for(self.levels, rows)(groups, segments, w.as_ptr(), quads, sums)
         });
     }
 }
@@ -286,21 +285,22 @@ impl<'a, T> Rows<'a, T> {
     }
 
     /// Runs `call` on the whole groups (their segments' pointers) with their rows of `acc`,
-    /// then on the partial last group, whose sums beyond the rows are dropped.
+    /// then on the partial last group, whose sums beyond the rows are dropped; the last
+    /// argument is how many of each group's rows are real.
     fn by_groups(
         &self,
         acc: &mut [[i32; QNR]],
-        mut call: impl FnMut(&[[*const T; QMR]], &mut [[[i32; QNR]; QMR]]),
+        mut call: impl FnMut(&[[*const T; QMR]], &mut [[[i32; QNR]; QMR]], usize),
     ) {
         assert_eq!(self.count, acc.len(), "a sum for every row");
         let (full, rest) = acc.as_chunks_mut::<QMR>();
         let (n, s) = (full.len(), self.segments);
         if n > 0 {
-            call(&self.groups[..n * s], full);
+            call(&self.groups[..n * s], full, QMR);
         }
         if !rest.is_empty() {
             let mut sums = [[[0i32; QNR]; QMR]];
-            call(&self.groups[n * s..(n + 1) * s], &mut sums);
+            call(&self.groups[n * s..(n + 1) * s], &mut sums, rest.len());
             rest.copy_from_slice(&sums[0][..rest.len()]);
         }
     }
@@ -358,7 +358,7 @@ impl PairWeights {
         let kernel = pair_kernel();
         // SAFETY: every pointer reads `2·pairs` values (asserted above), `w` holds `pairs`
         // pair rows, and the kernel's instruction sets were detected when it was chosen.
-        rows.by_groups(acc, |groups, sums| unsafe {
+        rows.by_groups(acc, |groups, sums, _| unsafe {
             kernel(groups, w.as_ptr(), self.pairs, sums)
         });
     }
@@ -438,7 +438,7 @@ fn kernel(levels: i32) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if has_vnni() {
-            return x86::sums_vnni;
+            return x86::sums_vnni::<QMR>;
         }
         if levels > SEVEN_BIT_LEVELS {
             return sums_portable;
@@ -451,6 +451,26 @@ fn kernel(levels: i32) -> Kernel {
         }
     }
     sums_portable
+}
+
+/// The kernel for groups of which the first `rows` rows are real: with VNNI one that makes
+/// only those rows' sums (a partial last group costs its rows, not a whole group's: at
+/// batch 1 ResNet-50's last stage has 49 rows, 8 groups and 1 row), else [`kernel`].
+fn kernel_for(levels: i32, rows: usize) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if rows < QMR && has_vnni() {
+            return match rows {
+                1 => x86::sums_vnni::<1>,
+                2 => x86::sums_vnni::<2>,
+                3 => x86::sums_vnni::<3>,
+                4 => x86::sums_vnni::<4>,
+                _ => x86::sums_vnni::<5>,
+            };
+        }
+    }
+    let _ = rows;
+    kernel(levels)
 }
 
 /// The kernel without vector instructions: the same integers.
@@ -606,12 +626,14 @@ mod x86 {
         }
     }
 
-    /// With VNNI: `vpdpbusd` adds the four products of a quad into i32 at once.
+    /// With VNNI: `vpdpbusd` adds the four products of a quad into i32 at once. Only the
+    /// first `M` rows of each group are summed (and their sums written).
     ///
     /// # Safety
-    /// AVX-512F, BW and VNNI must be present; as [`super::sums_portable`].
+    /// AVX-512F, BW and VNNI must be present; as [`super::sums_portable`], for the first
+    /// `M ≤ QMR` pointers of each group.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn sums_vnni(
+    pub(super) unsafe fn sums_vnni<const M: usize>(
         groups: &[[*const u8; QMR]],
         segments: usize,
         w: *const i8,
@@ -619,7 +641,7 @@ mod x86 {
         acc: &mut [[[i32; QNR]; QMR]],
     ) {
         for (g, acc) in groups.chunks_exact(segments).zip(acc.iter_mut()) {
-            let mut c = [_mm512_setzero_si512(); QMR];
+            let mut c = [_mm512_setzero_si512(); M];
             for (s, a) in g.iter().enumerate() {
                 let w = w.add(s * quads * QUAD);
                 for t in 0..quads {
@@ -718,7 +740,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             if has_vnni() {
-                kernels.push(("AVX-512 VNNI", x86::sums_vnni));
+                kernels.push(("AVX-512 VNNI", x86::sums_vnni::<QMR>));
             }
             if levels <= SEVEN_BIT_LEVELS && crate::has_avx512() {
                 kernels.push(("AVX-512BW", x86::sums_avx512));
@@ -774,8 +796,9 @@ mod tests {
     }
 
     /// Rows of segments read wherever they lie give the sums of the rows they make, on
-    /// every kernel this CPU has (3 segments of 5 quads; 1 to 13 rows, so whole groups and a
-    /// partial one).
+    /// every kernel this CPU has (3 segments of 5 quads; 1 to 13 rows, so whole groups and
+    /// partial ones of every size, which VNNI sums with a kernel of their own), and those
+    /// are the exact sums.
     #[test]
     fn segmented_rows_give_the_sums_of_their_rows() {
         let mut rng = Rng::new(14);
@@ -785,7 +808,7 @@ mod tests {
         let pool = random_bytes(&mut rng, 13 * 3 * 23);
         for (levels, rows) in [SEVEN_BIT_LEVELS, weight_levels()]
             .into_iter()
-            .flat_map(|l| [(l, 1), (l, 6), (l, 13)])
+            .flat_map(|l| [1, 2, 3, 4, 5, 6, 11, 13].map(|rows| (l, rows)))
         {
             let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
             let runs: Vec<&[u8]> = (0..rows * 3)
@@ -800,6 +823,21 @@ mod tests {
                 m.sums(&segmented, b, &mut got);
                 m.block_sums(&whole, b, &mut want);
                 assert_eq!(got, want, "{rows} rows, block {b}");
+                let exact: Vec<[i32; QNR]> = whole
+                    .iter()
+                    .map(|x| {
+                        std::array::from_fn(|jj| {
+                            let j = (b * QNR + jj).min(n - 1);
+                            let dot = (0..k).map(|r| i32::from(x[r]) * i32::from(m.level(r, j)));
+                            if b * QNR + jj < n {
+                                dot.sum()
+                            } else {
+                                0
+                            }
+                        })
+                    })
+                    .collect();
+                assert_eq!(want, exact, "{rows} rows, block {b}: the exact sums");
                 let wb = m.q[b * m.quads * QUAD..].as_ptr();
                 let full = rows / QMR;
                 for (name, kernel) in exact_kernels(m.levels()).into_iter().filter(|_| full > 0) {
