@@ -12,8 +12,8 @@
 //! 12.49 against 12.92 and 12.11 against 12.43 (medians 2–5% lower); batch 8 about 1%.
 //! Caption decoding runs each call (a batch of captions) as a pass too: its words' panel
 //! products (see `panel.rs`) then give each thread the same share of every weight matrix,
-//! word after word, and beam 3 at batch 1 with int8 weights took 9–10% less time (best of
-//! 50, alternating in one process, six sittings).
+//! word after word, and beam 3 at batch 1 with int8 weights took 8–11% less time (best of
+//! 50, alternating in one process, nine rounds in three runs).
 //!
 //! A waiting thread spins for [`SPIN`], then between looks runs any rayon work pending in
 //! the pool ([`rayon::yield_now`]: a broadcast or a parallel iterator begun in the pass, or
