@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autocaption_tensor::{team, PairWeights, QuantWeights, Rows, QMR, QNR};
 
-use super::epilogue::{finish_block, in_levels, Affine, Residual, Shortcut, Sink};
+use super::epilogue::{finish_block, in_levels, Affine, Out, Residual, Shortcut, Sink};
 use super::{level, QMaps, Quant, Shared};
 use crate::{buffers, Conv, Maps, Padding};
 
@@ -98,6 +98,13 @@ const ROW_SHARE_TILES: usize = 5;
 // Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 
+/// Whether [`for_tiles`] shares `rows` among the threads as runs of rows, each tile then
+/// holding every block of columns (else as column blocks).
+pub(super) fn row_shares(rows: usize, blocks: usize) -> bool {
+    let threads = rayon::current_num_threads().max(1);
+    threads == 1 || rows >= threads * ROW_SHARE_TILES * TILE_ROWS || blocks < threads
+}
+
 /// Splits `rows` output rows and `blocks` column blocks among the pool's threads and runs
 /// `job(first row, rows, blocks)` for each tile.
 ///
@@ -135,7 +142,7 @@ pub(super) fn for_tiles(
     let groups = rows.div_ceil(QMR);
     let shares: Vec<Vec<(usize, usize, Range<usize>)>> = (0..threads)
         .map(|i| {
-            if rows >= threads * ROW_SHARE_TILES * TILE_ROWS || blocks < threads {
+            if row_shares(rows, blocks) {
                 let at = |i: usize| (part(i, groups, threads) * QMR).min(rows);
                 tiles(at(i)..at(i + 1), 0..blocks)
             } else {
@@ -357,6 +364,34 @@ impl QConv {
     /// `scale · sum + bias` and each value then written by `sink`: tile by tile and block
     /// by block, every step of a block's values within the first-level cache.
     pub(super) fn run_direct(&self, x: &QMaps, shortcut: Shortcut<'_>, sink: Sink<'_>) {
+        self.run_direct_then(x, shortcut, sink, None);
+    }
+
+    /// Whether `next` can run tile by tile after this convolution on inputs shaped as `x`
+    /// (see [`QConv::run_direct_then`]): it reads each output pixel's channels in place,
+    /// and each tile holds whole rows.
+    pub(super) fn can_be_followed_by(&self, next: &QConv, x: &QMaps) -> bool {
+        let (oh, ow) = self.out_size(x.h, x.w);
+        next.reads_in_place()
+            && next.cin == self.cout
+            && row_shares(x.n * oh * ow, self.weights.blocks())
+    }
+
+    /// [`QConv::run_direct`], and then, where `then` is given, its pointwise convolution of
+    /// each tile's output rows as soon as the tile has written them, while they are still
+    /// in cache: the rows a block writes are then read back from there rather than from
+    /// memory by the next block's first convolution. (ResNet-50 at batch 8: 1.2% less
+    /// time, median of 20 rounds alternating pass by pass in one process, faster in all 20;
+    /// batch 1, where the later stages' tiles are column blocks and cannot follow,
+    /// unchanged: faster in 11 of 20, median 1.000.) The same bits as the two convolutions
+    /// one after the other.
+    pub(super) fn run_direct_then(
+        &self,
+        x: &QMaps,
+        shortcut: Shortcut<'_>,
+        sink: Sink<'_>,
+        then: Option<Then<'_>>,
+    ) {
         assert_eq!(x.c, self.cin, "conv expects {} input channels", self.cin);
         let (oh, ow) = self.out_size(x.h, x.w);
         let rows = x.n * oh * ow;
@@ -389,6 +424,21 @@ impl QConv {
             Shortcut::Conv(s, sx) => vec![sx.quant.zero; s.run],
             _ => Vec::new(),
         };
+        let then = then.map(|t| {
+            assert!(
+                self.can_be_followed_by(t.conv, x),
+                "a pointwise convolution of whole rows follows"
+            );
+            let Sink::Levels(..) = sink else {
+                panic!("a convolution follows levels");
+            };
+            let levels = t.quant.levels();
+            let affine: Vec<Affine> = (t.conv.affine(t.input).iter())
+                .map(|a| in_levels(a, levels, true))
+                .collect();
+            let out = Out::Levels(t.out, levels.unrounded(t.conv.floor()));
+            (t.conv, out, affine)
+        });
         for_tiles(rows, self.weights.blocks(), |r0, r, blocks| {
             let mut scratch = DIRECT_SCRATCH.take();
             let (patch, shortcut_patch, acc, shortcut_acc) = &mut scratch;
@@ -425,6 +475,20 @@ impl QConv {
                     out,
                     (r0 * cout + c0, cout, width),
                 );
+            }
+            if let (Some((next, next_out, next_affine)), Out::Levels(ours, _)) = (&then, out) {
+                // SAFETY: this tile's own rows, all of whose columns it has just written.
+                let ours: &[u8] = unsafe { ours.part(r0 * cout, r * cout) };
+                let rows = Rows::segmented_by(r, 1, |i, run| {
+                    run[0] = &ours[i * cout..(i + 1) * cout];
+                });
+                let next_cout = next.cout;
+                for (b, affine) in next_affine.iter().enumerate() {
+                    next.weights.sums(&rows, b, acc);
+                    let (c0, width) = (b * QNR, QNR.min(next_cout - b * QNR));
+                    let place = (r0 * next_cout + c0, next_cout, width);
+                    finish_block(acc, affine, Residual::None, *next_out, place);
+                }
             }
             DIRECT_SCRATCH.set(scratch);
         });
@@ -544,6 +608,18 @@ impl QConv {
             quant: out,
         }
     }
+}
+
+/// A pointwise convolution that follows another tile by tile (see
+/// [`QConv::run_direct_then`]).
+#[derive(Clone, Copy)]
+pub(super) struct Then<'a> {
+    pub(super) conv: &'a QConv,
+    /// How the rows it reads, the first convolution's output, are quantized.
+    pub(super) input: Quant,
+    /// Its output, `[rows][conv.cout]`, in the levels of `quant`.
+    pub(super) out: &'a Shared<u8>,
+    pub(super) quant: Quant,
 }
 
 /// Where a kernel row of an output pixel lies in the input (see [`QConv::kernel_row`]).

@@ -1,7 +1,7 @@
 //! Whole networks in int8: ResNet's bottleneck blocks and the concept CNN's chain.
 
 use super::calibration::check_calibration;
-use super::conv::QConv;
+use super::conv::{QConv, Then};
 use super::epilogue::{Shortcut, Sink};
 use super::{max_pool_u8, quantize_input, QMaps, Quant, Shared};
 use super::{Calibration, CalibrationMismatch};
@@ -24,16 +24,20 @@ struct QBlock {
 
 /// A block's output: 8-bit, or f32 for the last.
 enum BlockOut {
-    Q(QMaps),
+    /// With, where the next block's first convolution followed this block's last tile by
+    /// tile, its output.
+    Q(QMaps, Option<QMaps>),
     F(Maps),
 }
 
 impl QBlock {
     /// `ReLU(conv3(conv2(conv1(x))) + shortcut(x) or x)`: block by block of conv3's
     /// columns, the projection's sums made beside its own and added in registers (see
-    /// `epilogue`).
-    fn forward(&self, x: &QMaps) -> BlockOut {
-        let y1 = self.conv1.forward(x, self.q1);
+    /// `epilogue`). `y1`: conv1's output, where the block before made it. `next`: the
+    /// block after, whose conv1 then runs tile by tile after this block's conv3 where it
+    /// can ([`QConv::run_direct_then`]).
+    fn forward(&self, x: &QMaps, y1: Option<QMaps>, next: Option<&QBlock>) -> BlockOut {
+        let y1 = y1.unwrap_or_else(|| self.conv1.forward(x, self.q1));
         let y2 = self.conv2.forward(&y1, self.q2);
         buffers::give_bytes(y1.data);
         let c3 = &self.conv3;
@@ -52,18 +56,41 @@ impl QBlock {
             Some(quant) => Sink::Levels(&qs, quant.levels(), 0.0),
             None => Sink::Values(&fs, 0.0),
         };
-        c3.run_direct(&y2, shortcut, sink);
+        // The next block's conv1, where it can follow.
+        let next = next.filter(|b| self.out.is_some() && c3.can_be_followed_by(&b.conv1, &y2));
+        let mut next_y1 = next.map(|b| buffers::take_bytes(rows * b.conv1.cout)); // all written
+        let next_shared = next_y1.as_deref_mut().map(Shared::new);
+        let then = match (next, &next_shared, self.out) {
+            (Some(b), Some(out), Some(input)) => Some(Then {
+                conv: &b.conv1,
+                input,
+                out,
+                quant: b.q1,
+            }),
+            _ => None,
+        };
+        c3.run_direct_then(&y2, shortcut, sink, then);
         let (n, h, w, c) = (y2.n, oh, ow, cout);
         buffers::give_bytes(y2.data);
         match self.out {
-            Some(quant) => BlockOut::Q(QMaps {
-                n,
-                h,
-                w,
-                c,
-                data: q,
-                quant,
-            }),
+            Some(quant) => BlockOut::Q(
+                QMaps {
+                    n,
+                    h,
+                    w,
+                    c,
+                    data: q,
+                    quant,
+                },
+                next.zip(next_y1).map(|(b, data)| QMaps {
+                    n,
+                    h,
+                    w,
+                    c: b.conv1.cout,
+                    data,
+                    quant: b.q1,
+                }),
+            ),
             None => BlockOut::F(Maps {
                 n,
                 h,
@@ -124,23 +151,31 @@ impl QuantizedResNet {
 
     /// Pooled features `[n, features]` of preprocessed images `[n, h, w, 3]`.
     pub fn forward(&self, images: &Maps) -> Vec<f32> {
-        team::run(|| self.forward_in_pass(images))
+        team::run(|| self.forward_in_pass(images, true).0)
     }
 
-    fn forward_in_pass(&self, images: &Maps) -> Vec<f32> {
+    /// The features, and how many blocks' first convolutions followed the block before
+    /// tile by tile (none unless `follow`).
+    fn forward_in_pass(&self, images: &Maps, follow: bool) -> (Vec<f32>, usize) {
         let x = quantize_input(images, self.input);
         let stem = self.stem.forward(&x, self.stem_out);
         buffers::give_bytes(x.data);
         let mut x = max_pool_u8(&stem, 3, 2, 1);
         buffers::give_bytes(stem.data);
-        for b in &self.blocks {
-            match b.forward(&x) {
-                BlockOut::Q(y) => buffers::give_bytes(std::mem::replace(&mut x, y).data),
+        let (mut y1, mut followed) = (None, 0);
+        for (i, b) in self.blocks.iter().enumerate() {
+            let next = self.blocks.get(i + 1).filter(|_| follow);
+            match b.forward(&x, y1.take(), next) {
+                BlockOut::Q(y, next_y1) => {
+                    buffers::give_bytes(std::mem::replace(&mut x, y).data);
+                    followed += usize::from(next_y1.is_some());
+                    y1 = next_y1;
+                }
                 BlockOut::F(y) => {
                     buffers::give_bytes(x.data);
                     let features = global_average_pool(&y);
                     buffers::give(y.data);
-                    return features;
+                    return (features, followed);
                 }
             }
         }
@@ -411,6 +446,46 @@ mod tests {
                 ..x.clone()
             };
             assert_eq!(q.forward(&one), got[..f].to_vec(), "batch of one");
+        }
+    }
+
+    /// A block's first convolution run tile by tile after the block before gives the bits
+    /// it gives run on its own: both layouts (Keras strides the first convolution of a
+    /// stage's first block, so it cannot follow; torchvision's can), on 1 thread (every
+    /// tile whole rows) and 3 (the first stage's rows shared by rows, the last's by columns).
+    #[test]
+    fn a_convolution_run_tile_by_tile_after_another_gives_the_same_bits() {
+        let mut rng = Rng::new(51);
+        for (layout, seed) in [(Layout::Keras, 5), (Layout::Torchvision, 6)] {
+            let config = ResNetConfig {
+                layout,
+                width: 8,
+                blocks: [2, 2, 1, 2],
+            };
+            let net = ResNet::random(config, seed);
+            let mut cal = Calibrator::new(RangeMethod::MinMax);
+            cal.observe(&net, &images(&mut rng, 2, 96));
+            let q = QuantizedResNet::new(&net, &cal.finish().unwrap()).unwrap();
+            let x = images(&mut rng, 2, 96);
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let ((apart, none), (along, followed)) =
+                    pool.install(|| (q.forward_in_pass(&x, false), q.forward_in_pass(&x, true)));
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&apart), bits(&along), "{layout:?}, {threads} threads");
+                // Within each stage, and in torchvision's layout also into the next; on 3
+                // threads only from the first stage, whose rows are shared by rows.
+                let want = match (layout, threads) {
+                    (Layout::Keras, 1) => 3,
+                    (Layout::Torchvision, 1) => 6,
+                    (Layout::Keras, _) => 1,
+                    (Layout::Torchvision, _) => 2,
+                };
+                assert_eq!((none, followed), (0, want), "{layout:?}, {threads} threads");
+            }
         }
     }
 
