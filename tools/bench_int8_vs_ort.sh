@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Our int8 ResNet-50 beside ONNX Runtime's on the same network (seeded random weights,
 # Keras layout), the same calibration photos and this machine, ROUNDS times interleaved so
-# both see the same load; then accuracy against our f32 features on every photo of PHOTOS.
+# both see the same load, each round's ratios and the verdict (in how many rounds ours was
+# faster, the median ratio); then accuracy against our f32 features on every photo of PHOTOS.
 #   PYTHON=venv/bin/python tools/bench_int8_vs_ort.sh PHOTOS [ROUNDS] [CALIBRATION_COUNT]
 # PHOTOS: a folder of photos (e.g. $AUTOCAPTION_SHARED/data/flickr8k/images); the first
 # CALIBRATION_COUNT (default 8) by name calibrate both. PYTHON needs onnx, onnxruntime,
