@@ -246,9 +246,7 @@ impl QConv {
     ) -> Rows<'a, u8> {
         let cin = self.cin;
         if self.reads_in_place() {
-            return Rows::segmented_by(r, 1, |i, run| {
-                run[0] = &x.data[(r0 + i) * cin..(r0 + i + 1) * cin];
-            });
+            return pixel_rows(&x.data, (r0, r), cin);
         }
         let (kh, run) = (self.kh, self.run);
         assert_eq!(zeros.len(), run, "a kernel row of zero points");
@@ -479,9 +477,7 @@ impl QConv {
             if let (Some((next, next_out, next_affine)), Out::Levels(ours, _)) = (&then, out) {
                 // SAFETY: this tile's own rows, all of whose columns it has just written.
                 let ours: &[u8] = unsafe { ours.part(r0 * cout, r * cout) };
-                let rows = Rows::segmented_by(r, 1, |i, run| {
-                    run[0] = &ours[i * cout..(i + 1) * cout];
-                });
+                let rows = pixel_rows(ours, (0, r), cout);
                 let next_cout = next.cout;
                 for (b, affine) in next_affine.iter().enumerate() {
                     next.weights.sums(&rows, b, acc);
@@ -608,6 +604,13 @@ impl QConv {
             quant: out,
         }
     }
+}
+
+/// Rows `r0..r0 + r` of a map of `c` channels, each row a pixel's channels where they lie.
+fn pixel_rows(data: &[u8], (r0, r): (usize, usize), c: usize) -> Rows<'_, u8> {
+    Rows::segmented_by(r, 1, |i, run| {
+        run[0] = &data[(r0 + i) * c..(r0 + i + 1) * c];
+    })
 }
 
 /// A pointwise convolution that follows another tile by tile (see
