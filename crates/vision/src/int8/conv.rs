@@ -81,19 +81,27 @@ impl QWinograd {
     }
 }
 
-/// Rows of output pixels a tile makes at once (its patch rows stay in L2), at most.
-const TILE_ROWS: usize = 48;
+/// Rows of output pixels a tile makes at once, at most. Larger tiles pass over each block of
+/// weights fewer times and make fewer kernel and epilogue calls; too large, and a tile's
+/// output and residual rows no longer stay in cache from one block of columns to the next.
+/// ResNet-50 with 2 threads (AMD Zen 4, 1 MB of L2 a core; 10 rounds alternating pass by
+/// pass in one process, the shares below unchanged): 96 rows took 1.1% less time than 48 at
+/// batch 1 and 0.5% less at batch 8 (faster in 9 and 9 rounds of 10); 72 rows took 0.5% and
+/// 0.9% more than 96, and 192 rows 1.6% and 0.6% more.
+const TILE_ROWS: usize = 96;
 
-/// Tiles of rows each thread's share must hold for the shares to be rows (see
-/// [`for_tiles`]). With fewer, every tile of a thread would pass over all of a layer's
-/// weights, and where those outgrow its L2 they come from L3 each time; a column share is
-/// a thread's own part of them, which stays. Measured with 2 threads (AMD Zen 4, 1 MB of L2
-/// a core): ResNet-50's third stage at batch 1 (196 rows) with column shares ran 11.3–11.5
-/// ms an image against 11.9–13.2 with row shares (three interleaved rounds); at batch 8 the
-/// fourth stage (392 rows) took 5.8–6.1 ms against 6.4–6.5 for its first block's three
-/// convolutions and 4.2–4.7 against 4.4–4.9 for each other block's (three interleaved
-/// rounds, per-layer times).
-const ROW_SHARE_TILES: usize = 5;
+/// Rows each thread's share must hold for the shares to be rows (see [`for_tiles`]). With
+/// fewer, every tile of a thread would pass over all of a layer's weights, and where those
+/// outgrow its L2 they come from L3 each time; a column share is a thread's own part of
+/// them, which stays. Measured with 2 threads (AMD Zen 4, 1 MB of L2 a core): ResNet-50's
+/// third stage at batch 1 (196 rows) with column shares ran 11.3–11.5 ms an image against
+/// 11.9–13.2 with row shares (three interleaved rounds); at batch 8 the fourth stage (392
+/// rows) took 5.8–6.1 ms against 6.4–6.5 for its first block's three convolutions and
+/// 4.2–4.7 against 4.4–4.9 for each other block's (three interleaved rounds, per-layer
+/// times; tiles of 48 rows then). With tiles of 96, 480 rows (batch 1's second stage, 392 a
+/// thread, then in column shares) took 1.7% more time at batch 1 and 1.2% more at batch 8
+/// than 240 (10 rounds alternating pass by pass).
+const ROW_SHARE_ROWS: usize = 240;
 
 // Tiles hold whole kernel calls.
 const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
@@ -102,7 +110,7 @@ const _: () = assert!(TILE_ROWS.is_multiple_of(autocaption_tensor::QMR));
 /// holding every block of columns (else as column blocks).
 pub(super) fn row_shares(rows: usize, blocks: usize) -> bool {
     let threads = rayon::current_num_threads().max(1);
-    threads == 1 || rows >= threads * ROW_SHARE_TILES * TILE_ROWS || blocks < threads
+    threads == 1 || rows >= threads * ROW_SHARE_ROWS || blocks < threads
 }
 
 /// Splits `rows` output rows and `blocks` column blocks among the pool's threads and runs
@@ -114,7 +122,7 @@ pub(super) fn row_shares(rows: usize, blocks: usize) -> bool {
 /// layer's rows landed on either core and crossed between their caches: 2 threads ran about
 /// 1.7× one thread's speed, against 2× in isolation.) A thread done with its share then
 /// takes the tiles left in the others', so a core slowed by something else holds up no one
-/// for long. Where the rows are too few for every thread to get [`ROW_SHARE_TILES`] tiles,
+/// for long. Where the rows are too few for every thread to get [`ROW_SHARE_ROWS`] rows,
 /// the shares are column blocks instead, each thread reading only its own part of the
 /// weights (which then stays in its cache from tile to tile).
 pub(super) fn for_tiles(
@@ -251,35 +259,29 @@ impl QConv {
         let (kh, run) = (self.kh, self.run);
         assert_eq!(zeros.len(), run, "a kernel row of zero points");
         patch.resize(r * kh * run, 0);
-        let places = || Places::from(r0, (x.n, oh, ow)).take(r);
-        // The kernel rows partly in the padding first: the runs below borrow `patch`.
-        for (i, place) in places().enumerate() {
-            if self.inside(x, place).is_none() {
-                for ky in 0..kh {
-                    if let KernelRow::Partial = self.kernel_row(x, place, ky) {
-                        let p = (i * kh + ky) * run;
-                        self.gather_kernel_row(x, place, ky, &mut patch[p..p + run]);
-                    }
-                }
-            }
-        }
-        let (line, patch) = (x.w * cin, &*patch);
-        let mut places = places();
-        Rows::segmented_by(r, kh, |i, runs| {
+        let offsets: Vec<usize> = (0..kh).map(|ky| ky * x.w * cin).collect();
+        let mut places = Places::from(r0, (x.n, oh, ow));
+        // Each row's place in `patch`, for its kernel rows partly in the padding.
+        let mut patches = patch.chunks_exact_mut(kh * run);
+        Rows::in_place(&x.data, run, &offsets, r, |_, runs| {
             let place = places.next().expect("a place for every row");
+            let patch = patches.next().expect("a patch for every row");
             if let Some(src) = self.inside(x, place) {
-                for (ky, run_of) in runs.iter_mut().enumerate() {
-                    *run_of = &x.data[src + ky * line..][..run];
-                }
-                return;
+                return Some(src);
             }
-            for (ky, run_of) in runs.iter_mut().enumerate() {
+            for (ky, (run_of, patch)) in
+                runs.iter_mut().zip(patch.chunks_exact_mut(run)).enumerate()
+            {
                 *run_of = match self.kernel_row(x, place, ky) {
                     KernelRow::Inside(src) => &x.data[src..src + run],
                     KernelRow::Padding => zeros,
-                    KernelRow::Partial => &patch[(i * kh + ky) * run..][..run],
+                    KernelRow::Partial => {
+                        self.gather_kernel_row(x, place, ky, patch);
+                        patch
+                    }
                 };
             }
+            None
         })
     }
 
@@ -608,9 +610,7 @@ impl QConv {
 
 /// Rows `r0..r0 + r` of a map of `c` channels, each row a pixel's channels where they lie.
 fn pixel_rows(data: &[u8], (r0, r): (usize, usize), c: usize) -> Rows<'_, u8> {
-    Rows::segmented_by(r, 1, |i, run| {
-        run[0] = &data[(r0 + i) * c..(r0 + i + 1) * c];
-    })
+    Rows::in_place(data, c, &[0], r, |i, _| Some((r0 + i) * c))
 }
 
 /// A pointwise convolution that follows another tile by tile (see
