@@ -887,7 +887,11 @@ mod tests {
             });
             assert_eq!(got.len(), rows);
             assert_eq!(got.groups, want.groups, "{rows} rows");
-            assert_eq!((got.segments, got.shortest), (3, want.shortest), "{rows} rows");
+            assert_eq!(
+                (got.segments, got.shortest),
+                (3, want.shortest),
+                "{rows} rows"
+            );
         }
     }
 

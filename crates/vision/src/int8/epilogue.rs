@@ -347,6 +347,58 @@ mod x86 {
             Residual::Sums(_, a) => load(a),
             _ => main,
         };
+        let whole =
+            width == QNR && !matches!(residual, Residual::Levels { width: w, .. } if w != QNR);
+        if let (Out::Levels(out, floor), true) = (out, whole) {
+            // Whole rows to levels, the common case: one loop for each residual, with no
+            // test and no bound check a row (the bounds checked here once). ResNet-50 with
+            // 2 threads (AMD Zen 4): 0.3–3.7% less time at batch 1 and 0.8–1.9% at batch
+            // 8 (medians of two runs of 10 and 12 rounds alternating pass by pass).
+            let floor = _mm512_set1_ps(floor.max(0.0));
+            let span = acc.len().saturating_sub(1) * stride + QNR;
+            let dst = out.ptr(at, if acc.is_empty() { 0 } else { span });
+            let put = |i: usize, v: __m512| {
+                let bytes = _mm512_cvtusepi32_epi8(_mm512_cvtps_epu32(_mm512_max_ps(v, floor)));
+                // SAFETY: inside the output (checked above); each task writes its own rows'
+                // own blocks.
+                unsafe { _mm_storeu_si128(dst.add(i * stride).cast(), bytes) };
+            };
+            match residual {
+                Residual::None => {
+                    for (i, a) in acc.iter().enumerate() {
+                        put(i, row(a, main));
+                    }
+                }
+                Residual::Sums(acc2, _) => {
+                    assert!(acc2.len() >= acc.len(), "a residual sum for every row");
+                    for (i, (a, a2)) in acc.iter().zip(acc2).enumerate() {
+                        put(i, _mm512_add_ps(row(a, main), row(a2, second)));
+                    }
+                }
+                Residual::Levels {
+                    q,
+                    stride: q_stride,
+                    scale,
+                    zero,
+                    ..
+                } => {
+                    let span = acc.len().saturating_sub(1) * q_stride + QNR;
+                    assert!(
+                        acc.is_empty() || span <= q.len(),
+                        "residual rows out of bounds"
+                    );
+                    let (scale, zero) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero));
+                    for (i, a) in acc.iter().enumerate() {
+                        // SAFETY: inside `q` (asserted above).
+                        let x = unsafe { _mm_loadu_si128(q.as_ptr().add(i * q_stride).cast()) };
+                        let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(x));
+                        let r = _mm512_mul_ps(scale, _mm512_sub_ps(q, zero));
+                        put(i, _mm512_add_ps(row(a, main), r));
+                    }
+                }
+            }
+            return;
+        }
         for (i, a) in acc.iter().enumerate() {
             let mut v = row(a, main);
             match residual {

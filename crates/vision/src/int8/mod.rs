@@ -180,6 +180,12 @@ impl<T> Shared<T> {
         // SAFETY: in bounds (asserted); disjointness is the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
     }
+
+    /// A pointer to the value at `at`, where the `len` values from there lie inside.
+    fn ptr(&self, at: usize, len: usize) -> *mut T {
+        assert!(at + len <= self.1, "part out of bounds");
+        self.0.wrapping_add(at)
+    }
 }
 
 #[cfg(test)]
