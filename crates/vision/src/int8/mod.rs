@@ -53,7 +53,7 @@ impl Quant {
 }
 
 /// [`Quant`] ready for many values: the nearest level (halves to even).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Levels {
     inv: f32,
     zero: f32,
