@@ -387,13 +387,26 @@ mod x86 {
                         acc.is_empty() || span <= q.len(),
                         "residual rows out of bounds"
                     );
-                    let (scale, zero) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero));
-                    for (i, a) in acc.iter().enumerate() {
+                    let residual = |i: usize| {
                         // SAFETY: inside `q` (asserted above).
                         let x = unsafe { _mm_loadu_si128(q.as_ptr().add(i * q_stride).cast()) };
-                        let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(x));
-                        let r = _mm512_mul_ps(scale, _mm512_sub_ps(q, zero));
-                        put(i, _mm512_add_ps(row(a, main), r));
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(x))
+                    };
+                    let scale_v = _mm512_set1_ps(scale);
+                    if zero == 0.0 {
+                        // A map after a ReLU (every block's input): `q − 0` is `q`, one
+                        // operation less (ResNet-50: 0.4% less time at batches 1 and 8, faster
+                        // in 9 and 8 of 12 rounds alternating pass by pass).
+                        for (i, a) in acc.iter().enumerate() {
+                            let r = _mm512_mul_ps(scale_v, residual(i));
+                            put(i, _mm512_add_ps(row(a, main), r));
+                        }
+                    } else {
+                        let zero = _mm512_set1_ps(zero);
+                        for (i, a) in acc.iter().enumerate() {
+                            let r = _mm512_mul_ps(scale_v, _mm512_sub_ps(residual(i), zero));
+                            put(i, _mm512_add_ps(row(a, main), r));
+                        }
                     }
                 }
             }
@@ -490,6 +503,14 @@ mod tests {
                     width,
                     scale: 0.07,
                     zero: 3.0,
+                },
+                // A map after a ReLU, as every block's input.
+                Residual::Levels {
+                    q: &q,
+                    stride,
+                    width,
+                    scale: 0.07,
+                    zero: 0.0,
                 },
             ];
             for residual in residuals {
