@@ -25,6 +25,6 @@ pub use init::{glorot_uniform, orthogonal, uniform, Rng};
 pub use panel::{Epilogue, OutOfRange, PanelMatrix, WeightFormat, PANEL};
 pub use qgemm::{
     has_int8_dot, int8_kernel_name, weight_bits, weight_levels, PairWeights, QuantWeights, Rows,
-    QMR, QNR,
+    QBLOCKS, QMR, QNR,
 };
 pub use simd::{has_avx2_fma, has_avx512};

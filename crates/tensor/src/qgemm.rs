@@ -23,6 +23,10 @@ pub const QNR: usize = 16;
 /// Rows a kernel call carries at once: row counts that are a multiple waste nothing.
 pub const QMR: usize = 6;
 
+/// Blocks of columns [`QuantWeights::sums_blocks`] makes at once, at most: with VNNI 6 rows
+/// of 4 blocks are 24 sums in registers, of the 32.
+pub const QBLOCKS: usize = 4;
+
 /// Largest magnitude of a 7-bit weight, which every kernel multiplies exactly.
 const SEVEN_BIT_LEVELS: i32 = 63;
 
@@ -201,6 +205,58 @@ impl QuantWeights {
         rows.by_groups(acc, |groups, sums, rows| unsafe {
             kernel_for(self.levels, rows)(groups, segments, w.as_ptr(), quads, sums)
         });
+    }
+
+    /// [`QuantWeights::sums`] for the `count` blocks from `b` at once (`count` from 1 to
+    /// [`QBLOCKS`]), block `b + j`'s sums at `acc[j·n..(j + 1)·n]` for `n` rows: with
+    /// VNNI one kernel makes them all, each row's bytes read once for every block (else
+    /// one product a block).
+    pub fn sums_blocks(&self, rows: &Rows<'_, u8>, b: usize, count: usize, acc: &mut [[i32; QNR]]) {
+        let n = rows.len();
+        assert!(
+            (1..=QBLOCKS).contains(&count) && b + count <= self.blocks,
+            "blocks {b}.. ({count}) of {}",
+            self.blocks
+        );
+        assert_eq!(acc.len(), count * n, "a sum for every row of every block");
+        #[cfg(target_arch = "x86_64")]
+        if has_vnni() && count > 1 {
+            let segments = rows.segments;
+            assert!(
+                self.quads.is_multiple_of(segments),
+                "{} quads in {segments} segments",
+                self.quads
+            );
+            let quads = self.quads / segments;
+            assert!(rows.shortest >= 4 * quads, "rows shorter than k");
+            let w = &self.q[b * self.quads * QUAD..(b + count) * self.quads * QUAD];
+            let (full, rest) = (n / QMR, n % QMR);
+            let groups = &rows.groups;
+            let out = acc.as_mut_ptr();
+            // SAFETY: every pointer reads a segment's `4·quads` bytes (asserted above), `w`
+            // holds the blocks' `segments·quads` quads each, `acc` holds `count` blocks of
+            // `n` rows (asserted above), and VNNI is present.
+            unsafe {
+                let w = w.as_ptr();
+                let kernel = |m: usize| match count {
+                    2 => x86::blocks_kernel::<2>(m),
+                    3 => x86::blocks_kernel::<3>(m),
+                    _ => x86::blocks_kernel::<4>(m),
+                };
+                if full > 0 {
+                    let groups = &groups[..full * segments];
+                    kernel(QMR)(groups, segments, w, quads, out, n);
+                }
+                if rest > 0 {
+                    let last = &groups[full * segments..(full + 1) * segments];
+                    kernel(rest)(last, segments, w, quads, out.add(full * QMR), n);
+                }
+            }
+            return;
+        }
+        for (j, acc) in acc.chunks_exact_mut(n.max(1)).enumerate().take(count) {
+            self.sums(rows, b + j, acc);
+        }
     }
 }
 
@@ -474,6 +530,10 @@ unsafe fn pair_sums_portable(
 /// (`segments·quads` quads).
 type Kernel = unsafe fn(&[[*const u8; QMR]], usize, *const i8, usize, &mut [[[i32; QNR]; QMR]]);
 
+/// A kernel of several blocks at once (`x86::blocks_vnni`).
+#[cfg(target_arch = "x86_64")]
+type BlocksKernel = unsafe fn(&[[*const u8; QMR]], usize, *const i8, usize, *mut [i32; QNR], usize);
+
 /// Which instruction set the kernels use here, for reports.
 pub fn int8_kernel_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -574,7 +634,7 @@ unsafe fn sums_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{QMR, QNR, QUAD};
+    use super::{BlocksKernel, QMR, QNR, QUAD};
 
     /// Four input bytes of row `p` at quad `t`, in every 32-bit lane.
     ///
@@ -720,6 +780,60 @@ mod x86 {
             }
         }
     }
+
+    /// [`blocks_vnni`] for `B` blocks, summing the first `rows` rows of each group.
+    pub(super) fn blocks_kernel<const B: usize>(rows: usize) -> BlocksKernel {
+        match rows {
+            1 => blocks_vnni::<1, B>,
+            2 => blocks_vnni::<2, B>,
+            3 => blocks_vnni::<3, B>,
+            4 => blocks_vnni::<4, B>,
+            5 => blocks_vnni::<5, B>,
+            _ => blocks_vnni::<QMR, B>,
+        }
+    }
+
+    /// [`sums_vnni`] for `B` adjacent blocks at once (`w`: the first's quads, each next
+    /// one's right after), the first `M` rows of each group: each broadcast of 4 input
+    /// bytes feeds every block's sums, `M·B` sums in registers. Block `j`'s sums of group
+    /// `g`'s rows go to `out[j·stride + g·QMR..][..M]`.
+    ///
+    /// # Safety
+    /// As [`sums_vnni`], with `w` holding `B` blocks' `segments·quads` quads and `out`
+    /// `B` runs of `stride` rows, each holding every group's rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn blocks_vnni<const M: usize, const B: usize>(
+        groups: &[[*const u8; QMR]],
+        segments: usize,
+        w: *const i8,
+        quads: usize,
+        out: *mut [i32; QNR],
+        stride: usize,
+    ) {
+        let block = segments * quads * QUAD;
+        for (g, a) in groups.chunks_exact(segments).enumerate() {
+            let mut c = [[_mm512_setzero_si512(); M]; B];
+            for (s, a) in a.iter().enumerate() {
+                let w = w.add(s * quads * QUAD);
+                for t in 0..quads {
+                    let wq: [__m512i; B] = std::array::from_fn(|j| {
+                        _mm512_loadu_si512(w.add(j * block + t * QUAD).cast())
+                    });
+                    for r in 0..M {
+                        let x = _mm512_set1_epi32(a[r].add(4 * t).cast::<i32>().read_unaligned());
+                        for j in 0..B {
+                            c[j][r] = _mm512_dpbusd_epi32(c[j][r], x, wq[j]);
+                        }
+                    }
+                }
+            }
+            for (j, c) in c.iter().enumerate() {
+                for (r, c) in c.iter().enumerate() {
+                    _mm512_storeu_si512(out.add(j * stride + g * QMR + r).cast(), *c);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -853,6 +967,43 @@ mod tests {
                     // SAFETY: as above; the kernel's instruction sets were detected.
                     unsafe { kernel(&groups, 1, w, m.quads, &mut fast) };
                     assert_eq!(fast, slow, "{name} kernel, ±{levels}, block {b}");
+                }
+            }
+        }
+    }
+
+    /// Sums of a run of blocks at once are each block's sums: every run of 1 to
+    /// [`QBLOCKS`] blocks of 5 (the last partial), on segmented rows, 1 to 13 rows (so
+    /// whole groups and partial ones of every size), 7- and 8-bit weights.
+    #[test]
+    fn sums_of_blocks_at_once_are_each_blocks_sums() {
+        let mut rng = Rng::new(16);
+        let (k, n) = (24, 70);
+        let w: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let pool = random_bytes(&mut rng, 13 * 2 * 12);
+        for levels in [SEVEN_BIT_LEVELS, weight_levels()] {
+            let m = QuantWeights::quantize_to(&w, k, n, levels).unwrap();
+            assert_eq!(m.blocks(), 5);
+            for rows in 1..=13 {
+                let runs: Vec<&[u8]> = (0..rows * 2)
+                    .map(|i| &pool[(i * 5 % 26) * 12..][..12])
+                    .collect();
+                let segmented = Rows::segmented(&runs, 2);
+                for b in 0..5 {
+                    for count in 1..=QBLOCKS.min(5 - b) {
+                        let mut got = vec![[9; QNR]; count * rows];
+                        m.sums_blocks(&segmented, b, count, &mut got);
+                        for (j, got) in got.chunks_exact(rows).enumerate() {
+                            let mut want = vec![[8; QNR]; rows];
+                            m.sums(&segmented, b + j, &mut want);
+                            assert_eq!(
+                                got,
+                                want,
+                                "±{levels}, {rows} rows, block {} of {b}..+{count}",
+                                b + j
+                            );
+                        }
+                    }
                 }
             }
         }
