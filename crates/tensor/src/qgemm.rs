@@ -190,6 +190,19 @@ impl QuantWeights {
     /// quads.
     pub fn sums(&self, rows: &Rows<'_, u8>, b: usize, acc: &mut [[i32; QNR]]) {
         assert!(b < self.blocks, "block {b} of {}", self.blocks);
+        let (segments, quads) = (rows.segments, self.segment_quads(rows));
+        let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
+        // SAFETY: every pointer reads a segment's `4·quads` bytes (asserted above), `w` holds
+        // `segments·quads` quads, and the kernel's instruction sets were detected when it
+        // was chosen.
+        rows.by_groups(acc, |groups, sums, rows| unsafe {
+            kernel_for(self.levels, rows)(groups, segments, w.as_ptr(), quads, sums)
+        });
+    }
+
+    /// The quads of k in each segment of `rows`, which must split them evenly and be long
+    /// enough to hold them.
+    fn segment_quads(&self, rows: &Rows<'_, u8>) -> usize {
         let segments = rows.segments;
         assert!(
             self.quads.is_multiple_of(segments),
@@ -198,13 +211,7 @@ impl QuantWeights {
         );
         let quads = self.quads / segments;
         assert!(rows.shortest >= 4 * quads, "rows shorter than k");
-        let w = &self.q[b * self.quads * QUAD..(b + 1) * self.quads * QUAD];
-        // SAFETY: every pointer reads a segment's `4·quads` bytes (asserted above), `w` holds
-        // `segments·quads` quads, and the kernel's instruction sets were detected when it
-        // was chosen.
-        rows.by_groups(acc, |groups, sums, rows| unsafe {
-            kernel_for(self.levels, rows)(groups, segments, w.as_ptr(), quads, sums)
-        });
+        quads
     }
 
     /// [`QuantWeights::sums`] for the `count` blocks from `b` at once (`count` from 1 to
@@ -221,14 +228,7 @@ impl QuantWeights {
         assert_eq!(acc.len(), count * n, "a sum for every row of every block");
         #[cfg(target_arch = "x86_64")]
         if has_vnni() && count > 1 {
-            let segments = rows.segments;
-            assert!(
-                self.quads.is_multiple_of(segments),
-                "{} quads in {segments} segments",
-                self.quads
-            );
-            let quads = self.quads / segments;
-            assert!(rows.shortest >= 4 * quads, "rows shorter than k");
+            let (segments, quads) = (rows.segments, self.segment_quads(rows));
             let w = &self.q[b * self.quads * QUAD..(b + count) * self.quads * QUAD];
             let (full, rest) = (n / QMR, n % QMR);
             let groups = &rows.groups;
