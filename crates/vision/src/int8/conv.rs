@@ -407,8 +407,9 @@ impl QConv {
     }
 
     /// The convolution as a direct product of patch rows, `shortcut` added to its
-    /// `scale · sum + bias` and each value then written by `sink`: tile by tile and block
-    /// by block, every step of a block's values within the first-level cache.
+    /// `scale · sum + bias` and each value then written by `sink`: tile by tile, and in a
+    /// tile run by run of [`SUM_BLOCKS`] blocks of columns, the sums of a run made at once
+    /// and then finished block by block while they are in the first-level cache.
     pub(super) fn run_direct(&self, x: &QMaps, shortcut: Shortcut<'_>, sink: Sink<'_>) {
         self.run_direct_then(x, shortcut, sink, None);
     }
@@ -731,7 +732,7 @@ impl Iterator for Places {
 }
 
 /// A direct product's scratch: patch rows of the convolution and of its shortcut, and their
-/// sums of two blocks.
+/// sums of a run of blocks (see [`SUM_BLOCKS`]).
 type DirectScratch = (Vec<u8>, Vec<u8>, Vec<[i32; QNR]>);
 
 thread_local! {
