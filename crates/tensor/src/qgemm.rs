@@ -302,32 +302,11 @@ impl<'a, T> Rows<'a, T> {
         segments: usize,
         mut row: impl FnMut(usize, &mut [&'a [T]]),
     ) -> Self {
-        assert!(segments > 0, "rows of no runs");
-        let mut groups = vec![[std::ptr::null(); QMR]; count.div_ceil(QMR) * segments];
-        let mut runs: Vec<&'a [T]> = vec![&[]; segments];
-        let mut shortest = usize::MAX;
-        for i in 0..count {
-            row(i, &mut runs);
-            let group = &mut groups[(i / QMR) * segments..][..segments];
-            for (pointers, run) in group.iter_mut().zip(&runs) {
-                pointers[i % QMR] = run.as_ptr();
-                shortest = shortest.min(run.len());
-            }
-        }
-        // The spare slots of a partial last group repeat its first row.
-        if !count.is_multiple_of(QMR) {
-            for pointers in groups.iter_mut().rev().take(segments) {
-                let first = pointers[0];
-                pointers[count % QMR..].fill(first);
-            }
-        }
-        Self {
-            groups,
-            count,
-            segments,
-            shortest,
-            rows: std::marker::PhantomData,
-        }
+        // Every row's runs written by `row`: none read at a start in the (empty) data.
+        Self::in_place(&[], 0, &vec![0; segments], count, |i, runs| {
+            row(i, runs);
+            None
+        })
     }
 
     /// Groups `count` rows of `offsets.len()` runs of `run` values each, most of them read
