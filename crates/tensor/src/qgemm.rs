@@ -1017,6 +1017,13 @@ mod tests {
             });
             assert_eq!(got.len(), rows);
             assert_eq!(got.groups, want.groups, "{rows} rows");
+            // A kernel of whole groups reads every slot: the spare ones are the first row's.
+            let last = &got.groups[got.groups.len() - 3..];
+            for (pointers, first) in last.iter().zip(&runs[3 * ((rows - 1) / QMR * QMR)..]) {
+                assert!(pointers[(rows - 1) % QMR + 1..]
+                    .iter()
+                    .all(|p| *p == first.as_ptr()));
+            }
             assert_eq!(
                 (got.segments, got.shortest),
                 (3, want.shortest),
